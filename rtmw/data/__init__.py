@@ -1,0 +1,1 @@
+"""COCO-WholeBody metadata, loaders, evaluation and the synthetic data generator."""

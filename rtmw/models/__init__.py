@@ -1,0 +1,30 @@
+"""RTMW architecture, the zoo registry and mmpose-format checkpoint I/O."""
+
+from rtmw.models.checkpoint import (
+    CheckpointContents,
+    build,
+    expected_layout,
+    identify,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+    sha256_file,
+)
+from rtmw.models.rtmw import RTMW
+from rtmw.models.zoo import ZOO, RTMWConfig, get_config, list_models
+
+__all__ = [
+    "RTMW",
+    "ZOO",
+    "CheckpointContents",
+    "RTMWConfig",
+    "build",
+    "expected_layout",
+    "get_config",
+    "identify",
+    "list_models",
+    "load_checkpoint",
+    "read_checkpoint",
+    "save_checkpoint",
+    "sha256_file",
+]

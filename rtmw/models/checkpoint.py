@@ -1,0 +1,397 @@
+"""Reading and writing RTMW checkpoints in mmpose's saved format.
+
+Loading never unpickles arbitrary objects: ``torch.load(weights_only=True)`` with an
+allowlist of exactly the numpy types mmpose puts in ``meta`` and inert stand-ins for
+mmengine's training-state records. The model is identified from tensor shapes (file
+names of official checkpoints mislead) and loaded strictly.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import logging
+import pickle
+import re
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rtmw.errors import CheckpointError, NotRTMWError, StateDictMismatch
+from rtmw.models.rtmw import RTMW
+from rtmw.models.zoo import ZOO, RTMWConfig, get_config
+
+logger = logging.getLogger(__name__)
+
+WRAPPER_PREFIXES = ("module.", "student.", "model.")
+PARTS_PREFIXES = ("backbone.", "neck.", "head.")
+WHOLEBODY_KEYPOINTS = 133
+
+
+class _InertRecord(dict[str, Any]):
+    """Stand-in for mmengine training-state objects (e.g. ``HistoryBuffer``).
+
+    Training checkpoints carry these in ``message_hub``; we need none of their
+    behaviour, so their state is kept as plain data and no foreign code runs.
+    """
+
+    def __setstate__(self, state: Any) -> None:
+        self["state"] = state
+
+
+_INERT_GLOBALS = (
+    "mmengine.logging.history_buffer.HistoryBuffer",
+    "mmengine.config.config.ConfigDict",
+)
+
+
+def _numpy_safe_globals() -> list[Any]:
+    """Exactly the numpy callables needed to rebuild arrays, dtypes and scalars.
+
+    Files written under numpy 1.x name ``numpy.core.*``; numpy 2 writes
+    ``numpy._core.*``: both spellings are allowed, mapped to the same objects.
+    """
+    multiarray = np._core.multiarray
+    allowed: list[Any] = [np.ndarray, np.dtype]
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed.append((multiarray._reconstruct, f"{module}._reconstruct"))
+        allowed.append((multiarray.scalar, f"{module}.scalar"))
+    allowed.extend(
+        getattr(np.dtypes, name) for name in np.dtypes.__all__ if name.endswith("DType")
+    )
+    return allowed
+
+
+def _safe_globals() -> list[Any]:
+    return _numpy_safe_globals() + [(_InertRecord, name) for name in _INERT_GLOBALS]
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class CheckpointContents:
+    """What a checkpoint holds once unwrapped: tensors, metadata and provenance."""
+
+    path: Path
+    sha256: str
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+    stripped_prefix: str | None = None
+
+
+def _first(items: Iterable[str], n: int = 5) -> str:
+    listed = list(items)
+    head = ", ".join(listed[:n])
+    return head + (f", … ({len(listed)} in all)" if len(listed) > n else "")
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        with torch.serialization.safe_globals(_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        match = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"global ([\w.]+)", text)
+        if match:
+            raise CheckpointError(
+                f"{path}: refusing to load: the file needs to unpickle {match.group(1)}, which "
+                "could run arbitrary code; rtmw loads tensors and plain metadata only "
+                "(torch.load weights_only=True)"
+            ) from None
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: corrupt pickle data ({text.splitlines()[0][:120]})"
+        ) from None
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: truncated, corrupt or not a PyTorch file ({reason})"
+        ) from None
+
+
+def _strip_wrappers(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str | None]:
+    """Remove DataParallel/distillation wrappers; distillation files keep the student."""
+    if any(k.startswith(PARTS_PREFIXES) for k in state):
+        return state, None
+    for prefix in WRAPPER_PREFIXES:
+        picked = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if any(k.startswith(PARTS_PREFIXES) for k in picked):
+            return picked, prefix
+    return state, None
+
+
+def read_checkpoint(path: str | Path) -> CheckpointContents:
+    """Read a checkpoint file into tensors + meta, without building any model."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint is not a file: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is empty")
+    obj = _torch_load(path)
+    meta: dict[str, Any] = {}
+    if isinstance(obj, Mapping) and "state_dict" in obj:
+        state = obj["state_dict"]
+        raw_meta = obj.get("meta")
+        meta = dict(raw_meta) if isinstance(raw_meta, Mapping) else {}
+    elif isinstance(obj, Mapping):
+        state = obj
+    else:
+        raise CheckpointError(
+            f"{path}: holds a {type(obj).__name__}, not a state dict or mmpose checkpoint"
+        )
+    if not isinstance(state, Mapping) or not state:
+        raise CheckpointError(f"{path}: the state dict is empty or not a mapping")
+    tensors = {str(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{path}: holds no tensors (keys: {_first(map(str, state))})")
+    tensors, prefix = _strip_wrappers(tensors)
+    return CheckpointContents(path, sha256_file(path), tensors, meta, prefix)
+
+
+def expected_layout(config: RTMWConfig) -> dict[str, tuple[int, ...]]:
+    """Every state-dict key and shape of a configuration, built on the meta device."""
+    with torch.device("meta"):
+        model = RTMW(config)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _count_blocks(state: Mapping[str, torch.Tensor], stage: int) -> int:
+    pattern = re.compile(rf"^backbone\.stage{stage}\.\d+\.blocks\.(\d+)\.")
+    found = {int(m.group(1)) for k in state if (m := pattern.match(k))}
+    return len(found)
+
+
+def _reject_other_families(state: Mapping[str, torch.Tensor], source: str) -> None:
+    keys = list(state)
+    has = {p: any(k.startswith(p) for k in keys) for p in PARTS_PREFIXES}
+    if "head.cls_z.weight" in state:
+        raise NotRTMWError(
+            f"{source}: this is an RTMW3D checkpoint (head.cls_z present); rtmw handles the "
+            "2D RTMW models (rtmw-m/l/x) only"
+        )
+    if not has["backbone."] or not has["head."]:
+        raise CheckpointError(
+            f"{source}: not an mmpose top-down pose checkpoint (no backbone./head. tensors; "
+            f"first keys: {_first(keys)})"
+        )
+    single_conv = state.get("head.final_layer.weight")
+    if single_conv is not None and not has["neck."]:
+        k = single_conv.shape[0]
+        kind = (
+            "an RTMPose/DWPose whole-body checkpoint (133 keypoints)"
+            if k == WHOLEBODY_KEYPOINTS
+            else f"an RTMPose-style checkpoint with {k} keypoints"
+        )
+        raise NotRTMWError(
+            f"{source}: {kind}: no neck and a single head.final_layer conv; RTMW is required "
+            "(CSPNeXtPAFPN neck + RTMWHead), e.g. one of: " + ", ".join(sorted(ZOO))
+        )
+    if not has["neck."] or "head.final_layer.conv.weight" not in state:
+        raise CheckpointError(
+            f"{source}: pose checkpoint of an unknown head/neck layout, not RTMW "
+            f"(first head keys: {_first(k for k in keys if k.startswith('head.'))})"
+        )
+
+
+def _candidate_configs(state: Mapping[str, torch.Tensor], source: str) -> list[RTMWConfig]:
+    """Zoo entries whose shapes could fit, then a custom config inferred from shapes."""
+    stem = state.get("backbone.stem.2.conv.weight")
+    cls_x = state.get("head.cls_x.weight")
+    cls_y = state.get("head.cls_y.weight")
+    final = state["head.final_layer.conv.weight"]
+    if stem is None or cls_x is None or cls_y is None:
+        raise StateDictMismatch(
+            f"{source}: RTMW layout incomplete: missing "
+            + _first(
+                k
+                for k in ("backbone.stem.2.conv.weight", "head.cls_x.weight", "head.cls_y.weight")
+                if k not in state
+            )
+        )
+    num_keypoints = int(final.shape[0])
+    if num_keypoints != WHOLEBODY_KEYPOINTS:
+        raise NotRTMWError(
+            f"{source}: RTMW-shaped model with {num_keypoints} keypoints; rtmw handles the "
+            f"{WHOLEBODY_KEYPOINTS} COCO-WholeBody keypoints"
+        )
+    blocks = tuple(_count_blocks(state, s) for s in range(1, 5))
+    widen = int(stem.shape[0]) / 64
+    ratio = 2.0
+    input_size = (round(cls_x.shape[0] / ratio), round(cls_y.shape[0] / ratio))
+    fits = [
+        c
+        for c in ZOO.values()
+        if c.stage_blocks == blocks
+        and c.stem_channels == int(stem.shape[0])
+        and c.input_size == input_size
+    ]
+    if fits:
+        return fits
+    known_deepen = sorted({c.deepen_factor for c in ZOO.values()})
+    deepen = next(
+        (d for d in known_deepen if RTMWConfig("probe", 1.0, d, (32, 32)).stage_blocks == blocks),
+        blocks[1] / 6,
+    )
+    custom = RTMWConfig(
+        name=f"rtmw-custom-w{widen:g}-d{deepen:g}-{input_size[1]}x{input_size[0]}",
+        widen_factor=widen,
+        deepen_factor=deepen,
+        input_size=input_size,
+        description="inferred from tensor shapes; not a published configuration",
+    )
+    return [custom]
+
+
+def _mismatch_report(
+    state: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]]
+) -> str:
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {tuple(state[k].shape)}≠{expected[k]}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != expected[k]
+    ]
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)}: {_first(missing, 3)}")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)}: {_first(unexpected, 3)}")
+    if wrong:
+        parts.append(f"shape mismatch {len(wrong)}: {_first(wrong, 3)}")
+    return "; ".join(parts)
+
+
+def identify(state: Mapping[str, torch.Tensor], source: str = "state dict") -> RTMWConfig:
+    """Name the RTMW configuration a state dict belongs to, from tensor shapes alone."""
+    _reject_other_families(state, source)
+    candidates = _candidate_configs(state, source)
+    reports = []
+    for config in candidates:
+        report = _mismatch_report(state, expected_layout(config))
+        if not report:
+            return config
+        reports.append(f"{config.name}: {report}")
+    raise StateDictMismatch(f"{source}: tensors do not match RTMW exactly ({reports[0]})")
+
+
+def _check_official_pin(contents: CheckpointContents) -> None:
+    """A file carrying an official name must carry the official bytes."""
+    for config in ZOO.values():
+        official = config.official
+        if official is None or contents.path.name != official.file_name:
+            continue
+        if official.sha256 and contents.sha256 != official.sha256:
+            raise CheckpointError(
+                f"{contents.path}: named like the official {config.name} file but its sha256 "
+                f"{contents.sha256[:16]}… differs from the pinned {official.sha256[:16]}…"
+            )
+        if official.sha256_prefix and not contents.sha256.startswith(official.sha256_prefix):
+            raise CheckpointError(
+                f"{contents.path}: named like the official {config.name} file but its sha256 "
+                f"starts {contents.sha256[:8]}, not {official.sha256_prefix} (corrupt or "
+                "substituted download)"
+            )
+
+
+def load_checkpoint(
+    path: str | Path, *, expect: str | None = None
+) -> tuple[RTMW, RTMWConfig]:
+    """Load an mmpose-format RTMW checkpoint: (model in eval mode, its configuration).
+
+    ``expect`` names a zoo configuration the file must be; without it the
+    configuration is identified from tensor shapes.
+    """
+    contents = read_checkpoint(path)
+    _check_official_pin(contents)
+    config = identify(contents.state_dict, source=str(contents.path))
+    if expect is not None and config.name != get_config(expect).name:
+        raise StateDictMismatch(
+            f"{contents.path}: expected {expect}, but the tensors are {config.name}"
+        )
+    model = RTMW(config)
+    result = model.load_state_dict(contents.state_dict, strict=True)
+    if result.missing_keys or result.unexpected_keys:  # pragma: no cover - strict raises first
+        raise StateDictMismatch(f"{contents.path}: strict load reported {result}")
+    model.eval()
+    if contents.stripped_prefix:
+        logger.info("stripped wrapper prefix %r from %s", contents.stripped_prefix, path)
+    logger.info("loaded %s as %s (sha256 %s…)", path, config.name, contents.sha256[:12])
+    return model, replace(config, extra={**config.extra, "sha256": contents.sha256})
+
+
+def build(name: str, *, seed: int | None = None) -> RTMW:
+    """A randomly initialised model of a zoo configuration, in eval mode.
+
+    BatchNorm statistics are randomised too (not left at 0/1), so that random-init
+    checkpoints exercise the same arithmetic as trained ones.
+    """
+    config = get_config(name)
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = RTMW(config)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                n = module.num_features
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
+                module.weight.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+    return model.eval()
+
+
+def wholebody_dataset_meta() -> dict[str, Any]:
+    """``dataset_meta`` as mmpose stores it: plain types plus numpy arrays."""
+    from rtmw.data import wholebody
+
+    return {
+        "dataset_name": "coco_wholebody",
+        "num_keypoints": WHOLEBODY_KEYPOINTS,
+        "keypoint_id2name": dict(enumerate(wholebody.KEYPOINT_NAMES)),
+        "keypoint_name2id": {n: i for i, n in enumerate(wholebody.KEYPOINT_NAMES)},
+        "flip_indices": list(wholebody.FLIP_INDICES),
+        "flip_pairs": [list(p) for p in wholebody.FLIP_PAIRS],
+        "sigmas": np.asarray(wholebody.SIGMAS, dtype=np.float32),
+        "joint_weights": np.ones(WHOLEBODY_KEYPOINTS, dtype=np.float32),
+        "skeleton_links": [list(link) for link in wholebody.SKELETON],
+        "num_skeleton_links": len(wholebody.SKELETON),
+        "keypoint_colors": np.zeros((WHOLEBODY_KEYPOINTS, 3), dtype=np.uint8),
+    }
+
+
+def save_checkpoint(
+    model: RTMW, path: str | Path, *, meta: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``{"meta", "state_dict"}`` exactly as mmpose's runner saves it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    full_meta: dict[str, Any] = {
+        "mmengine_version": "0.10.3",
+        "time": _dt.datetime.now(tz=_dt.timezone.utc).strftime("%Y%m%d_%H%M%S"),
+        "epoch": 0,
+        "iter": 0,
+        "seed": 21,
+        "experiment_name": f"rtmw_{model.config.name}",
+        "dataset_meta": wholebody_dataset_meta(),
+        "rtmw_config": model.config.name,
+    }
+    full_meta.update(meta or {})
+    state_dict = OrderedDict((k, v.detach().cpu()) for k, v in model.state_dict().items())
+    tmp = path.with_name(path.name + ".partial")
+    torch.save({"meta": full_meta, "state_dict": state_dict}, tmp)
+    tmp.replace(path)
+    return path

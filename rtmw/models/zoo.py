@@ -1,0 +1,217 @@
+"""The registry of RTMW configurations (timm-style: one named config per published model).
+
+Published figures are mmpose's (COCO-WholeBody v1.0 val, detector boxes with human
+AP 56.4, flip test). Official file names are recorded for provenance only: some
+"-m" files are distilled students of other sizes, so a checkpoint is always
+identified from its tensor shapes, never from its name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rtmw.errors import RtmwError
+
+# CSPNeXt arch P5: (in_channels, out_channels, num_blocks, add_identity, use_spp)
+P5_STAGES: tuple[tuple[int, int, int, bool, bool], ...] = (
+    (64, 128, 3, True, False),
+    (128, 256, 6, True, False),
+    (256, 512, 6, True, False),
+    (512, 1024, 3, False, True),
+)
+
+PARTS = ("body", "foot", "face", "lefthand", "righthand", "wholebody")
+
+
+@dataclass(frozen=True)
+class PublishedAccuracy:
+    """Per-part AP/AR as published (COCO-WholeBody v1.0 val, detector boxes)."""
+
+    ap: dict[str, float]
+    ar: dict[str, float]
+    boxes: str = "detector (human AP 56.4)"
+
+
+@dataclass(frozen=True)
+class OfficialFile:
+    url: str
+    file_name: str
+    # OpenMMLab's publish_model appends the first 8 hex digits of the file's sha256
+    # to the name; the full digest is recorded once someone has verified the file.
+    sha256_prefix: str | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class RTMWConfig:
+    """Everything needed to build one RTMW model and describe it."""
+
+    name: str
+    widen_factor: float
+    deepen_factor: float
+    input_size: tuple[int, int]  # (width, height), as mmpose writes it
+    num_keypoints: int = 133
+    simcc_split_ratio: float = 2.0
+    gau_hidden_dims: int = 256
+    gau_s: int = 128
+    gau_expansion_factor: int = 2
+    final_layer_kernel_size: int = 7
+    neck_csp_blocks: int = 2
+    expand_ratio: float = 0.5
+    simcc_sigma: tuple[float, float] = (4.9, 5.66)
+    published: PublishedAccuracy | None = None
+    official: OfficialFile | None = None
+    published_gmacs: float | None = None
+    num_parameters: int | None = None
+    num_state_tensors: int | None = None
+    description: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def stem_channels(self) -> int:
+        return int(P5_STAGES[0][0] * self.widen_factor)
+
+    @property
+    def stage_channels(self) -> tuple[int, ...]:
+        """Output channels of stages 1–4."""
+        return tuple(int(out * self.widen_factor) for _, out, *_ in P5_STAGES)
+
+    @property
+    def stage_blocks(self) -> tuple[int, ...]:
+        # Python's round() (banker's rounding) as mmpose uses it: 3 × 0.67 → 2, 3 × 1.33 → 4.
+        return tuple(max(round(n * self.deepen_factor), 1) for _, _, n, *_ in P5_STAGES)
+
+    @property
+    def head_in_channels(self) -> int:
+        return self.stage_channels[-1]
+
+    @property
+    def featuremap_size(self) -> tuple[int, int]:
+        """(width, height) of the stride-32 map the head sees."""
+        return (self.input_size[0] // 32, self.input_size[1] // 32)
+
+    @property
+    def simcc_size(self) -> tuple[int, int]:
+        """(Wx, Wy): lengths of the simcc_x and simcc_y vectors."""
+        return (
+            int(self.input_size[0] * self.simcc_split_ratio),
+            int(self.input_size[1] * self.simcc_split_ratio),
+        )
+
+    @property
+    def input_size_str(self) -> str:
+        """'256x192' style (height × width), as the official file names write it."""
+        return f"{self.input_size[1]}x{self.input_size[0]}"
+
+
+def _acc(ap: tuple[float, ...], ar: tuple[float, ...]) -> PublishedAccuracy:
+    """Published tables give hands as one figure: it is reported for both hands."""
+    body, foot, face, hand, whole = ap
+    body_r, foot_r, face_r, hand_r, whole_r = ar
+    return PublishedAccuracy(
+        ap=dict(zip(PARTS, (body, foot, face, hand, hand, whole), strict=True)),
+        ar=dict(zip(PARTS, (body_r, foot_r, face_r, hand_r, hand_r, whole_r), strict=True)),
+    )
+
+
+_URL = "https://download.openmmlab.com/mmpose/v1/projects/rtmw/"
+
+ZOO: dict[str, RTMWConfig] = {}
+
+
+def register(config: RTMWConfig) -> RTMWConfig:
+    if config.name in ZOO:
+        raise ValueError(f"zoo name registered twice: {config.name}")
+    ZOO[config.name] = config
+    return config
+
+
+register(
+    RTMWConfig(
+        name="rtmw-m-256x192",
+        widen_factor=0.75,
+        deepen_factor=0.67,
+        input_size=(192, 256),
+        published=_acc((0.676, 0.671, 0.783, 0.491, 0.582), (0.747, 0.794, 0.854, 0.604, 0.673)),
+        official=OfficialFile(
+            _URL + "rtmw-dw-l-m_simcc-cocktail14_270e-256x192-20231122.pth",
+            "rtmw-dw-l-m_simcc-cocktail14_270e-256x192-20231122.pth",
+        ),
+        published_gmacs=4.3,
+        num_parameters=32_258_207,
+        num_state_tensors=620,
+    )
+)
+register(
+    RTMWConfig(
+        name="rtmw-l-256x192",
+        widen_factor=1.0,
+        deepen_factor=1.0,
+        input_size=(192, 256),
+        published=_acc((0.743, 0.763, 0.834, 0.598, 0.660), (0.807, 0.868, 0.889, 0.701, 0.746)),
+        official=OfficialFile(
+            _URL + "rtmw-dw-x-l_simcc-cocktail14_270e-256x192-20231122.pth",
+            "rtmw-dw-x-l_simcc-cocktail14_270e-256x192-20231122.pth",
+        ),
+        published_gmacs=7.9,
+    )
+)
+register(
+    RTMWConfig(
+        name="rtmw-x-256x192",
+        widen_factor=1.25,
+        deepen_factor=1.33,
+        input_size=(192, 256),
+        published=_acc((0.746, 0.770, 0.844, 0.610, 0.672), (0.808, 0.869, 0.896, 0.710, 0.752)),
+        official=OfficialFile(
+            _URL + "rtmw-x_simcc-cocktail14_pt-ucoco_270e-256x192-13a2546d_20231208.pth",
+            "rtmw-x_simcc-cocktail14_pt-ucoco_270e-256x192-13a2546d_20231208.pth",
+            sha256_prefix="13a2546d",
+        ),
+        published_gmacs=13.1,
+    )
+)
+register(
+    RTMWConfig(
+        name="rtmw-l-384x288",
+        widen_factor=1.0,
+        deepen_factor=1.0,
+        input_size=(288, 384),
+        published=_acc((0.761, 0.793, 0.884, 0.663, 0.701), (0.824, 0.885, 0.921, 0.752, 0.780)),
+        official=OfficialFile(
+            _URL + "rtmw-dw-x-l_simcc-cocktail14_270e-384x288-20231122.pth",
+            "rtmw-dw-x-l_simcc-cocktail14_270e-384x288-20231122.pth",
+        ),
+        published_gmacs=17.7,
+        num_parameters=57_354_295,
+        num_state_tensors=728,
+    )
+)
+register(
+    RTMWConfig(
+        name="rtmw-x-384x288",
+        widen_factor=1.25,
+        deepen_factor=1.33,
+        input_size=(288, 384),
+        published=_acc((0.763, 0.796, 0.884, 0.664, 0.702), (0.826, 0.888, 0.923, 0.755, 0.781)),
+        official=OfficialFile(
+            _URL + "rtmw-x_simcc-cocktail14_pt-ucoco_270e-384x288-f840f204_20231122.pth",
+            "rtmw-x_simcc-cocktail14_pt-ucoco_270e-384x288-f840f204_20231122.pth",
+            sha256_prefix="f840f204",
+        ),
+        published_gmacs=29.3,
+    )
+)
+
+
+def get_config(name: str) -> RTMWConfig:
+    """Look a configuration up by zoo name; an unknown name lists the known ones."""
+    try:
+        return ZOO[name]
+    except KeyError:
+        known = ", ".join(sorted(ZOO))
+        raise RtmwError(f"unknown RTMW configuration {name!r}; known: {known}") from None
+
+
+def list_models() -> list[str]:
+    return sorted(ZOO)

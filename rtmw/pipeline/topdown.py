@@ -1,0 +1,105 @@
+"""The whole top-down chain around any inference callable.
+
+``TopDown(infer, input_size)`` is what torch, onnxruntime, OpenVINO, ncnn and TensorRT
+all run through, so that differences between deployments are differences of the
+model, never of the pixels fed to it or of the decoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from rtmw.data.wholebody import FLIP_INDICES, NUM_KEYPOINTS
+from rtmw.errors import InputError
+from rtmw.pipeline.decode import check_simcc, crop_to_image, decode_simcc, fuse_flip
+from rtmw.pipeline.preprocess import CropBatch, preprocess
+
+InferFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class PoseResult:
+    """Keypoints (N,133,2) in image pixels, scores (N,133), and the crops' geometry."""
+
+    keypoints: np.ndarray
+    scores: np.ndarray
+    centers: np.ndarray
+    scales: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.keypoints)
+
+    @property
+    def areas(self) -> np.ndarray:
+        """Padded box areas, which mmpose uses for OKS-NMS."""
+        return np.prod(self.scales, axis=1)
+
+
+class TopDown:
+    """Image + person boxes → whole-body keypoints, with optional flip test.
+
+    ``infer`` takes an (N,3,H,W) float32 batch and returns (simcc_x, simcc_y) as numpy
+    arrays. With flip test the original and mirrored crops go through one call of
+    2N, so batched backends see one batch; ``max_batch`` splits larger batches.
+    """
+
+    def __init__(
+        self,
+        infer: InferFn,
+        input_size: tuple[int, int],
+        *,
+        flip_test: bool = True,
+        split_ratio: float = 2.0,
+        max_batch: int | None = None,
+    ) -> None:
+        self.infer = infer
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.flip_test = flip_test
+        self.split_ratio = split_ratio
+        self.max_batch = max_batch
+
+    def preprocess(self, image: np.ndarray, boxes_xyxy: np.ndarray) -> CropBatch:
+        return preprocess(image, boxes_xyxy, self.input_size)
+
+    def _infer_chunked(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        step = self.max_batch or len(inputs)
+        outs_x, outs_y = [], []
+        for start in range(0, len(inputs), step):
+            sx, sy = self.infer(inputs[start : start + step])
+            outs_x.append(np.asarray(sx, dtype=np.float32))
+            outs_y.append(np.asarray(sy, dtype=np.float32))
+        simcc_x = np.concatenate(outs_x) if len(outs_x) > 1 else outs_x[0]
+        simcc_y = np.concatenate(outs_y) if len(outs_y) > 1 else outs_y[0]
+        check_simcc(simcc_x, simcc_y, self.input_size, self.split_ratio)
+        if len(simcc_x) != len(inputs):
+            raise InputError(f"inference returned {len(simcc_x)} results for {len(inputs)} crops")
+        return simcc_x, simcc_y
+
+    def run_model(self, batch: CropBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Raw (fused, when flip testing) simcc logits for a crop batch."""
+        n = len(batch)
+        if not self.flip_test:
+            return self._infer_chunked(batch.inputs)
+        both = np.concatenate([batch.inputs, batch.inputs[..., ::-1]], axis=0)
+        simcc_x, simcc_y = self._infer_chunked(np.ascontiguousarray(both))
+        return fuse_flip(simcc_x[:n], simcc_y[:n], simcc_x[n:], simcc_y[n:], FLIP_INDICES)
+
+    def decode(self, simcc_x: np.ndarray, simcc_y: np.ndarray, batch: CropBatch) -> PoseResult:
+        keypoints, scores = decode_simcc(simcc_x, simcc_y, self.split_ratio)
+        image_kpts = crop_to_image(keypoints, batch.centers, batch.scales, self.input_size)
+        return PoseResult(image_kpts, scores, batch.centers, batch.scales)
+
+    def __call__(self, image: np.ndarray, boxes_xyxy: np.ndarray) -> PoseResult:
+        batch = self.preprocess(image, boxes_xyxy)
+        if len(batch) == 0:
+            return PoseResult(
+                np.zeros((0, NUM_KEYPOINTS, 2), np.float32),
+                np.zeros((0, NUM_KEYPOINTS), np.float32),
+                np.zeros((0, 2)),
+                np.zeros((0, 2)),
+            )
+        simcc_x, simcc_y = self.run_model(batch)
+        return self.decode(simcc_x, simcc_y, batch)
