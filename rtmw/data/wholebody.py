@@ -78,9 +78,7 @@ _HAND_SIGMAS = (
     0.029, 0.022, 0.035, 0.037, 0.047, 0.026, 0.025, 0.024, 0.035, 0.018, 0.024,
     0.022, 0.026, 0.017, 0.021, 0.021, 0.032, 0.020, 0.019, 0.022, 0.031,
 )  # fmt: skip
-SIGMAS: tuple[float, ...] = (
-    _BODY_SIGMAS + _FOOT_SIGMAS + _FACE_SIGMAS + _HAND_SIGMAS + _HAND_SIGMAS
-)
+SIGMAS: tuple[float, ...] = _BODY_SIGMAS + _FOOT_SIGMAS + _FACE_SIGMAS + _HAND_SIGMAS + _HAND_SIGMAS
 
 
 def _face_flip_pairs() -> list[tuple[int, int]]:
@@ -129,9 +127,31 @@ def _hand_links(root: int) -> list[tuple[int, int]]:
 
 SKELETON: tuple[tuple[int, int], ...] = tuple(
     [
-        (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6),
-        (5, 7), (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
-        (15, 17), (15, 18), (15, 19), (16, 20), (16, 21), (16, 22),
+        (15, 13),
+        (13, 11),
+        (16, 14),
+        (14, 12),
+        (11, 12),
+        (5, 11),
+        (6, 12),
+        (5, 6),
+        (5, 7),
+        (6, 8),
+        (7, 9),
+        (8, 10),
+        (1, 2),
+        (0, 1),
+        (0, 2),
+        (1, 3),
+        (2, 4),
+        (3, 5),
+        (4, 6),
+        (15, 17),
+        (15, 18),
+        (15, 19),
+        (16, 20),
+        (16, 21),
+        (16, 22),
     ]  # fmt: skip
     + _hand_links(PART_SLICES["lefthand"].start)
     + _hand_links(PART_SLICES["righthand"].start)

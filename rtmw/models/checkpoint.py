@@ -61,9 +61,7 @@ def _numpy_safe_globals() -> list[Any]:
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed.append((multiarray._reconstruct, f"{module}._reconstruct"))
         allowed.append((multiarray.scalar, f"{module}.scalar"))
-    allowed.extend(
-        getattr(np.dtypes, name) for name in np.dtypes.__all__ if name.endswith("DType")
-    )
+    allowed.extend(getattr(np.dtypes, name) for name in np.dtypes.__all__ if name.endswith("DType"))
     return allowed
 
 
@@ -306,9 +304,7 @@ def _check_official_pin(contents: CheckpointContents) -> None:
             )
 
 
-def load_checkpoint(
-    path: str | Path, *, expect: str | None = None
-) -> tuple[RTMW, RTMWConfig]:
+def load_checkpoint(path: str | Path, *, expect: str | None = None) -> tuple[RTMW, RTMWConfig]:
     """Load an mmpose-format RTMW checkpoint: (model in eval mode, its configuration).
 
     ``expect`` names a zoo configuration the file must be; without it the

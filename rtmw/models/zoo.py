@@ -154,6 +154,8 @@ register(
             "rtmw-dw-x-l_simcc-cocktail14_270e-256x192-20231122.pth",
         ),
         published_gmacs=7.9,
+        num_parameters=57_201_207,
+        num_state_tensors=728,
     )
 )
 register(
@@ -169,6 +171,8 @@ register(
             sha256_prefix="13a2546d",
         ),
         published_gmacs=13.1,
+        num_parameters=92_041_903,
+        num_state_tensors=836,
     )
 )
 register(
@@ -200,6 +204,8 @@ register(
             sha256_prefix="f840f204",
         ),
         published_gmacs=29.3,
+        num_parameters=92_194_991,
+        num_state_tensors=836,
     )
 )
 

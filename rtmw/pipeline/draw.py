@@ -32,9 +32,7 @@ def draw_poses(
     """A copy of ``image`` with skeletons (N,133,2) drawn where scores pass ``threshold``."""
     canvas = image.copy()
     kpts = np.asarray(keypoints, dtype=np.float64).reshape(-1, NUM_KEYPOINTS, 2)
-    conf = (
-        np.ones(kpts.shape[:2]) if scores is None else np.asarray(scores).reshape(kpts.shape[:2])
-    )
+    conf = np.ones(kpts.shape[:2]) if scores is None else np.asarray(scores).reshape(kpts.shape[:2])
     diag = float(np.hypot(*canvas.shape[:2]))
     thickness = max(1, round(diag / 600))
     if boxes_xyxy is not None:

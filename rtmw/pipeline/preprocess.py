@@ -54,7 +54,10 @@ def check_boxes(boxes: object, image_shape: tuple[int, ...] | None = None) -> np
     if image_shape is not None:
         height, width = image_shape[:2]
         outside = np.flatnonzero(
-            (array[:, 2] <= 0) | (array[:, 3] <= 0) | (array[:, 0] >= width) | (array[:, 1] >= height)
+            (array[:, 2] <= 0)
+            | (array[:, 3] <= 0)
+            | (array[:, 0] >= width)
+            | (array[:, 1] >= height)
         )
         if outside.size:
             raise InputError(
@@ -81,9 +84,7 @@ def boxes_to_center_scale(
     return center, fixed
 
 
-def warp_matrices(
-    center: np.ndarray, scale: np.ndarray, input_size: tuple[int, int]
-) -> np.ndarray:
+def warp_matrices(center: np.ndarray, scale: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
     """(N, 2, 3) affine maps from image pixels to crop pixels (no rotation).
 
     x_crop = (x − cx) · W / sw + W / 2; with the aspect already fixed the same
@@ -135,9 +136,7 @@ def crop_persons(
     return crops, center, scale
 
 
-def preprocess(
-    image: np.ndarray, boxes_xyxy: np.ndarray, input_size: tuple[int, int]
-) -> CropBatch:
+def preprocess(image: np.ndarray, boxes_xyxy: np.ndarray, input_size: tuple[int, int]) -> CropBatch:
     """The single top-down pre-processing of the project."""
     crops, center, scale = crop_persons(image, boxes_xyxy, input_size)
     return CropBatch(normalize_crops(crops), center, scale, input_size)

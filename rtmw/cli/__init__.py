@@ -1,0 +1,1 @@
+"""Command-line entry points (click). Each only calls the Python API."""

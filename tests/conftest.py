@@ -1,0 +1,38 @@
+"""Shared fixtures: random-init checkpoints in mmpose's layout and synthetic data."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from rtmw.data.synthetic import SyntheticDataset, make_dataset
+from rtmw.models import build, save_checkpoint
+
+torch.set_num_threads(2)
+
+
+def has_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def xtcocotools_usable() -> tuple[bool, str]:
+    """The binary wheel can fail to import beside numpy 2 (dtype size changed)."""
+    try:
+        import xtcocotools.cocoeval  # noqa: F401
+    except Exception as exc:  # ImportError or the numpy ABI ValueError
+        return False, f"xtcocotools not usable: {exc}"
+    return True, ""
+
+
+@pytest.fixture(scope="session")
+def rtmw_m_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "rtmw-m-256x192-random.pth"
+    return save_checkpoint(build("rtmw-m-256x192", seed=0), path)
+
+
+@pytest.fixture(scope="session")
+def synthetic_val(tmp_path_factory: pytest.TempPathFactory) -> SyntheticDataset:
+    return make_dataset(tmp_path_factory.mktemp("synthetic"), 12, seed=3, progress=False)
