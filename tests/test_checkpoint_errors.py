@@ -19,7 +19,7 @@ from rtmw.models import build, load_checkpoint, read_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")
-def state_dict(rtmw_m_checkpoint: Path) -> "OrderedDict[str, torch.Tensor]":
+def state_dict(rtmw_m_checkpoint: Path) -> OrderedDict[str, torch.Tensor]:
     raw = torch.load(rtmw_m_checkpoint, map_location="cpu", weights_only=False)
     return raw["state_dict"]
 
@@ -86,7 +86,10 @@ def test_pickle_that_runs_code_is_refused(tmp_path: Path) -> None:
 
 
 def test_numpy_meta_loads(state_dict: dict[str, torch.Tensor], tmp_path: Path) -> None:
-    meta = {"dataset_meta": {"sigmas": np.linspace(0, 1, 133), "n": np.int64(3)}, "f": np.float32(1)}
+    meta = {
+        "dataset_meta": {"sigmas": np.linspace(0, 1, 133), "n": np.int64(3)},
+        "f": np.float32(1),
+    }
     path = _save({"meta": meta, "state_dict": state_dict}, tmp_path / "numpy_meta.pth")
     contents = read_checkpoint(path)
     assert isinstance(contents.meta["dataset_meta"]["sigmas"], np.ndarray)
@@ -126,7 +129,9 @@ def test_other_model_state_dict(tmp_path: Path) -> None:
 
 def test_rtmpose_wholebody_rejected(state_dict: dict[str, torch.Tensor], tmp_path: Path) -> None:
     path = _save({"meta": {}, "state_dict": _rtmpose_like(state_dict)}, tmp_path / "rtmpose.pth")
-    with pytest.raises(NotRTMWError, match="RTMPose/DWPose whole-body checkpoint.*RTMW is required"):
+    with pytest.raises(
+        NotRTMWError, match=r"RTMPose/DWPose whole-body checkpoint.*RTMW is required"
+    ):
         load_checkpoint(path)
 
 
@@ -153,7 +158,9 @@ def test_missing_keys_listed(state_dict: dict[str, torch.Tensor], tmp_path: Path
     del broken["neck.reduce_layers.0.bn.running_var"]
     del broken["head.gau.res_scale.scale"]
     path = _save({"state_dict": broken}, tmp_path / "missing.pth")
-    with pytest.raises(StateDictMismatch, match=r"missing 2: neck\.reduce_layers\.0\.bn\.running_var"):
+    with pytest.raises(
+        StateDictMismatch, match=r"missing 2: neck\.reduce_layers\.0\.bn\.running_var"
+    ):
         load_checkpoint(path)
 
 

@@ -10,9 +10,16 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from rtmw.models import ZOO, RTMW, build, expected_layout, get_config, load_checkpoint
-from rtmw.models import save_checkpoint
 from rtmw.errors import RtmwError
+from rtmw.models import (
+    RTMW,
+    ZOO,
+    build,
+    expected_layout,
+    get_config,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 ALL = sorted(ZOO)
 
@@ -68,7 +75,13 @@ def test_layout_matches_mmpose(name: str) -> None:
     head = {k for k in keys if k.startswith("head.")}
     assert head == HEAD_KEYS
     blocks = tuple(
-        len({m.group(1) for k in keys if (m := re.match(rf"backbone\.stage{s}\.\d\.blocks\.(\d+)\.", k))})
+        len(
+            {
+                m.group(1)
+                for k in keys
+                if (m := re.match(rf"backbone\.stage{s}\.\d\.blocks\.(\d+)\.", k))
+            }
+        )
         for s in range(1, 5)
     )
     assert blocks == EXPECTED_BLOCKS[name]
@@ -112,8 +125,14 @@ def test_parameter_and_tensor_counts_recorded(name: str) -> None:
 
 def test_known_counts_from_mmpose() -> None:
     """Figures measured on mmpose's own modules (issue #3)."""
-    assert (get_config("rtmw-m-256x192").num_parameters, get_config("rtmw-m-256x192").num_state_tensors) == (32_258_207, 620)
-    assert (get_config("rtmw-l-384x288").num_parameters, get_config("rtmw-l-384x288").num_state_tensors) == (57_354_295, 728)
+    assert (
+        get_config("rtmw-m-256x192").num_parameters,
+        get_config("rtmw-m-256x192").num_state_tensors,
+    ) == (32_258_207, 620)
+    assert (
+        get_config("rtmw-l-384x288").num_parameters,
+        get_config("rtmw-l-384x288").num_state_tensors,
+    ) == (57_354_295, 728)
 
 
 @pytest.mark.parametrize("name", ALL)

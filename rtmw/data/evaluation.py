@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -257,15 +258,17 @@ def evaluate_wholebody(
             f"(e.g. {sorted(unknown)[:3]}): wrong annotation file?"
         )
     num_images = len({int(inst["image_id"]) for inst in instances})
-    zero = PartMetrics(0.0, 0.0, 0.0, 0.0, 0.0)
     if not instances:
+        zero = PartMetrics(0.0, 0.0, 0.0, 0.0, 0.0)
         return WholeBodyEvaluation(dict.fromkeys(PARTS, zero), box_source, 0, 0)
 
     clean = [{k: v for k, v in inst.items() if k not in ("bbox_score",)} for inst in instances]
     sigmas = np.asarray(SIGMAS)
     parts: dict[str, PartMetrics] = {}
     log = io.StringIO()
-    with contextlib.redirect_stdout(log):
+    with contextlib.redirect_stdout(log), warnings.catch_warnings():
+        # xtcocotools looks for per-part '<part>_score' keys first; mmpose writes none either
+        warnings.filterwarnings("ignore", message=r".*_score' not found", category=UserWarning)
         detections = coco.loadRes(clean)
         for part in PARTS:
             coco_eval = cocoeval_cls(
@@ -275,7 +278,8 @@ def evaluate_wholebody(
             coco_eval.evaluate()
             coco_eval.accumulate()
             coco_eval.summarize()
-            stats = [0.0 if (math.isnan(s) or s < 0) else float(s) for s in coco_eval.stats]
+            # COCOeval writes -1 where a part has no labelled instance: undefined, not zero
+            stats = [math.nan if s < 0 else float(s) for s in coco_eval.stats]
             parts[part] = PartMetrics(stats[0], stats[1], stats[2], stats[5], stats[6])
     logger.debug("xtcocotools output:\n%s", log.getvalue())
     return WholeBodyEvaluation(parts, box_source, num_images, len(instances))

@@ -13,6 +13,7 @@ most of COCO.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -352,6 +353,14 @@ def _line(img: np.ndarray, a: np.ndarray, b: np.ndarray, color: Color, width: fl
     cv2.line(img, _pt(a), _pt(b), color, max(1, round(width)), cv2.LINE_AA, shift=4)
 
 
+def _polyline(
+    img: np.ndarray, pts: np.ndarray | list[np.ndarray], color: Color, width: float
+) -> None:
+    """Consecutive segments through ``pts`` (open)."""
+    for a, b in itertools.pairwise(pts):
+        _line(img, a, b, color, width)
+
+
 def _poly(img: np.ndarray, pts: np.ndarray, color: Color) -> None:
     cv2.fillPoly(img, [np.round(pts * 16).astype(np.int32)], color, cv2.LINE_AA, shift=4)
 
@@ -373,7 +382,7 @@ class _Canvas:
 
     def __init__(self, image: np.ndarray) -> None:
         self.image = image
-        self.owner = np.full(image.shape[:2], -1, dtype=np.int32)
+        self.owner: np.ndarray = np.full(image.shape[:2], -1, dtype=np.int32)
         self.layer = np.zeros(image.shape[:2], dtype=np.uint8)
 
     def paint(self, owner: int, draw: Any) -> None:
@@ -390,10 +399,8 @@ def _draw_limb(
     def draw(img: np.ndarray, mask_value: int | None) -> None:
         c = (mask_value,) * 3 if mask_value is not None else color
         edge = (mask_value,) * 3 if mask_value is not None else _shade(color, 0.7)
-        for a, b in zip(pts[:-1], pts[1:], strict=True):
-            _line(img, a, b, edge, width + 2)
-        for a, b in zip(pts[:-1], pts[1:], strict=True):
-            _line(img, a, b, c, width)
+        _polyline(img, pts, edge, width + 2)
+        _polyline(img, pts, c, width)
         for p in pts[1:-1]:
             _circle(img, p, width * 0.5, c)
 
@@ -414,10 +421,8 @@ def _draw_hand(canvas: _Canvas, owner: int, hand: np.ndarray, fig: Figure) -> No
         for f in range(5):
             chain = hand[[1 + 4 * f, 2 + 4 * f, 3 + 4 * f, 4 + 4 * f]]
             width = finger_w * (1.35 if f == 0 else 1.0)
-            for a, b in zip(chain[:-1], chain[1:], strict=True):
-                _line(img, a, b, col_dark, width + 1.5)
-            for a, b in zip(chain[:-1], chain[1:], strict=True):
-                _line(img, a, b, col_skin, width)
+            _polyline(img, chain, col_dark, width + 1.5)
+            _polyline(img, chain, col_skin, width)
             for j in (1, 2):
                 _circle(img, chain[j], width * 0.3, col_dark)
             _circle(img, chain[3], width * 0.4, col_nail)
@@ -456,24 +461,19 @@ def _draw_head(canvas: _Canvas, owner: int, fig: Figure, rng: np.random.Generato
         hair_poly = np.concatenate([hair, hair[::-1] + np.array([0, r * 0.25])])
         _poly(img, hair_poly, st.hair)
         lw = max(1.0, r * 0.06)
-        for a, b in zip(jaw[:-1], jaw[1:], strict=True):
-            _line(img, a, b, st.outline, lw)
+        _polyline(img, jaw, st.outline, lw)
         brow_w = max(1.0, r * 0.09)
         for brow in (face[17:22], face[22:27]):
-            for a, b in zip(brow[:-1], brow[1:], strict=True):
-                _line(img, a, b, st.hair, brow_w)
+            _polyline(img, brow, st.hair, brow_w)
         for eye in (face[36:42], face[42:48]):
             _poly(img, eye, (245, 245, 245))
             center = eye.mean(0)
             _circle(img, center, r * 0.075, st.iris)
             _circle(img, center, r * 0.035, (20, 20, 20))
             closed = np.concatenate([eye, eye[:1]])
-            for a, b in zip(closed[:-1], closed[1:], strict=True):
-                _line(img, a, b, st.outline, lw)
-        for a, b in zip(face[27:30], face[28:31], strict=True):
-            _line(img, a, b, _shade(st.skin, 0.8), lw)
-        for a, b in zip(face[31:35], face[32:36], strict=True):
-            _line(img, a, b, st.outline, lw)
+            _polyline(img, closed, st.outline, lw)
+        _polyline(img, face[27:31], _shade(st.skin, 0.8), lw)
+        _polyline(img, face[31:36], st.outline, lw)
         _poly(img, face[48:60], st.lips)
         _poly(img, face[60:68], (40, 30, 60))
 
@@ -592,7 +592,7 @@ class SyntheticDataset:
 
 def _visibility(canvas: _Canvas, owner: int, pts: np.ndarray) -> np.ndarray:
     """2 where the figure's own pixels are at the point (3×3), 1 if covered, 0 outside."""
-    height, width = canvas.owner.shape
+    height, width = int(canvas.owner.shape[0]), int(canvas.owner.shape[1])
     vis = np.zeros(len(pts), dtype=np.int64)
     for i, (x, y) in enumerate(pts):
         xi, yi = math.floor(x), math.floor(y)
@@ -742,11 +742,11 @@ def render_image(
         placed = fig.transformed(person_h, angle, np.array([cx, top]))
         _draw_figure(canvas, owner, placed, rng)
         figures.append(placed)
-    for owner, fig in enumerate(figures):
+    for fig in figures:
         if rng.random() < 0.25:
             lo, hi = fig.keypoints.min(0), fig.keypoints.max(0)
             _draw_occluder(canvas, rng, np.array([lo[0], lo[1], hi[0], hi[1]]))
-    anns = []
+    anns: list[dict[str, Any]] = []
     for owner, fig in enumerate(figures):
         ann = _annotate(canvas, owner, fig, first_ann_id + len(anns), image_id)
         if ann is not None:
@@ -783,7 +783,9 @@ def make_dataset(
     image_dir.mkdir(parents=True, exist_ok=True)
     (root / "annotations").mkdir(exist_ok=True)
     (root / "detections").mkdir(exist_ok=True)
-    images, annotations, detections = [], [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    detections: list[dict[str, Any]] = []
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if image_format == "jpg" else []
     iterator = tqdm(range(n_images), desc=f"synthetic {split}", disable=not progress, unit="img")
     for index in iterator:

@@ -33,8 +33,9 @@ _FINGERS = ("thumb", "forefinger", "middle_finger", "ring_finger", "pinky_finger
 
 
 def _hand_names(side: str) -> tuple[str, ...]:
-    return (f"{side}_hand_root",) + tuple(
-        f"{side}_{finger}{joint}" for finger in _FINGERS for joint in range(1, 5)
+    return (
+        f"{side}_hand_root",
+        *(f"{side}_{finger}{joint}" for finger in _FINGERS for joint in range(1, 5)),
     )
 
 
@@ -125,36 +126,17 @@ def _hand_links(root: int) -> list[tuple[int, int]]:
     return links
 
 
-SKELETON: tuple[tuple[int, int], ...] = tuple(
-    [
-        (15, 13),
-        (13, 11),
-        (16, 14),
-        (14, 12),
-        (11, 12),
-        (5, 11),
-        (6, 12),
-        (5, 6),
-        (5, 7),
-        (6, 8),
-        (7, 9),
-        (8, 10),
-        (1, 2),
-        (0, 1),
-        (0, 2),
-        (1, 3),
-        (2, 4),
-        (3, 5),
-        (4, 6),
-        (15, 17),
-        (15, 18),
-        (15, 19),
-        (16, 20),
-        (16, 21),
-        (16, 22),
-    ]  # fmt: skip
-    + _hand_links(PART_SLICES["lefthand"].start)
-    + _hand_links(PART_SLICES["righthand"].start)
+# fmt: off
+_BODY_FOOT_LINKS = [
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
+    (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+    (15, 17), (15, 18), (15, 19), (16, 20), (16, 21), (16, 22),
+]
+# fmt: on
+SKELETON: tuple[tuple[int, int], ...] = (
+    *_BODY_FOOT_LINKS,
+    *_hand_links(PART_SLICES["lefthand"].start),
+    *_hand_links(PART_SLICES["righthand"].start),
 )
 
 

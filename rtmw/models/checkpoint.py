@@ -56,11 +56,13 @@ def _numpy_safe_globals() -> list[Any]:
     Files written under numpy 1.x name ``numpy.core.*``; numpy 2 writes
     ``numpy._core.*``: both spellings are allowed, mapped to the same objects.
     """
-    multiarray = np._core.multiarray
+    # the callables numpy's own pickles name, taken from numpy rather than by path
+    reconstruct = np.zeros(1).__reduce__()[0]
+    scalar = np.float64(0).__reduce__()[0]
     allowed: list[Any] = [np.ndarray, np.dtype]
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed.append((multiarray._reconstruct, f"{module}._reconstruct"))
-        allowed.append((multiarray.scalar, f"{module}.scalar"))
+        allowed.append((reconstruct, f"{module}._reconstruct"))
+        allowed.append((scalar, f"{module}.scalar"))
     allowed.extend(getattr(np.dtypes, name) for name in np.dtypes.__all__ if name.endswith("DType"))
     return allowed
 
@@ -342,6 +344,8 @@ def build(name: str, *, seed: int | None = None) -> RTMW:
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
+                if module.running_mean is None or module.running_var is None:
+                    continue
                 n = module.num_features
                 module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
                 module.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)

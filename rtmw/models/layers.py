@@ -40,7 +40,8 @@ class ConvModule(nn.Module):
         self.activate = act()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.activate(self.bn(self.conv(x)))
+        out: Tensor = self.activate(self.bn(self.conv(x)))
+        return out
 
 
 class DepthwiseSeparableConvModule(nn.Module):
@@ -52,7 +53,8 @@ class DepthwiseSeparableConvModule(nn.Module):
         self.pointwise_conv = ConvModule(in_channels, out_channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.pointwise_conv(self.depthwise_conv(x))
+        out: Tensor = self.pointwise_conv(self.depthwise_conv(x))
+        return out
 
 
 class ChannelAttention(nn.Module):
@@ -65,7 +67,8 @@ class ChannelAttention(nn.Module):
         self.act = nn.Hardsigmoid()
 
     def forward(self, x: Tensor) -> Tensor:
-        return x * self.act(self.fc(self.global_avgpool(x)))
+        gate: Tensor = self.act(self.fc(self.global_avgpool(x)))
+        return x * gate
 
 
 class CSPNeXtBlock(nn.Module):
@@ -78,7 +81,7 @@ class CSPNeXtBlock(nn.Module):
         self.add_identity = add_identity
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.conv2(self.conv1(x))
+        out: Tensor = self.conv2(self.conv1(x))
         return out + x if self.add_identity else out
 
 
@@ -110,7 +113,8 @@ class CSPLayer(nn.Module):
         fused = torch.cat((main, short), dim=1)
         if self.channel_attention:
             fused = self.attention(fused)
-        return self.final_conv(fused)  # type: ignore[no-any-return]
+        out: Tensor = self.final_conv(fused)
+        return out
 
 
 class SPPBottleneck(nn.Module):
@@ -130,7 +134,8 @@ class SPPBottleneck(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv1(x)
         x = torch.cat([x, *(pool(x) for pool in self.poolings)], dim=1)
-        return self.conv2(x)  # type: ignore[no-any-return]
+        out: Tensor = self.conv2(x)
+        return out
 
 
 class ScaleNorm(nn.Module):
@@ -150,7 +155,8 @@ class ScaleNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x32 = x.float()
         norm = torch.linalg.vector_norm(x32, dim=-1, keepdim=True) * self.scale
-        return (x32 / norm.clamp(min=self.eps) * self.g).to(x.dtype)
+        out: Tensor = x32 / norm.clamp(min=self.eps) * self.g
+        return out.to(x.dtype)
 
 
 class Scale(nn.Module):
@@ -204,8 +210,12 @@ class RTMCCBlock(nn.Module):
         q, k = torch.unbind(base, dim=2)
         qk = torch.bmm(q, k.permute(0, 2, 1))
         kernel = torch.square(F.relu(qk / self.sqrt_s))
-        return self.o(u * torch.bmm(kernel, v))  # type: ignore[no-any-return]
+        out: Tensor = self.o(u * torch.bmm(kernel, v))
+        return out
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.attention(x)
-        return self.res_scale(x) + out if self.shortcut else out
+        if not self.shortcut:
+            return out
+        residual: Tensor = self.res_scale(x)
+        return residual + out

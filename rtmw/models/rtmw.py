@@ -10,12 +10,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rtmw.models.layers import CSPLayer, ConvModule, RTMCCBlock, ScaleNorm, SPPBottleneck
+from rtmw.models.layers import ConvModule, CSPLayer, RTMCCBlock, ScaleNorm, SPPBottleneck
 from rtmw.models.zoo import P5_STAGES, RTMWConfig
 
 
 class CSPNeXt(nn.Module):
     """CSPNeXt backbone, arch P5, channel attention on; returns strides 8, 16, 32."""
+
+    stage1: nn.Sequential
+    stage2: nn.Sequential
+    stage3: nn.Sequential
+    stage4: nn.Sequential
 
     def __init__(self, config: RTMWConfig) -> None:
         super().__init__()
@@ -171,4 +176,5 @@ class RTMW(nn.Module):
         self.head = RTMWHead(config)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self.head(self.neck(self.backbone(x)))  # type: ignore[no-any-return]
+        simcc: tuple[Tensor, Tensor] = self.head(self.neck(self.backbone(x)))
+        return simcc

@@ -44,7 +44,7 @@ def check_boxes(boxes: object, image_shape: tuple[int, ...] | None = None) -> np
     if array.ndim == 1 and array.shape[0] == 4:
         array = array[None]
     if array.ndim != 2 or array.shape[1] < 4:
-        raise InputError(f"boxes must be (N, 4) xyxy, got shape {np.shape(boxes)}")
+        raise InputError(f"boxes must be (N, 4) xyxy, got shape {array.shape}")
     array = array[:, :4]
     if not np.all(np.isfinite(array)):
         raise InputError("boxes contain NaN or infinite values")

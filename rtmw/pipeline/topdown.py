@@ -35,7 +35,8 @@ class PoseResult:
     @property
     def areas(self) -> np.ndarray:
         """Padded box areas, which mmpose uses for OKS-NMS."""
-        return np.prod(self.scales, axis=1)
+        areas: np.ndarray = np.prod(self.scales, axis=1)
+        return areas
 
 
 class TopDown:
