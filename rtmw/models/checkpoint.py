@@ -306,13 +306,10 @@ def _check_official_pin(contents: CheckpointContents) -> None:
             )
 
 
-def load_checkpoint(path: str | Path, *, expect: str | None = None) -> tuple[RTMW, RTMWConfig]:
-    """Load an mmpose-format RTMW checkpoint: (model in eval mode, its configuration).
-
-    ``expect`` names a zoo configuration the file must be; without it the
-    configuration is identified from tensor shapes.
-    """
-    contents = read_checkpoint(path)
+def model_from_contents(
+    contents: CheckpointContents, *, expect: str | None = None
+) -> tuple[RTMW, RTMWConfig]:
+    """Identify, build and strictly load the model held by already-read contents."""
     _check_official_pin(contents)
     config = identify(contents.state_dict, source=str(contents.path))
     if expect is not None and config.name != get_config(expect).name:
@@ -320,14 +317,21 @@ def load_checkpoint(path: str | Path, *, expect: str | None = None) -> tuple[RTM
             f"{contents.path}: expected {expect}, but the tensors are {config.name}"
         )
     model = RTMW(config)
-    result = model.load_state_dict(contents.state_dict, strict=True)
-    if result.missing_keys or result.unexpected_keys:  # pragma: no cover - strict raises first
-        raise StateDictMismatch(f"{contents.path}: strict load reported {result}")
+    model.load_state_dict(contents.state_dict, strict=True)
     model.eval()
     if contents.stripped_prefix:
-        logger.info("stripped wrapper prefix %r from %s", contents.stripped_prefix, path)
-    logger.info("loaded %s as %s (sha256 %s…)", path, config.name, contents.sha256[:12])
+        logger.info("stripped wrapper prefix %r from %s", contents.stripped_prefix, contents.path)
+    logger.info("loaded %s as %s (sha256 %s…)", contents.path, config.name, contents.sha256[:12])
     return model, replace(config, extra={**config.extra, "sha256": contents.sha256})
+
+
+def load_checkpoint(path: str | Path, *, expect: str | None = None) -> tuple[RTMW, RTMWConfig]:
+    """Load an mmpose-format RTMW checkpoint: (model in eval mode, its configuration).
+
+    ``expect`` names a zoo configuration the file must be; without it the
+    configuration is identified from tensor shapes.
+    """
+    return model_from_contents(read_checkpoint(path), expect=expect)
 
 
 def build(name: str, *, seed: int | None = None) -> RTMW:

@@ -1,0 +1,132 @@
+"""One interface for every backend: activate, infer a float32 NCHW batch, close.
+
+Adapters implement small ``_*_impl`` hooks; the base class checks state and inputs,
+and refuses to run on a device other than the one asked for (no silent CPU fallback).
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from types import TracebackType
+from typing import ClassVar
+
+import numpy as np
+
+from rtmw.artifact import Artifact
+from rtmw.errors import InputError, RtmwError
+
+logger = logging.getLogger(__name__)
+
+
+class DeviceUnavailable(RtmwError):
+    """The requested device or execution provider is not the one that would run."""
+
+    exit_code = 4
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Input metadata; ``None`` marks a dynamic dimension."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str = "float32"
+
+
+class Runtime(ABC):
+    """Base adapter. Use as a context manager, or call ``activate``/``close``."""
+
+    name: ClassVar[str]
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+
+    def __init__(self, artifact: Artifact, device: str = "cpu", threads: int | None = None):
+        self.artifact = artifact
+        self.requested_device = device
+        self.threads = threads
+        self.device = "inactive"
+        self.active = False
+        width, height = artifact.manifest.input_size
+        batch = None if artifact.manifest.io.get("batch", "dynamic") == "dynamic" else 1
+        self.input_spec = TensorSpec(
+            artifact.manifest.io.get("input", "input"), (batch, 3, height, width)
+        )
+        # A backend that runs one crop at a time loops inside infer(); say so.
+        self.loops_over_batch = batch == 1
+
+    # -- public API -------------------------------------------------------------------
+    def activate(self) -> Runtime:
+        if self.active:
+            return self
+        base_device = self.requested_device.split(":")[0]
+        if base_device not in self.devices:
+            raise DeviceUnavailable(
+                f"{self.name} cannot run on {self.requested_device!r}; it supports "
+                + ", ".join(self.devices)
+            )
+        self.device = self._activate_impl()
+        self.active = True
+        logger.info("%s: running on %s", self.name, self.device)
+        return self
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not self.active:
+            self.activate()
+        self._check_batch(batch)
+        if self.loops_over_batch and len(batch) > 1:
+            parts = [
+                self._infer_impl(np.ascontiguousarray(batch[i : i + 1])) for i in range(len(batch))
+            ]
+            return (
+                np.concatenate([p[0] for p in parts]),
+                np.concatenate([p[1] for p in parts]),
+            )
+        simcc_x, simcc_y = self._infer_impl(np.ascontiguousarray(batch))
+        return np.asarray(simcc_x, np.float32), np.asarray(simcc_y, np.float32)
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.infer(batch)
+
+    def close(self) -> None:
+        if self.active:
+            self._close_impl()
+        self.active = False
+        self.device = "inactive"
+
+    def __enter__(self) -> Runtime:
+        return self.activate()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- hooks ------------------------------------------------------------------------
+    @abstractmethod
+    def _activate_impl(self) -> str:
+        """Load the model; return the device actually used, read back from the backend."""
+
+    @abstractmethod
+    def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def _close_impl(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+    # -- helpers ----------------------------------------------------------------------
+    def _check_batch(self, batch: object) -> None:
+        if not isinstance(batch, np.ndarray):
+            raise InputError(
+                f"{self.name}: batch must be a numpy array, got {type(batch).__name__}"
+            )
+        if batch.dtype != np.float32:
+            raise InputError(f"{self.name}: batch must be float32 NCHW, got dtype {batch.dtype}")
+        expected = self.input_spec.shape[1:]
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != expected or len(batch) == 0:
+            raise InputError(
+                f"{self.name}: batch must be (N, {', '.join(map(str, expected))}) with N ≥ 1, "
+                f"got {batch.shape}"
+            )
