@@ -15,7 +15,9 @@ install: $(PY)
 	$(PIP) install --quiet cython numpy
 	# xtcocotools' binary wheel breaks beside numpy 2 (dtype size changed): build from source
 	$(PIP) install --quiet --no-binary xtcocotools --no-build-isolation "xtcocotools>=1.14"
-	$(PIP) install --quiet -e ".[eval,onnx,plot,dev]"
+	$(PIP) install --quiet -e ".[eval,onnx,openvino-runtime,ncnn,plot,dev]"
+	# type stubs only: its dependency is the real tensorrt, which needs NVIDIA hardware
+	$(PIP) install --quiet --no-deps "tensorrt-stubs>=10.13"
 	$(PY) -c "import xtcocotools.cocoeval, torch, cv2; print('rtmw installed; torch', torch.__version__)"
 
 test:
@@ -25,10 +27,12 @@ lint:
 	$(VENV)/bin/ruff check rtmw tests
 	$(VENV)/bin/ruff format --check rtmw tests
 
+# tensorrt-stubs' .pyi files need a py.typed marker and a few syntax mends: see the script
 typecheck:
+	$(PY) tools/stage_tensorrt_stubs.py
 	$(VENV)/bin/mypy
 
 check: lint typecheck test
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) .typings .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -1,0 +1,77 @@
+"""``rtmw-export``: checkpoint → verified artifact folders, one per target."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from rtmw.cli._common import one_line_errors, setup_logging
+
+
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=(
+        "Examples:\n\n\b\n"
+        "  rtmw-export rtmw-m.pth --target onnx --out artifacts/\n"
+        "  rtmw-export rtmw-m.pth --targets onnx,openvino-fp16,ncnn-fp32 --out artifacts/\n"
+        "  rtmw-export rtmw-m.pth --targets all --out artifacts/ --overwrite\n\n"
+        "Exit codes: 0 all ok; 1 a target failed (verification figures printed); 2 usage; "
+        "3 a backend is missing (trt-fp16 without TensorRT: the verified ONNX is written)."
+    ),
+)
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--target", "target", multiple=True, help="A target; repeatable.")
+@click.option("--targets", "targets", default="", help="Comma-separated targets, or 'all'.")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder that receives one subfolder per target.",
+)
+@click.option("--opset", default=17, show_default=True, help="ONNX opset for the shared ONNX step.")
+@click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
+@click.option("--overwrite", is_flag=True, help="Replace existing artifact folders.")
+@click.option("--list", "list_only", is_flag=True, help="List the targets and exit.")
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+@one_line_errors
+def main(
+    checkpoint: str,
+    target: tuple[str, ...],
+    targets: str,
+    out: str,
+    opset: int,
+    no_simplify: bool,
+    overwrite: bool,
+    list_only: bool,
+    verbose: int,
+) -> None:
+    """Export an mmpose RTMW CHECKPOINT to deployable, verified artifacts."""
+    setup_logging(verbose)
+    from rtmw.export import expand_targets, export, get_target
+
+    if list_only:
+        for name in [*expand_targets("all"), "torch"]:
+            spec = get_target(name)
+            click.echo(f"{name:<14} {spec.precision:<5} {spec.description}")
+        return
+    requested = [*target, *([targets] if targets else [])]
+    if not requested:
+        raise click.UsageError("give --target or --targets (see --list)")
+    results = export(
+        checkpoint,
+        expand_targets(requested),
+        out,
+        opset=opset,
+        simplify=not no_simplify,
+        overwrite=overwrite,
+        progress=True,
+    )
+    for result in results:
+        click.echo(result.line())
+    codes = [r.exit_code for r in results]
+    if any(code not in (0, 3) for code in codes):
+        sys.exit(1)
+    if any(code == 3 for code in codes):
+        sys.exit(3)

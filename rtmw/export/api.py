@@ -1,0 +1,289 @@
+"""``export(checkpoint, targets, out_dir)``: the Python surface of ``rtmw-export``."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from rtmw import __version__
+from rtmw.artifact import Manifest, hash_files, now_utc, read_artifact, staging, write_manifest
+from rtmw.errors import MissingDependency, RtmwError
+from rtmw.export.context import DEFAULT_OPSET, ExportContext
+from rtmw.export.registry import TargetOutput, TargetSpec, get_target, list_targets
+from rtmw.export.verify import DEFAULT_TOLERANCES, Tolerances, compare, verification_inputs
+from rtmw.models import model_from_contents, read_checkpoint
+
+logger = logging.getLogger(__name__)
+
+# Installed-package name per importable module, for "pip install" hints.
+EXTRAS = {
+    "onnx": "onnx",
+    "onnxruntime": "onnx",
+    "onnxconverter_common": "onnx",
+    "openvino": "openvino-runtime",
+    "pnnx": "ncnn",
+    "ncnn": "ncnn",
+}
+
+
+class VerificationFailed(RtmwError):
+    """The exported model does not reproduce torch within the precision's tolerances."""
+
+
+@dataclass
+class ExportResult:
+    target: str
+    status: str  # ok | failed | skipped | onnx-only
+    path: Path | None = None
+    reason: str = ""
+    seconds: float = 0.0
+    size_mb: float = 0.0
+    verification: dict[str, Any] | None = None
+    exit_code: int = 0
+
+    def line(self) -> str:
+        if self.status == "ok" and self.verification:
+            v = self.verification
+            figures = (
+                f"max|Δ| {max(v['max_abs_diff_x'], v['max_abs_diff_y']):.3g} "
+                f"argmax {v['argmax_agreement']:.1%} kp p99 {v['keypoint_px_p99']:.2f} px"
+            )
+            size = f"{self.size_mb:7.1f} MB {self.seconds:6.1f} s"
+            return f"{self.target:<14} ok        {size}  {figures}"
+        return f"{self.target:<14} {self.status:<9} {self.reason}"
+
+
+def expand_targets(targets: str | Sequence[str]) -> list[str]:
+    names = [targets] if isinstance(targets, str) else list(targets)
+    flat = [t.strip() for name in names for t in name.split(",") if t.strip()]
+    if flat == ["all"]:
+        return [t for t in list_targets() if t != "torch"]
+    for name in flat:
+        get_target(name)  # unknown names fail here, listing the known ones
+    return list(dict.fromkeys(flat))
+
+
+def _tools(extra: dict[str, str]) -> dict[str, str]:
+    import cv2
+    import torch
+
+    return {
+        "rtmw": __version__,
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "numpy": np.__version__,
+        "opencv": str(cv2.__version__),
+        **extra,
+    }
+
+
+def _missing_modules(spec: TargetSpec) -> list[str]:
+    return [m for m in spec.requires if importlib.util.find_spec(m) is None]
+
+
+class _TorchReference:
+    def __init__(self, ctx: ExportContext) -> None:
+        self.model = ctx.model
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            x, y = self.model(torch.from_numpy(batch))
+        return x.numpy(), y.numpy()
+
+
+def _write_artifact(
+    ctx: ExportContext,
+    destination: Path,
+    target: str,
+    fmt: str,
+    precision: str,
+    build: Any,
+    inputs: dict[str, np.ndarray],
+    tolerances: Tolerances,
+    device: str,
+    overwrite: bool,
+) -> tuple[Path, dict[str, Any]]:
+    """Build into a staging folder, verify against torch, then rename into place."""
+    from rtmw import runtimes
+
+    with staging(destination, overwrite=overwrite) as stage:
+        output: TargetOutput = build(ctx, stage)
+        manifest = Manifest(
+            model=ctx.config.name,
+            input_size=ctx.config.input_size,
+            target=target,
+            format=fmt,
+            precision=precision,
+            files=hash_files(stage, output.files),
+            source={"checkpoint": str(ctx.checkpoint.path), "sha256": ctx.checkpoint.sha256},
+            tools=_tools(output.tools),
+            num_keypoints=ctx.config.num_keypoints,
+            simcc_split_ratio=ctx.config.simcc_split_ratio,
+            io=output.io,
+            options=output.options,
+            created=now_utc(),
+        )
+        write_manifest(stage, manifest)
+        runner = runtimes.open(read_artifact(stage), device=device)
+        try:
+            report = compare(runner, _TorchReference(ctx), inputs, tolerances)
+        finally:
+            runner.close()
+        manifest.verification = report.to_dict()
+        manifest.verification["device"] = device
+        write_manifest(stage, manifest)
+        if not report:
+            raise VerificationFailed(
+                f"{target}: verification failed: {'; '.join(report.failures)} ({report.summary()})"
+            )
+    return destination, manifest.verification
+
+
+def export(
+    checkpoint: str | Path,
+    targets: str | Sequence[str],
+    out_dir: str | Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    simplify: bool = True,
+    overwrite: bool = False,
+    tolerances: dict[str, Tolerances] | None = None,
+    engine: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> list[ExportResult]:
+    """Export one checkpoint to each target under ``out_dir/<target>``; never raises per target.
+
+    Each result carries its status and exit code: 0 ok, 1 failed, 3 a missing backend
+    (for ``trt-fp16`` without TensorRT, the verified TensorRT-ready ONNX is written to
+    ``out_dir/trt-fp16-onnx``).
+    """
+    names = expand_targets(targets)
+    contents = read_checkpoint(checkpoint)
+    model, config = model_from_contents(contents)
+    ctx = ExportContext(
+        model, config, contents, opset=opset, simplify=simplify, options={"engine": engine or {}}
+    )
+    inputs = verification_inputs(config.input_size)
+    limits = {**DEFAULT_TOLERANCES, **(tolerances or {})}
+    out = Path(out_dir)
+    results = []
+    bar = tqdm(names, desc="export", unit="target", disable=not progress or len(names) < 2)
+    try:
+        for name in bar:
+            bar.set_postfix_str(name)
+            results.append(_export_one(ctx, get_target(name), out, inputs, limits, overwrite))
+    finally:
+        ctx.close()
+    return results
+
+
+def _export_one(
+    ctx: ExportContext,
+    spec: TargetSpec,
+    out: Path,
+    inputs: dict[str, np.ndarray],
+    limits: dict[str, Tolerances],
+    overwrite: bool,
+) -> ExportResult:
+    start = time.perf_counter()
+    missing = _missing_modules(spec)
+    if missing:
+        extra = EXTRAS.get(missing[0], missing[0])
+        return ExportResult(
+            spec.name,
+            "skipped",
+            reason=f"{', '.join(missing)} not installed (pip install 'rtmw[{extra}]')",
+            exit_code=3,
+        )
+    try:
+        if spec.format == "tensorrt":
+            from rtmw.runtimes.tensorrt import tensorrt_available
+
+            if not tensorrt_available():
+                return _tensorrt_ready_onnx(ctx, spec, out, inputs, limits, overwrite, start)
+        path, verification = _write_artifact(
+            ctx,
+            out / spec.name,
+            spec.name,
+            spec.format,
+            spec.precision,
+            spec.build,
+            inputs,
+            limits[spec.precision],
+            "cuda" if spec.format == "tensorrt" else "cpu",
+            overwrite,
+        )
+    except RtmwError as exc:
+        return ExportResult(
+            spec.name,
+            "failed",
+            reason=str(exc),
+            exit_code=exc.exit_code,
+            seconds=time.perf_counter() - start,
+        )
+    except Exception as exc:  # a converter's own failure: reported, never a traceback wall
+        logger.debug("export of %s failed", spec.name, exc_info=True)
+        reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+        return ExportResult(
+            spec.name, "failed", reason=reason, exit_code=1, seconds=time.perf_counter() - start
+        )
+    artifact = read_artifact(path)
+    return ExportResult(
+        spec.name,
+        "ok",
+        path,
+        seconds=time.perf_counter() - start,
+        size_mb=artifact.size_bytes / 1e6,
+        verification=verification,
+    )
+
+
+def _tensorrt_ready_onnx(
+    ctx: ExportContext,
+    spec: TargetSpec,
+    out: Path,
+    inputs: dict[str, np.ndarray],
+    limits: dict[str, Tolerances],
+    overwrite: bool,
+    start: float,
+) -> ExportResult:
+    from rtmw.export.tensorrt import write_tensorrt_ready_onnx
+
+    name = f"{spec.name}-onnx"
+    path, verification = _write_artifact(
+        ctx,
+        out / name,
+        name,
+        "onnx",
+        spec.precision,
+        write_tensorrt_ready_onnx,
+        inputs,
+        limits[spec.precision],
+        "cpu",
+        overwrite,
+    )
+    reason = (
+        f"TensorRT not installed; the ONNX for building on the target is at "
+        f"{path / 'model.onnx'} (verified in onnxruntime)"
+    )
+    return ExportResult(
+        spec.name,
+        "onnx-only",
+        path,
+        reason=reason,
+        verification=verification,
+        seconds=time.perf_counter() - start,
+        exit_code=MissingDependency.exit_code,
+        size_mb=read_artifact(path).size_bytes / 1e6,
+    )

@@ -1,0 +1,181 @@
+"""``trt-fp16``: TensorRT engines for both APIs in the field.
+
+* TensorRT 10: FP32 ONNX, builder FP16 flag, ScaleNorm/GAU layers pinned to FP32 with
+  OBEY_PRECISION_CONSTRAINTS, an optimisation profile over the batch, a timing cache.
+* TensorRT 11+: a strongly typed network from the FP16 ONNX whose FP32 islands are
+  explicit casts in the graph (weakly typed precision flags are gone there).
+
+Where TensorRT is absent, the TensorRT-ready ONNX is still exported and verified in
+onnxruntime, written as its own artifact, and the export stops with exit code 3.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rtmw.errors import MissingDependency
+from rtmw.export.context import ExportContext
+from rtmw.export.onnx import FP32_ISLANDS, INPUT_NAME, OUTPUT_NAMES, onnx_versions
+from rtmw.export.registry import TargetOutput, register_target
+from rtmw.runtimes.tensorrt import tensorrt_available
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+logger = logging.getLogger(__name__)
+
+
+class EngineNotBuilt(MissingDependency):
+    """TensorRT is missing: the verified TensorRT-ready ONNX is where the message says."""
+
+    def __init__(self, message: str, onnx_artifact: Path) -> None:
+        super().__init__(message)
+        self.onnx_artifact = onnx_artifact
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    min_batch: int = 1
+    opt_batch: int = 8
+    max_batch: int = 32
+    workspace_bytes: int = 2 << 30
+    timing_cache: Path | None = None
+
+
+def tensorrt_major() -> int:
+    import tensorrt as trt
+
+    return int(str(trt.__version__).split(".")[0])
+
+
+def _parse(builder: trt.Builder, network: trt.INetworkDefinition, onnx_path: Path) -> None:
+    import tensorrt as trt
+
+    parser = trt.OnnxParser(network, trt.Logger(trt.Logger.WARNING))
+    if not parser.parse(onnx_path.read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT could not parse {onnx_path.name}: {errors}")
+
+
+def _pin_fp32_islands(network: trt.INetworkDefinition) -> int:
+    """TensorRT 10 weak typing: keep ScaleNorm and the GAU in FP32."""
+    import tensorrt as trt
+
+    pinned = 0
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        if any(fragment in layer.name for fragment in FP32_ISLANDS):
+            layer.precision = trt.float32
+            for output in range(layer.num_outputs):
+                layer.set_output_type(output, trt.float32)
+            pinned += 1
+    return pinned
+
+
+def build_engine(
+    onnx_fp32: Path,
+    onnx_fp16: Path,
+    engine_path: Path,
+    input_size: tuple[int, int],
+    settings: EngineSettings = EngineSettings(),
+) -> dict[str, object]:
+    """Build and serialise an FP16 engine with the API of the installed TensorRT."""
+    import tensorrt as trt
+
+    major = tensorrt_major()
+    trt_logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(trt_logger)
+    strongly_typed = major >= 11
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+    network = builder.create_network(flags)
+    _parse(builder, network, onnx_fp16 if strongly_typed else onnx_fp32)
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_bytes)
+    pinned = 0
+    if not strongly_typed:
+        config.set_flag(trt.BuilderFlag.FP16)
+        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+        pinned = _pin_fp32_islands(network)
+    width, height = input_size
+    profile = builder.create_optimization_profile()
+    profile.set_shape(
+        INPUT_NAME,
+        trt.Dims4(settings.min_batch, 3, height, width),
+        trt.Dims4(settings.opt_batch, 3, height, width),
+        trt.Dims4(settings.max_batch, 3, height, width),
+    )
+    config.add_optimization_profile(profile)
+    cache_bytes = b""
+    if settings.timing_cache is not None and settings.timing_cache.is_file():
+        cache_bytes = settings.timing_cache.read_bytes()
+    cache = config.create_timing_cache(cache_bytes)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError("TensorRT failed to build the engine (see its log above)")
+    engine_path.write_bytes(bytes(serialized))
+    if settings.timing_cache is not None:
+        timing = config.get_timing_cache()
+        if timing is not None:
+            settings.timing_cache.write_bytes(bytes(timing.serialize()))
+    return {
+        "tensorrt": str(trt.__version__),
+        "api": "strongly-typed (TensorRT 11+)"
+        if strongly_typed
+        else "builder FP16 flag (TensorRT 10)",
+        "fp32_layers_pinned": pinned,
+        "profile": [settings.min_batch, settings.opt_batch, settings.max_batch],
+    }
+
+
+def write_tensorrt_ready_onnx(ctx: ExportContext, stage: Path) -> TargetOutput:
+    """Both ONNX inputs a TensorRT build takes, the FP16 one verified as the artifact."""
+    shutil.copyfile(ctx.onnx_fp16(), stage / "model.onnx")
+    shutil.copyfile(ctx.onnx_fp32(), stage / "model_fp32.onnx")
+    return TargetOutput(
+        files=["model.onnx", "model_fp32.onnx"],
+        io={
+            "file": "model.onnx",
+            "input": INPUT_NAME,
+            "outputs": list(OUTPUT_NAMES),
+            "batch": "dynamic",
+        },
+        tools=onnx_versions(),
+        options={
+            "for": "trt-fp16",
+            "model.onnx": "FP16 with FP32 islands: strongly typed build (TensorRT 11+, or 10)",
+            "model_fp32.onnx": "FP32: TensorRT 10 build with the FP16 flag and pinned layers",
+            "fp32_islands": list(FP32_ISLANDS),
+        },
+    )
+
+
+@register_target(
+    "trt-fp16",
+    format="tensorrt",
+    precision="fp16",
+    requires=("onnx",),
+    description="TensorRT FP16 engine (TensorRT 10 flags or TensorRT 11 strongly typed)",
+)
+def target_trt_fp16(ctx: ExportContext, stage: Path) -> TargetOutput:
+    if not tensorrt_available():
+        raise MissingDependency("TensorRT is not installed")  # handled by the export API
+    settings = EngineSettings(**ctx.options.get("engine", {}))
+    details = build_engine(
+        ctx.onnx_fp32(), ctx.onnx_fp16(), stage / "model.engine", ctx.config.input_size, settings
+    )
+    return TargetOutput(
+        files=["model.engine"],
+        io={
+            "file": "model.engine",
+            "input": INPUT_NAME,
+            "outputs": list(OUTPUT_NAMES),
+            "batch": "dynamic",
+        },
+        tools={"tensorrt": str(details["tensorrt"])},
+        options=details,
+    )

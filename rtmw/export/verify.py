@@ -1,0 +1,179 @@
+"""Compare an exported artifact with the torch model it came from (per-output tolerances).
+
+Inputs are seeded random tensors at a batch size other than the export's (so the
+dynamic axis is really exercised) plus person crops from synthetic whole-body images
+made by :mod:`rtmw.pipeline`. Every figure is computed and recorded before deciding,
+and a failure lists all checks that missed, not only the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rtmw.pipeline.decode import decode_simcc
+
+InferFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Thresholds for one precision. ``max_rel_diff`` is max|Δ| over max|reference|."""
+
+    max_rel_diff: float
+    min_argmax_agreement: float
+    max_keypoint_px_p99: float
+
+
+DEFAULT_TOLERANCES: dict[str, Tolerances] = {
+    "fp32": Tolerances(max_rel_diff=1e-3, min_argmax_agreement=0.97, max_keypoint_px_p99=1.0),
+    "fp16": Tolerances(max_rel_diff=3e-2, min_argmax_agreement=0.85, max_keypoint_px_p99=4.0),
+    "int8": Tolerances(max_rel_diff=0.25, min_argmax_agreement=0.60, max_keypoint_px_p99=16.0),
+}
+
+
+@dataclass
+class VerificationReport:
+    reference: str
+    inputs: dict[str, int]
+    max_abs_diff_x: float
+    max_abs_diff_y: float
+    max_rel_diff: float
+    argmax_agreement: float
+    keypoint_px_p50: float
+    keypoint_px_p99: float
+    clear_peaks: int
+    finite: bool
+    tolerances: dict[str, float]
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["passed"] = self.passed
+        return data
+
+    def summary(self) -> str:
+        return (
+            f"max|Δ| x {self.max_abs_diff_x:.3g} y {self.max_abs_diff_y:.3g} "
+            f"(rel {self.max_rel_diff:.2e}), argmax {self.argmax_agreement:.1%}, "
+            f"kp p50/p99 {self.keypoint_px_p50:.2f}/{self.keypoint_px_p99:.2f} px"
+        )
+
+
+def verification_inputs(input_size: tuple[int, int], seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded random tensors (batch 3) and realistic person crops (synthetic images)."""
+    from rtmw.data.synthetic import render_image
+    from rtmw.pipeline.preprocess import preprocess
+
+    width, height = input_size
+    rng = np.random.default_rng(seed)
+    random = rng.standard_normal((3, 3, height, width)).astype(np.float32)
+    crops = []
+    for index in range(3):
+        image, anns, _ = render_image(np.random.default_rng([seed, 1000 + index]), index + 1, 1)
+        boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)])
+        if len(boxes):
+            crops.append(preprocess(image, boxes, input_size).inputs)
+    persons = np.concatenate(crops) if crops else np.zeros((0, 3, height, width), np.float32)
+    return {"random": random, "persons": persons[:8]}
+
+
+def clear_peaks(reference: np.ndarray, min_gap: float, window: int = 3) -> np.ndarray:
+    """Where the reference maximum leads every bin outside ±``window`` by ``min_gap``.
+
+    With ``min_gap`` twice the allowed logit error, a candidate within tolerance cannot
+    move such an argmax beyond the window; elsewhere (flat logits of random weights)
+    the argmax is a coin toss and keypoint distances say nothing about the export.
+    """
+    top = reference.argmax(-1)
+    positions = np.arange(reference.shape[-1])
+    near = np.abs(positions[None, None, :] - top[..., None]) <= window
+    others = np.where(near, -np.inf, reference).max(-1)
+    result: np.ndarray = reference.max(-1) - others >= min_gap
+    return result
+
+
+def compare(
+    candidate: InferFn,
+    reference: InferFn,
+    inputs: dict[str, np.ndarray],
+    tolerances: Tolerances,
+    *,
+    split_ratio: float = 2.0,
+    reference_name: str = "torch fp32",
+) -> VerificationReport:
+    cand_x, cand_y, ref_x, ref_y = [], [], [], []
+    for batch in inputs.values():
+        if len(batch) == 0:
+            continue
+        cx, cy = candidate(batch)
+        rx, ry = reference(batch)
+        cand_x.append(cx)
+        cand_y.append(cy)
+        ref_x.append(rx)
+        ref_y.append(ry)
+    cx, cy = np.concatenate(cand_x), np.concatenate(cand_y)
+    rx, ry = np.concatenate(ref_x), np.concatenate(ref_y)
+    failures = []
+    if cx.shape != rx.shape or cy.shape != ry.shape:
+        failures.append(f"output shapes {cx.shape}/{cy.shape} differ from {rx.shape}/{ry.shape}")
+        nan = float("nan")
+        return VerificationReport(
+            reference_name,
+            {k: len(v) for k, v in inputs.items()},
+            nan,
+            nan,
+            nan,
+            nan,
+            nan,
+            nan,
+            0,
+            False,
+            asdict(tolerances),
+            failures,
+        )
+    finite = bool(np.isfinite(cx).all() and np.isfinite(cy).all())
+    diff_x = float(np.abs(cx - rx).max())
+    diff_y = float(np.abs(cy - ry).max())
+    scale = float(max(np.abs(rx).max(), np.abs(ry).max(), 1e-12))
+    rel = max(diff_x, diff_y) / scale
+    agree = float(np.mean((cx.argmax(-1) == rx.argmax(-1)) & (cy.argmax(-1) == ry.argmax(-1))))
+    ref_kpts, _ = decode_simcc(rx, ry, split_ratio)
+    cand_kpts, _ = decode_simcc(cx, cy, split_ratio)
+    min_gap = 2 * tolerances.max_rel_diff * scale
+    clear = clear_peaks(rx, min_gap) & clear_peaks(ry, min_gap)
+    errors = np.linalg.norm(cand_kpts - ref_kpts, axis=-1)[clear]
+    p50 = float(np.percentile(errors, 50)) if errors.size else 0.0
+    p99 = float(np.percentile(errors, 99)) if errors.size else 0.0
+    if not finite:
+        failures.append("NaN or Inf in the outputs")
+    if not rel <= tolerances.max_rel_diff:
+        failures.append(f"max rel |Δ| {rel:.2e} > {tolerances.max_rel_diff:.0e}")
+    if not agree >= tolerances.min_argmax_agreement:
+        failures.append(f"argmax agreement {agree:.1%} < {tolerances.min_argmax_agreement:.0%}")
+    if not p99 <= tolerances.max_keypoint_px_p99:
+        failures.append(f"keypoint p99 {p99:.2f} px > {tolerances.max_keypoint_px_p99} px")
+    return VerificationReport(
+        reference=reference_name,
+        inputs={k: len(v) for k, v in inputs.items()},
+        max_abs_diff_x=diff_x,
+        max_abs_diff_y=diff_y,
+        max_rel_diff=rel,
+        argmax_agreement=agree,
+        keypoint_px_p50=p50,
+        keypoint_px_p99=p99,
+        clear_peaks=int(clear.sum()),
+        finite=finite,
+        tolerances=asdict(tolerances),
+        failures=failures,
+    )
