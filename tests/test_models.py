@@ -12,16 +12,17 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from rtmw.errors import RtmwError
 from rtmw.models import (
+    DEMO_NAME,
     RTMW,
-    ZOO,
     build,
     expected_layout,
     get_config,
     load_checkpoint,
+    published_models,
     save_checkpoint,
 )
 
-ALL = sorted(ZOO)
+ALL = published_models()
 
 # Written down from mmpose's source (cspnext.py, cspnext_pafpn.py, rtmw_head.py,
 # rtmcc_block.py): blocks per backbone stage = max(round(n × deepen), 1) for n = 3, 6, 6, 3.
@@ -191,5 +192,21 @@ def test_scalenorm_survives_fp16_overflow() -> None:
 
 
 def test_unknown_zoo_name_lists_known() -> None:
-    with pytest.raises(RtmwError, match="known: rtmw-l-256x192"):
+    with pytest.raises(RtmwError, match=r"known: .*rtmw-l-256x192"):
         get_config("rtmw-s")
+
+
+def test_demo_config_is_a_reduced_rtmw() -> None:
+    """Same modules and head as the published models, one block per stage, 1/8 width."""
+    config = get_config(DEMO_NAME)
+    assert config.published is None and config.input_size == (192, 256)
+    assert config.stage_blocks == (1, 1, 1, 1)
+    assert config.stage_channels == (16, 32, 64, 128)
+    layout = expected_layout(config)
+    assert {k for k in layout if k.startswith("head.")} == HEAD_KEYS
+    with torch.device("meta"):
+        model = RTMW(config)
+    assert sum(p.numel() for p in model.parameters()) == config.num_parameters
+    assert len(model.state_dict()) == config.num_state_tensors
+    # small enough to ship inside the package (≤ 25 MB as FP32)
+    assert (config.num_parameters or 0) * 4 < 25e6

@@ -227,13 +227,16 @@ def evaluate_wholebody(
     box_source: str = "unknown",
     rescore: bool | None = None,
     nms_thr: float | None = OKS_NMS_THR,
+    image_ids: Sequence[int] | None = None,
 ) -> WholeBodyEvaluation:
     """Six-part COCO-WholeBody AP/AR.
 
     ``rescore`` (default: when results carry ``bbox_score``) applies mmpose's instance
     rescoring and OKS-NMS; results without it are taken as final, as written by mmpose.
     ``box_source`` says whether the person boxes were ground truth or detections:
-    GT boxes give higher AP than published (detector-box) figures.
+    GT boxes give higher AP than published (detector-box) figures. ``image_ids``
+    restricts scoring to a subset of the annotated images (a partial run, a bootstrap
+    resample); by default every annotated image counts, predicted or not.
     """
     if box_source not in BOX_SOURCES:
         raise DataError(f"box_source must be one of {BOX_SOURCES}, got {box_source!r}")
@@ -257,6 +260,14 @@ def evaluate_wholebody(
             f"results name {len(unknown)} image ids absent from {ann_path.name} "
             f"(e.g. {sorted(unknown)[:3]}): wrong annotation file?"
         )
+    subset: list[int] | None = None
+    if image_ids is not None:
+        subset = sorted({int(i) for i in image_ids})
+        if not set(subset) <= known_images:
+            raise DataError(f"image_ids include ids absent from {ann_path.name}")
+        outside = {int(inst["image_id"]) for inst in instances} - set(subset)
+        if outside:
+            instances = [inst for inst in instances if int(inst["image_id"]) in subset]
     num_images = len({int(inst["image_id"]) for inst in instances})
     if not instances:
         zero = PartMetrics(0.0, 0.0, 0.0, 0.0, 0.0)
@@ -275,6 +286,8 @@ def evaluate_wholebody(
                 coco, detections, f"keypoints_{part}", sigmas[PART_SLICES[part]], use_area=True
             )
             coco_eval.params.useSegm = None
+            if subset is not None:
+                coco_eval.params.imgIds = subset
             coco_eval.evaluate()
             coco_eval.accumulate()
             coco_eval.summarize()

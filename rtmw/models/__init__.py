@@ -12,9 +12,10 @@ from rtmw.models.checkpoint import (
     sha256_file,
 )
 from rtmw.models.rtmw import RTMW
-from rtmw.models.zoo import ZOO, RTMWConfig, get_config, list_models
+from rtmw.models.zoo import DEMO_NAME, ZOO, RTMWConfig, get_config, list_models, published_models
 
 __all__ = [
+    "DEMO_NAME",
     "RTMW",
     "ZOO",
     "CheckpointContents",
@@ -26,6 +27,7 @@ __all__ = [
     "list_models",
     "load_checkpoint",
     "model_from_contents",
+    "published_models",
     "read_checkpoint",
     "save_checkpoint",
     "sha256_file",

@@ -210,6 +210,22 @@ register(
 )
 
 
+# The embedded demo model: the same modules at an eighth of RTMW-l's width and one block
+# per stage (RTMPose-t's depth), trained on rtmw.data.synthetic figures on a 2-core CPU.
+DEMO_NAME = "rtmw-demo-256x192"
+register(
+    RTMWConfig(
+        name=DEMO_NAME,
+        widen_factor=0.125,
+        deepen_factor=0.167,
+        input_size=(192, 256),
+        num_parameters=2_713_451,
+        num_state_tensors=476,
+        description="demo: reduced RTMW trained on synthetic whole-body figures (not published)",
+    )
+)
+
+
 def get_config(name: str) -> RTMWConfig:
     """Look a configuration up by zoo name; an unknown name lists the known ones."""
     try:
@@ -221,3 +237,8 @@ def get_config(name: str) -> RTMWConfig:
 
 def list_models() -> list[str]:
     return sorted(ZOO)
+
+
+def published_models() -> list[str]:
+    """The zoo entries with published accuracy (the official RTMW checkpoints)."""
+    return sorted(name for name, config in ZOO.items() if config.published is not None)

@@ -1,0 +1,148 @@
+"""Run a top-down pose pipeline over an annotated image set and score it.
+
+Training (validation), the benchmark and the gates all score a model this one way:
+the same boxes (ground truth or detector), the same pipeline, the same evaluator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from rtmw.data.evaluation import WholeBodyEvaluation, evaluate_wholebody, instance_result
+from rtmw.data.wholebody import WholeBodyAnnotations, load_annotations, load_detections
+from rtmw.errors import DataError
+from rtmw.pipeline.topdown import PoseResult, TopDown
+
+
+@dataclass(frozen=True)
+class BoxedImage:
+    """One image with the person boxes the pose model is run on."""
+
+    image_id: int
+    path: Path
+    boxes_xyxy: np.ndarray  # (N, 4)
+    box_scores: np.ndarray  # (N,)
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Images, their annotation file and where the boxes come from ('gt' or 'detector')."""
+
+    ann_file: Path
+    annotations: WholeBodyAnnotations
+    items: list[BoxedImage]
+    box_source: str
+
+    @property
+    def num_instances(self) -> int:
+        return sum(len(item.boxes_xyxy) for item in self.items)
+
+
+def load_eval_set(
+    image_dir: str | Path,
+    ann_file: str | Path,
+    det_file: str | Path | None = None,
+    *,
+    limit: int | None = None,
+) -> EvalSet:
+    """Boxes per image: detector boxes when ``det_file`` is given, else ground truth.
+
+    Ground-truth boxes skip crowd annotations and persons without a labelled keypoint,
+    as mmpose's COCO-WholeBody dataset does.
+    """
+    image_dir = Path(image_dir)
+    if not image_dir.is_dir():
+        raise DataError(f"image folder not found: {image_dir}")
+    anns = load_annotations(ann_file)
+    image_ids = sorted(anns.images)
+    if limit is not None:
+        image_ids = image_ids[:limit]
+    items: list[BoxedImage] = []
+    if det_file is not None:
+        dets = load_detections(det_file)
+        for image_id in image_ids:
+            found = dets.get(image_id, [])
+            if found:
+                items.append(
+                    BoxedImage(
+                        image_id,
+                        image_dir / anns.images[image_id].file_name,
+                        np.stack([d.bbox_xyxy for d in found]).astype(np.float32),
+                        np.array([d.score for d in found], np.float32),
+                    )
+                )
+    else:
+        by_image: dict[int, list[np.ndarray]] = {}
+        for person in anns.persons:
+            if person.iscrowd or not (person.keypoints[:, 2] > 0).any():
+                continue
+            by_image.setdefault(person.image_id, []).append(person.bbox_xyxy)
+        wanted = set(image_ids)
+        for image_id in image_ids:
+            boxes = by_image.get(image_id)
+            if boxes and image_id in wanted:
+                items.append(
+                    BoxedImage(
+                        image_id,
+                        image_dir / anns.images[image_id].file_name,
+                        np.stack(boxes).astype(np.float32),
+                        np.ones(len(boxes), np.float32),
+                    )
+                )
+    if not items:
+        raise DataError(f"{ann_file}: no images with person boxes to evaluate")
+    missing = [item.path for item in items if not item.path.is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} annotated images missing, first: {missing[0]}")
+    return EvalSet(Path(ann_file), anns, items, "detector" if det_file is not None else "gt")
+
+
+def read_image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DataError(f"could not read image {path}")
+    return image
+
+
+def predict(
+    pose: TopDown, items: Iterable[BoxedImage], *, progress: bool = False, desc: str = "predict"
+) -> tuple[list[dict[str, Any]], dict[int, PoseResult]]:
+    """COCO-WholeBody results (before rescoring) and the raw pose result per image."""
+    results: list[dict[str, Any]] = []
+    raw: dict[int, PoseResult] = {}
+    for item in tqdm(list(items), desc=desc, unit="img", disable=not progress, leave=False):
+        out = pose(read_image(item.path), item.boxes_xyxy)
+        raw[item.image_id] = out
+        areas = out.areas
+        for i in range(len(out)):
+            results.append(
+                instance_result(
+                    item.image_id,
+                    out.keypoints[i],
+                    out.scores[i],
+                    bbox_score=float(item.box_scores[i]),
+                    area=float(areas[i]),
+                )
+            )
+    return results, raw
+
+
+def evaluate_pose(
+    pose: TopDown, eval_set: EvalSet, *, progress: bool = False
+) -> tuple[WholeBodyEvaluation, dict[int, PoseResult]]:
+    """Six-part AP/AR of a pose pipeline on an evaluation set."""
+    results, raw = predict(pose, eval_set.items, progress=progress, desc="evaluate")
+    evaluation = evaluate_wholebody(
+        eval_set.ann_file,
+        results,
+        box_source=eval_set.box_source,
+        image_ids=[item.image_id for item in eval_set.items],
+    )
+    return evaluation, raw
