@@ -36,3 +36,22 @@ def rtmw_m_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_val(tmp_path_factory: pytest.TempPathFactory) -> SyntheticDataset:
     return make_dataset(tmp_path_factory.mktemp("synthetic"), 12, seed=3, progress=False)
+
+
+@pytest.fixture(scope="session")
+def demo_random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo architecture with random weights: small, so benches and INT8 runs are quick."""
+    path = tmp_path_factory.mktemp("ckpt-demo") / "rtmw-demo-random.pth"
+    return save_checkpoint(build("rtmw-demo-256x192", seed=0), path)
+
+
+@pytest.fixture(scope="session")
+def demo_artifacts(tmp_path_factory: pytest.TempPathFactory, demo_random_checkpoint: Path) -> Path:
+    """onnx, openvino-fp32 and torch artifacts of the random demo model."""
+    from rtmw.export import export
+
+    out = tmp_path_factory.mktemp("demo-artifacts")
+    targets = ["onnx", "torch"] + (["openvino-fp32"] if has_module("openvino") else [])
+    results = export(demo_random_checkpoint, targets, out)
+    assert all(r.status == "ok" for r in results), [r.line() for r in results]
+    return out

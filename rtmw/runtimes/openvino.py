@@ -41,7 +41,8 @@ class OpenVINORunner(Runtime):
         self.outputs = {o.get_any_name(): o for o in self.compiled.outputs}
         details = ",".join(executed)
         if wanted.startswith("CPU"):
-            details += f", {self.compiled.get_property('INFERENCE_PRECISION_HINT')}"
+            hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+            details += f", {getattr(hint, 'get_type_name', lambda: str(hint))()}"
         return f"{self.requested_device} ({details})"
 
     def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

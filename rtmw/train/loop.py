@@ -184,6 +184,13 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
             ap = validate(model, eval_set, flip=False)
             history[-1]["val_ap"] = ap
             logger.info("iter %d: whole-body AP %.3f (no flip)", done, ap["wholebody"])
+            # a run stopped early still leaves its latest validated weights behind
+            save_checkpoint(
+                model.to(memory_format=torch.contiguous_format),
+                out_dir / f"{config.name}_last.pth",
+                meta={"iter": done, "seed": cfg.seed},
+            )
+            model = model.to(memory_format=torch.channels_last)
     seconds = time.perf_counter() - start
     model = model.to(memory_format=torch.contiguous_format).eval()
     final_ap = validate(model, eval_set, flip=True) if eval_set is not None else None

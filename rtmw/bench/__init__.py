@@ -1,0 +1,17 @@
+"""Benchmarks: latency, end-to-end speed, per-part accuracy and fidelity, device profiles."""
+
+from rtmw.bench.report import SCHEMA, load_results, markdown, render
+from rtmw.bench.run import BenchSettings, bench, find_artifacts
+from rtmw.bench.timing import LatencyStats, TimingPlan
+
+__all__ = [
+    "SCHEMA",
+    "BenchSettings",
+    "LatencyStats",
+    "TimingPlan",
+    "bench",
+    "find_artifacts",
+    "load_results",
+    "markdown",
+    "render",
+]

@@ -1,0 +1,353 @@
+"""One benchmark run over many artifacts: latency, end-to-end, accuracy, fidelity.
+
+Each artifact gets a status — ok, failed (reason) or skipped (reason) — and one failing
+artifact never stops the run. The baseline is the route most users have today:
+onnxruntime FP32 fed one crop at a time; every row's end-to-end speed is reported as a
+ratio against it, measured in the same run on the same frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from rtmw import runtimes
+from rtmw.artifact import Artifact, read_artifact
+from rtmw.bench.accuracy import AccuracyRun, fidelity, run_accuracy
+from rtmw.bench.environment import RUNTIME_DEVICE, environment
+from rtmw.bench.report import SCHEMA, render
+from rtmw.bench.timing import TimingPlan, time_frame, time_inference
+from rtmw.data.predict import EvalSet, load_eval_set, read_image
+from rtmw.errors import MissingDependency, RtmwError
+from rtmw.pipeline.draw import draw_poses
+from rtmw.pipeline.preprocess import preprocess
+from rtmw.pipeline.topdown import TopDown
+from rtmw.runtimes.base import Runtime
+
+logger = logging.getLogger(__name__)
+
+BASELINE_TARGET = "onnx"
+
+
+@dataclass
+class BenchSettings:
+    device: str = "cpu"
+    batches: tuple[int, ...] = (1, 8)
+    threads: int | None = None
+    plan: TimingPlan = field(default_factory=TimingPlan)
+    flip: bool = True
+    frame_persons: int = 6
+    image_dir: str | None = None
+    ann_file: str | None = None
+    det_file: str | None = None
+    limit: int | None = None
+    reference: str | None = None
+    draw: int = 3
+    seed: int = 0
+
+
+def find_artifacts(paths: list[str | Path]) -> list[Path]:
+    """Artifact folders named directly, or every artifact folder one level below a folder."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if (path / "artifact.json").is_file():
+            found.append(path)
+        elif path.is_dir():
+            children = sorted(p for p in path.iterdir() if (p / "artifact.json").is_file())
+            if not children:
+                raise RtmwError(f"{path}: no artifact.json in it or in its subfolders")
+            found.extend(children)
+        else:
+            raise RtmwError(f"not an artifact folder: {path}")
+    return found
+
+
+def fixed_inputs(
+    input_size: tuple[int, int], batch: int, persons: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(crops (batch,3,H,W), frame image, frame boxes (persons,4)) from synthetic figures.
+
+    Real person crops rather than noise, so that backends whose speed depends on values
+    (sparse kernels, denormals) see realistic data; the same seed gives the same bytes.
+    """
+    from rtmw.data.synthetic import render_image
+
+    crops: list[np.ndarray] = []
+    frame: np.ndarray | None = None
+    frame_boxes = np.zeros((0, 4), np.float32)
+    index = 0
+    while sum(len(c) for c in crops) < batch or frame is None:
+        image, anns, _ = render_image(np.random.default_rng([seed, index]), index + 1, 1)
+        index += 1
+        boxes = np.array(
+            [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)], np.float32
+        ).reshape(-1, 4)
+        if len(boxes) == 0:
+            continue
+        crops.append(preprocess(image, boxes, input_size).inputs)
+        if frame is None and len(boxes) >= 2:
+            frame = image
+            # the frame's persons, repeated with small offsets up to the wanted count
+            repeats = [boxes[i % len(boxes)] + (i // len(boxes)) * 3.0 for i in range(persons)]
+            frame_boxes = np.stack(repeats).astype(np.float32)
+    return np.concatenate(crops)[:batch], frame, frame_boxes
+
+
+def _rss_mb() -> tuple[float, float]:
+    """(current RSS, peak RSS of the process) in MB."""
+    current = 0.0
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                current = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return current, peak
+
+
+def _open(artifact: Artifact, settings: BenchSettings) -> tuple[Runtime | None, str, str]:
+    """(runtime, status, reason); skipped when the backend or the device kind is absent."""
+    runtime_device = RUNTIME_DEVICE[settings.device]
+    cls = runtimes.runtime_class(artifact.manifest.format)
+    if runtime_device not in cls.devices:
+        return None, "skipped", f"{cls.name} has no {runtime_device} device"
+    try:
+        runtime = runtimes.open(artifact, device=runtime_device, threads=settings.threads)
+    except MissingDependency as exc:
+        return None, "skipped", str(exc)
+    return runtime, "ok", ""
+
+
+def bench_artifact(
+    artifact: Artifact,
+    settings: BenchSettings,
+    eval_set: EvalSet | None,
+    out_dir: Path,
+) -> tuple[dict[str, Any], AccuracyRun | None]:
+    manifest = artifact.manifest
+    entry: dict[str, Any] = {
+        "name": artifact.path.name,
+        "path": str(artifact.path),
+        "target": manifest.target,
+        "format": manifest.format,
+        "precision": manifest.precision,
+        "model": manifest.model,
+        "input_size": list(manifest.input_size),
+        "size_mb": artifact.size_bytes / 1e6,
+        "source_sha256": manifest.source.get("sha256"),
+    }
+    rss_before, _ = _rss_mb()
+    start = time.perf_counter()
+    runtime, status, reason = _open(artifact, settings)
+    entry["status"] = status
+    if runtime is None:
+        entry["reason"] = reason
+        return entry, None
+    try:
+        entry["load_s"] = time.perf_counter() - start
+        entry["device_used"] = runtime.device
+        entry["loops_over_batch"] = runtime.loops_over_batch
+        crops, frame, boxes = fixed_inputs(
+            manifest.input_size, max(settings.batches), settings.frame_persons, settings.seed
+        )
+        entry["latency"] = {}
+        entry["e2e"] = {}
+        for batch in settings.batches:
+            stats = time_inference(runtime.infer, crops[:batch], settings.plan)
+            entry["latency"][str(batch)] = stats.to_dict()
+            pose = TopDown(
+                runtime.infer, manifest.input_size, flip_test=settings.flip, max_batch=batch
+            )
+            entry["e2e"][str(batch)] = time_frame(pose, frame, boxes, settings.plan)
+        accuracy = None
+        if eval_set is not None:
+            accuracy = run_accuracy(
+                runtime.infer,
+                manifest.input_size,
+                eval_set,
+                flip=settings.flip,
+                max_batch=max(settings.batches),
+            )
+            entry["accuracy"] = accuracy.to_dict()
+            entry["images"] = _draw_examples(accuracy, eval_set, out_dir, entry["name"], settings)
+        rss_after, peak = _rss_mb()
+        entry["rss_mb"] = rss_after
+        entry["rss_delta_mb"] = rss_after - rss_before
+        entry["peak_rss_mb"] = peak
+        return entry, accuracy
+    finally:
+        runtime.close()
+
+
+def _draw_examples(
+    accuracy: AccuracyRun, eval_set: EvalSet, out_dir: Path, name: str, settings: BenchSettings
+) -> list[str]:
+    import cv2
+
+    written = []
+    image_dir = out_dir / "images"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    for item in eval_set.items[: settings.draw]:
+        result = accuracy.predictions[item.image_id]
+        canvas = draw_poses(
+            read_image(item.path), result.keypoints, result.scores, boxes_xyxy=item.boxes_xyxy
+        )
+        path = image_dir / f"{name}_{item.image_id}.jpg"
+        cv2.imwrite(str(path), canvas, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        written.append(str(path.relative_to(out_dir)))
+    return written
+
+
+def _baseline(
+    entries: list[dict[str, Any]], artifacts: dict[str, Artifact], settings: BenchSettings
+) -> dict[str, Any] | None:
+    """onnxruntime FP32, one crop at a time, end to end on the same frame."""
+    for entry in entries:
+        if entry["status"] == "ok" and entry["target"] == BASELINE_TARGET:
+            artifact = artifacts[entry["name"]]
+            with runtimes.open(artifact, device="cpu", threads=settings.threads) as runtime:
+                _, frame, boxes = fixed_inputs(
+                    artifact.manifest.input_size, 1, settings.frame_persons, settings.seed
+                )
+                pose = TopDown(
+                    runtime.infer, artifact.manifest.input_size, flip_test=settings.flip,
+                    max_batch=1,
+                )  # fmt: skip
+                timing = time_frame(pose, frame, boxes, settings.plan)
+            return {
+                "description": "onnxruntime FP32 on CPU, one crop per call",
+                "artifact": entry["name"],
+                "persons_per_s": timing["persons_per_s"],
+                "e2e": timing,
+            }
+    return None
+
+
+def bench(
+    artifact_paths: list[str | Path],
+    settings: BenchSettings,
+    out_dir: str | Path,
+    *,
+    name: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Benchmark every artifact; write results.json, results.md, plots and images."""
+    out = Path(out_dir)
+    env = environment(settings.device)
+    paths = find_artifacts(list(artifact_paths))
+    eval_set = None
+    if settings.ann_file:
+        if not settings.image_dir:
+            raise RtmwError("--ann needs --data (the image folder)")
+        eval_set = load_eval_set(
+            settings.image_dir, settings.ann_file, settings.det_file, limit=settings.limit
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    entries: list[dict[str, Any]] = []
+    runs: dict[str, AccuracyRun] = {}
+    opened: dict[str, Artifact] = {}
+    for path in tqdm(paths, desc="bench", unit="artifact", disable=not progress):
+        try:
+            artifact = read_artifact(path)
+            opened[artifact.path.name] = artifact
+            entry, accuracy = bench_artifact(artifact, settings, eval_set, out)
+            if accuracy is not None:
+                runs[entry["name"]] = accuracy
+        except Exception as exc:
+            logger.debug("artifact %s failed", path, exc_info=True)
+            entry = {"name": path.name, "path": str(path), "status": "failed"}
+            entry["reason"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        logger.info("%s: %s %s", entry["name"], entry["status"], entry.get("reason", ""))
+        entries.append(entry)
+    reference_run, reference_name = _reference(settings, runs, opened, eval_set)
+    for entry in entries:
+        if reference_run is not None and reference_name and entry["name"] in runs:
+            entry["fidelity"] = fidelity(
+                runs[entry["name"]], reference_run, reference_name=reference_name
+            )
+    baseline = _baseline(entries, opened, settings)
+    if baseline is not None:
+        for entry in entries:
+            if entry.get("e2e"):
+                entry["speedup_vs_baseline"] = {
+                    batch: frame["persons_per_s"] / baseline["persons_per_s"]
+                    for batch, frame in entry["e2e"].items()
+                }
+    results = {
+        "schema": SCHEMA,
+        "name": name or out.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "environment": env,
+        "settings": {
+            "batches": list(settings.batches),
+            "threads": settings.threads,
+            "flip": settings.flip,
+            "timing": {
+                "warmup_s": settings.plan.warmup_s,
+                "seconds": settings.plan.seconds,
+                "iters": settings.plan.iters,
+                "repeats": settings.plan.repeats,
+            },
+            "frame_persons": settings.frame_persons,
+            "data": None
+            if eval_set is None
+            else {
+                "image_dir": settings.image_dir,
+                "ann_file": settings.ann_file,
+                "det_file": settings.det_file,
+                "box_source": eval_set.box_source,
+                "num_images": len(eval_set.items),
+                "num_instances": eval_set.num_instances,
+            },
+            "reference": reference_name,
+        },
+        "baseline": baseline,
+        "entries": entries,
+    }
+    import json
+
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
+    render([results], out)
+    return results
+
+
+def _reference(
+    settings: BenchSettings,
+    runs: dict[str, AccuracyRun],
+    opened: dict[str, Artifact],
+    eval_set: EvalSet | None,
+) -> tuple[AccuracyRun | None, str | None]:
+    """The FP32 reference run: reused when it was benchmarked too, else run once here."""
+    if settings.reference is None or eval_set is None:
+        return None, None
+    ref_path = Path(settings.reference)
+    for name, artifact in opened.items():
+        if artifact.path.resolve() == ref_path.resolve() and name in runs:
+            return runs[name], name
+    artifact = read_artifact(ref_path)
+    if artifact.manifest.precision != "fp32":
+        raise RtmwError(
+            f"--reference must be an FP32 artifact; {ref_path} is {artifact.manifest.precision}"
+        )
+    with runtimes.open(artifact, device="cpu", threads=settings.threads) as runtime:
+        run = run_accuracy(
+            runtime.infer, artifact.manifest.input_size, eval_set, flip=settings.flip
+        )
+    return run, ref_path.name
+
+
+def _json_default(value: object) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

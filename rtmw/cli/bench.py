@@ -1,0 +1,172 @@
+"""``rtmw-bench``: latency and COCO-WholeBody accuracy for artifacts, into ``results/``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rtmw.cli._common import one_line_errors, setup_logging
+
+logger = logging.getLogger(__name__)
+
+
+class DefaultRunGroup(click.Group):
+    """``rtmw-bench ARTIFACT...`` means ``rtmw-bench run ARTIFACT...``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultRunGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Benchmark artifacts (default command: run), re-render reports, gate regressions."""
+
+
+def _batches(value: str) -> tuple[int, ...]:
+    try:
+        batches = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"comma-separated integers expected, got {value!r}") from None
+    if not batches or min(batches) < 1:
+        raise click.BadParameter("batch sizes must be positive")
+    return batches
+
+
+@main.command(
+    "run",
+    epilog=(
+        "Examples:\n\n\b\n"
+        "  rtmw-bench artifacts/ --batch 1,8 --out results/cpu-rtmw-m\n"
+        "  rtmw-bench artifacts/onnx artifacts/openvino-fp16 --data val2017/ \\\n"
+        "      --ann coco_wholebody_val_v1.0.json \\\n"
+        "      --dets COCO_val2017_detections_AP_H_56_person.json \\\n"
+        "      --reference artifacts/onnx --out results/val\n"
+        "  rtmw-bench rtmw-m.pth --targets onnx,openvino-fp16 --out results/quick\n\n"
+        "Exit codes: 0 every artifact ok or skipped; 1 one failed; 2 usage; 4 device absent."
+    ),
+)
+@click.argument("inputs", nargs=-1, required=True)
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda", "jetson", "arm"]),
+    default="cpu",
+    show_default=True,
+)
+@click.option("--batch", "batch", default="1,8", show_default=True, help="Batch sizes.")
+@click.option("--threads", type=int, default=None, help="Threads per runtime (pinned).")
+@click.option("--warmup", default=1.0, show_default=True, help="Warm-up seconds.")
+@click.option("--seconds", type=float, default=2.0, show_default=True, help="Seconds per repeat.")
+@click.option(
+    "--iters", type=int, default=None, help="Iterations per repeat (overrides --seconds)."
+)
+@click.option("--repeats", default=3, show_default=True)
+@click.option("--data", "image_dir", type=click.Path(file_okay=False), help="Image folder.")
+@click.option("--ann", "ann_file", type=click.Path(dir_okay=False), help="COCO-WholeBody JSON.")
+@click.option("--dets", "det_file", type=click.Path(dir_okay=False), help="Person detections.")
+@click.option("--limit", type=int, default=None, help="Evaluate the first N images only.")
+@click.option("--flip/--no-flip", default=True, show_default=True, help="Flip test.")
+@click.option("--reference", type=click.Path(file_okay=False), help="FP32 artifact for fidelity.")
+@click.option("--targets", default="", help="With a checkpoint: export these targets first.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="results/NAME")
+@click.option("--quiet", is_flag=True)
+@click.option("-v", "--verbose", count=True)
+@one_line_errors
+def run_command(
+    inputs: tuple[str, ...],
+    device: str,
+    batch: str,
+    threads: int | None,
+    warmup: float,
+    seconds: float,
+    iters: int | None,
+    repeats: int,
+    image_dir: str | None,
+    ann_file: str | None,
+    det_file: str | None,
+    limit: int | None,
+    flip: bool,
+    reference: str | None,
+    targets: str,
+    out: str,
+    quiet: bool,
+    verbose: int,
+) -> None:
+    """Measure latency, end-to-end speed and per-part AP of ARTIFACTS (folders)."""
+    setup_logging(verbose)
+    from rtmw.bench.run import BenchSettings, bench
+    from rtmw.bench.timing import TimingPlan
+
+    paths: list[str | Path] = list(inputs)
+    if targets:
+        paths = _export_first(inputs, targets, Path(out) / "artifacts")
+    settings = BenchSettings(
+        device=device,
+        batches=_batches(batch),
+        threads=threads,
+        plan=TimingPlan(
+            warmup_s=warmup, seconds=None if iters else seconds, iters=iters, repeats=repeats
+        ),
+        flip=flip,
+        image_dir=image_dir,
+        ann_file=ann_file,
+        det_file=det_file,
+        limit=limit,
+        reference=reference,
+    )
+    results = bench(paths, settings, out, progress=not quiet)
+    _summary(results)
+    click.echo(f"results: {Path(out) / 'results.json'} (+ results.md, plots)")
+    if any(e["status"] == "failed" for e in results["entries"]):
+        raise SystemExit(1)
+
+
+def _export_first(inputs: tuple[str, ...], targets: str, out: Path) -> list[str | Path]:
+    from rtmw.errors import InputError
+    from rtmw.export import expand_targets, export
+
+    if len(inputs) != 1 or not Path(inputs[0]).is_file():
+        raise InputError("--targets needs exactly one checkpoint file as input")
+    made = export(inputs[0], expand_targets(targets), out, overwrite=True, progress=True)
+    return [r.path for r in made if r.path is not None and r.status == "ok"]
+
+
+def _summary(results: dict[str, Any]) -> None:
+    for entry in results["entries"]:
+        line = f"{entry['name']:<16} {entry['status']}"
+        if entry["status"] != "ok":
+            line += f": {entry.get('reason', '')}"
+        else:
+            best = max(entry["e2e"].values(), key=lambda f: f["persons_per_s"])
+            line += f"  {best['persons_per_s']:.1f} persons/s e2e"
+            ap = (entry.get("accuracy") or {}).get("parts", {}).get("wholebody", {}).get("ap")
+            if ap is not None:
+                line += f"  whole-body AP {100 * ap:.1f}"
+        click.echo(line)
+
+
+@main.command(
+    "report",
+    epilog=(
+        "Example:\n\n\b\n"
+        "  rtmw-bench report results/cpu/results.json results/jetson/results.json \\\n"
+        "      --out results/compare"
+    ),
+)
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for results.md and plots.")
+@one_line_errors
+def report_command(files: tuple[str, ...], out: str | None) -> None:
+    """Re-render one or more results files; several are compared side by side."""
+    from rtmw.bench.report import load_results, markdown, render
+
+    loaded = [load_results(f) for f in files]
+    if out:
+        for path in render(loaded, Path(out)):
+            click.echo(f"wrote {path}")
+    else:
+        click.echo(markdown(loaded), nl=False)

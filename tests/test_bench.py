@@ -1,0 +1,185 @@
+"""rtmw-bench: timing statistics, device profiles, per-artifact statuses, outputs that parse."""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rtmw.bench import BenchSettings, TimingPlan, bench, find_artifacts, load_results, markdown
+from rtmw.bench.environment import DeviceNotPresent, cpu_profile, environment
+from rtmw.bench.timing import summarize, time_inference
+from rtmw.data.synthetic import SyntheticDataset
+from rtmw.errors import DataError, RtmwError
+
+QUICK = TimingPlan(warmup_s=0.0, seconds=None, iters=3, repeats=2)
+
+
+def test_summarize_percentiles_and_spread() -> None:
+    repeats = [[1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 2.0, 2.0]]
+    stats = summarize(repeats, items_per_call=4)
+    pooled = np.array([1, 2, 3, 4, 2, 2, 2, 2], float)
+    assert stats.p50 == pytest.approx(np.percentile(pooled, 50))
+    assert stats.p99 == pytest.approx(np.percentile(pooled, 99))
+    assert stats.mean == pytest.approx(pooled.mean())
+    assert stats.throughput == pytest.approx(4 / (pooled.mean() / 1000))
+    assert stats.repeat_p50 == (2.5, 2.0)
+    assert stats.spread == pytest.approx(0.5 / 2.25)
+    assert stats.to_dict()["p50_spread"] == pytest.approx(stats.spread)
+
+
+def test_timing_plan_needs_a_budget() -> None:
+    with pytest.raises(ValueError):
+        TimingPlan(seconds=None, iters=None)
+    with pytest.raises(ValueError):
+        TimingPlan(repeats=0)
+
+
+def test_time_inference_counts_calls() -> None:
+    calls = []
+
+    def infer(batch: np.ndarray) -> None:
+        calls.append(len(batch))
+
+    stats = time_inference(infer, np.zeros((4, 3, 8, 8), np.float32), QUICK)
+    assert stats.samples == 6 and stats.batch == 4
+    assert calls.count(4) == len(calls) >= 8  # two warm-up calls, then 2 × 3 timed
+
+
+def test_cpu_profile_describes_this_machine() -> None:
+    profile = cpu_profile()
+    assert profile["logical_cores"] >= 1 and profile["usable_cores"] >= 1
+    assert profile["arch"] == platform.machine()
+    env = environment("cpu")
+    assert env["versions"]["numpy"] and env["python"] == platform.python_version()
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="a GPU is present here")
+def test_absent_devices_are_errors() -> None:
+    with pytest.raises(DeviceNotPresent, match="no NVIDIA GPU"):
+        environment("cuda")
+    with pytest.raises(DeviceNotPresent, match="not a Jetson"):
+        environment("jetson")
+    if platform.machine() not in ("aarch64", "arm64"):
+        with pytest.raises(DeviceNotPresent, match="not ARM"):
+            environment("arm")
+    with pytest.raises(RtmwError, match="unknown --device"):
+        environment("tpu")
+
+
+def test_find_artifacts(demo_artifacts: Path, tmp_path: Path) -> None:
+    found = find_artifacts([demo_artifacts])
+    assert {p.name for p in found} >= {"onnx", "torch"}
+    assert find_artifacts([demo_artifacts / "onnx"]) == [demo_artifacts / "onnx"]
+    with pytest.raises(RtmwError, match=r"no artifact\.json"):
+        find_artifacts([tmp_path])
+
+
+@pytest.fixture(scope="module")
+def bench_run(
+    demo_artifacts: Path, synthetic_val: SyntheticDataset, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict, Path]:
+    """One run over good artifacts plus a tampered one; accuracy on 3 images."""
+    work = tmp_path_factory.mktemp("bench")
+    tampered = work / "artifacts" / "tampered"
+    shutil.copytree(demo_artifacts / "onnx", tampered)
+    model = tampered / "model.onnx"
+    model.write_bytes(model.read_bytes()[:-10] + b"0123456789")
+    settings = BenchSettings(
+        batches=(1, 2),
+        threads=1,
+        plan=QUICK,
+        image_dir=str(synthetic_val.image_dir),
+        ann_file=str(synthetic_val.ann_file),
+        limit=3,
+        reference=str(demo_artifacts / "onnx"),
+        draw=2,
+    )
+    out = work / "out"
+    return bench([demo_artifacts, tampered], settings, out, progress=False), out
+
+
+def test_bench_statuses_and_figures(bench_run: tuple[dict, Path]) -> None:
+    results, _ = bench_run
+    by_name = {e["name"]: e for e in results["entries"]}
+    assert by_name["tampered"]["status"] == "failed"
+    assert "sha256" in by_name["tampered"]["reason"]
+    for name in ("onnx", "torch"):
+        entry = by_name[name]
+        assert entry["status"] == "ok", entry.get("reason")
+        assert set(entry["latency"]) == {"1", "2"}
+        lat = entry["latency"]["2"]
+        assert 0 < lat["p50"] <= lat["p99"] and lat["samples"] == 6
+        frame = entry["e2e"]["1"]
+        assert frame["persons"] == 6 and frame["crops_per_frame"] == 12
+        assert set(frame["stages_p50_ms"]) == {"preprocess", "inference", "decode"}
+        assert entry["accuracy"]["box_source"] == "gt"
+        assert set(entry["accuracy"]["parts"]) == {
+            "body", "foot", "face", "lefthand", "righthand", "wholebody"
+        }  # fmt: skip
+        assert entry["device_used"].startswith("cpu")
+        assert entry["size_mb"] > 1
+    # the reference compared with itself: zero error, zero delta
+    self_fid = by_name["onnx"]["fidelity"]["parts"]["wholebody"]
+    assert self_fid["px_p99"] == 0 and self_fid["ap_delta"] == 0
+    torch_fid = by_name["torch"]["fidelity"]["parts"]["body"]
+    assert torch_fid["keypoints"] > 0 and torch_fid["px_p50"] is not None
+    # baseline: onnxruntime FP32 one crop at a time, and ratios against it
+    assert results["baseline"]["artifact"] == "onnx"
+    assert by_name["onnx"]["speedup_vs_baseline"]["1"] > 0
+
+
+def test_bench_outputs_parse(bench_run: tuple[dict, Path], tmp_path: Path) -> None:
+    from rtmw.cli.bench import main
+
+    results, out = bench_run
+    assert (out / "latency_vs_ap.png").stat().st_size > 1000
+    assert (out / "part_ap.png").stat().st_size > 1000
+    drawn = [image for e in results["entries"] for image in e.get("images", [])]
+    assert drawn and all((out / image).is_file() for image in drawn)
+    loaded = load_results(out / "results.json")
+    assert loaded["schema"] == "rtmw.bench/1"
+    table = (out / "results.md").read_text()
+    assert table == markdown([loaded])
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    header = lines[0].strip("|").split("|")
+    assert len(header) == 17
+    # one row per ok artifact and batch, one per failed artifact
+    ok = [e for e in results["entries"] if e["status"] == "ok"]
+    failed = [e for e in results["entries"] if e["status"] != "ok"]
+    assert len(lines) - 1 == 2 * len(ok) + len(failed)
+    assert all(len(line.strip("|").split("|")) == len(header) for line in lines)
+    assert "baseline: onnxruntime FP32" in table
+    # report: two runs side by side gain a Run column
+    result = CliRunner().invoke(
+        main, ["report", str(out / "results.json"), str(out), "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "results.md").read_text().startswith("| Run |")
+
+
+def test_report_refuses_other_files(tmp_path: Path) -> None:
+    bad = tmp_path / "x.json"
+    bad.write_text(json.dumps({"schema": "something/else"}))
+    with pytest.raises(DataError, match="not an rtmw-bench results file"):
+        load_results(bad)
+    with pytest.raises(DataError, match="not found"):
+        load_results(tmp_path / "missing.json")
+
+
+def test_cli_device_absent_exit_code(demo_artifacts: Path, tmp_path: Path) -> None:
+    from rtmw.cli.bench import main
+
+    if shutil.which("nvidia-smi"):
+        pytest.skip("a GPU is present here")
+    result = CliRunner().invoke(
+        main, [str(demo_artifacts / "onnx"), "--device", "cuda", "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 4
+    assert "no NVIDIA GPU" in result.output
+    assert not (tmp_path / "r" / "results.json").exists()
