@@ -15,7 +15,9 @@ from rtmw.cli._common import one_line_errors, setup_logging
         "Examples:\n\n\b\n"
         "  rtmw-export rtmw-m.pth --target onnx --out artifacts/\n"
         "  rtmw-export rtmw-m.pth --targets onnx,openvino-fp16,ncnn-fp32 --out artifacts/\n"
-        "  rtmw-export rtmw-m.pth --targets all --out artifacts/ --overwrite\n\n"
+        "  rtmw-export rtmw-m.pth --targets all --out artifacts/ --overwrite\n"
+        "  rtmw-export rtmw-m.pth --targets ort-int8,openvino-int8,trt-int8 \\\n"
+        "      --calib calib.npz --sensitivity --out artifacts/\n\n"
         "Exit codes: 0 all ok; 1 a target failed (verification figures printed); 2 usage; "
         "3 a backend is missing (trt-fp16 without TensorRT: the verified ONNX is written)."
     ),
@@ -33,6 +35,31 @@ from rtmw.cli._common import one_line_errors, setup_logging
 @click.option("--opset", default=17, show_default=True, help="ONNX opset for the shared ONNX step.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
 @click.option("--overwrite", is_flag=True, help="Replace existing artifact folders.")
+@click.option(
+    "--calib",
+    type=click.Path(dir_okay=False),
+    help="Calibration set from rtmw-calib (required by INT8 targets).",
+)
+@click.option(
+    "--int8-policy",
+    type=click.Choice(["head-fp32", "none"]),
+    default="head-fp32",
+    show_default=True,
+    help="Mixed precision: keep the SimCC head (ScaleNorm, GAU, classifiers) in float, "
+    "or quantise everything.",
+)
+@click.option(
+    "--accuracy-control",
+    type=float,
+    default=None,
+    metavar="MAX_DROP",
+    help="openvino-int8: NNCF accuracy-controlled PTQ with this max drop of keypoint OKS.",
+)
+@click.option(
+    "--sensitivity",
+    is_flag=True,
+    help="Per-block INT8 sensitivity scan (needs --calib); table printed and saved in --out.",
+)
 @click.option("--list", "list_only", is_flag=True, help="List the targets and exit.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 @one_line_errors
@@ -44,6 +71,10 @@ def main(
     opset: int,
     no_simplify: bool,
     overwrite: bool,
+    calib: str | None,
+    int8_policy: str,
+    accuracy_control: float | None,
+    sensitivity: bool,
     list_only: bool,
     verbose: int,
 ) -> None:
@@ -57,6 +88,16 @@ def main(
             click.echo(f"{name:<14} {spec.precision:<5} {spec.description}")
         return
     requested = [*target, *([targets] if targets else [])]
+    if sensitivity:
+        from rtmw.export import sensitivity_scan
+
+        if calib is None:
+            raise click.UsageError("--sensitivity needs --calib")
+        table_path, table = sensitivity_scan(checkpoint, calib, out, int8_policy=int8_policy)
+        click.echo(table)
+        click.echo(f"sensitivity table: {table_path}")
+        if not requested:
+            return
     if not requested:
         raise click.UsageError("give --target or --targets (see --list)")
     results = export(
@@ -67,6 +108,9 @@ def main(
         simplify=not no_simplify,
         overwrite=overwrite,
         progress=True,
+        calib=calib,
+        int8_policy=int8_policy,
+        accuracy_control=accuracy_control,
     )
     for result in results:
         click.echo(result.line())

@@ -1,6 +1,12 @@
 """Checkpoint → verified, self-describing artifact folders, one registered function per target."""
 
-from rtmw.export.api import ExportResult, VerificationFailed, expand_targets, export
+from rtmw.export.api import (
+    ExportResult,
+    VerificationFailed,
+    expand_targets,
+    export,
+    sensitivity_scan,
+)
 from rtmw.export.registry import TARGETS, get_target, list_targets, register_target
 from rtmw.export.verify import DEFAULT_TOLERANCES, Tolerances
 
@@ -15,4 +21,5 @@ __all__ = [
     "get_target",
     "list_targets",
     "register_target",
+    "sensitivity_scan",
 ]

@@ -16,8 +16,10 @@ from tqdm import tqdm
 
 from rtmw import __version__
 from rtmw.artifact import Manifest, hash_files, now_utc, read_artifact, staging, write_manifest
+from rtmw.calib.calibset import CalibrationSet, check_matches_model, load_calibration_set
 from rtmw.errors import MissingDependency, RtmwError
 from rtmw.export.context import DEFAULT_OPSET, ExportContext
+from rtmw.export.int8 import VERIFY_HOLDOUT
 from rtmw.export.registry import TargetOutput, TargetSpec, get_target, list_targets
 from rtmw.export.verify import DEFAULT_TOLERANCES, Tolerances, compare, verification_inputs
 from rtmw.models import model_from_contents, read_checkpoint
@@ -130,6 +132,9 @@ def _write_artifact(
             tools=_tools(output.tools),
             num_keypoints=ctx.config.num_keypoints,
             simcc_split_ratio=ctx.config.simcc_split_ratio,
+            calibration=ctx.calibration.describe()
+            if precision == "int8" and ctx.calibration is not None
+            else None,
             io=output.io,
             options=output.options,
             created=now_utc(),
@@ -161,18 +166,37 @@ def export(
     tolerances: dict[str, Tolerances] | None = None,
     engine: dict[str, Any] | None = None,
     progress: bool = False,
+    calib: str | Path | CalibrationSet | None = None,
+    int8_policy: str = "head-fp32",
+    accuracy_control: float | None = None,
 ) -> list[ExportResult]:
     """Export one checkpoint to each target under ``out_dir/<target>``; never raises per target.
 
     Each result carries its status and exit code: 0 ok, 1 failed, 3 a missing backend
     (for ``trt-fp16`` without TensorRT, the verified TensorRT-ready ONNX is written to
-    ``out_dir/trt-fp16-onnx``).
+    ``out_dir/trt-fp16-onnx``). INT8 targets need ``calib`` (a set made by
+    rtmw-calib, checked against the model's input size); they are verified on person
+    crops and held-out calibration crops, not on noise.
     """
     names = expand_targets(targets)
     contents = read_checkpoint(checkpoint)
     model, config = model_from_contents(contents)
+    calibration = None
+    if calib is not None:
+        calibration = calib if isinstance(calib, CalibrationSet) else load_calibration_set(calib)
+        check_matches_model(calibration, config.input_size, config.name)
     ctx = ExportContext(
-        model, config, contents, opset=opset, simplify=simplify, options={"engine": engine or {}}
+        model,
+        config,
+        contents,
+        opset=opset,
+        simplify=simplify,
+        options={
+            "engine": engine or {},
+            "int8_policy": int8_policy,
+            "accuracy_control": accuracy_control,
+        },
+        calibration=calibration,
     )
     inputs = verification_inputs(config.input_size)
     limits = {**DEFAULT_TOLERANCES, **(tolerances or {})}
@@ -206,11 +230,22 @@ def _export_one(
             reason=f"{', '.join(missing)} not installed (pip install 'rtmw[{extra}]')",
             exit_code=3,
         )
+    if spec.precision == "int8":
+        if ctx.calibration is None:
+            return ExportResult(
+                spec.name,
+                "failed",
+                reason="INT8 needs a calibration set (--calib, made by rtmw-calib); "
+                "there is no random-data fallback",
+                exit_code=2,
+            )
+        _, holdout = ctx.calibration.split(VERIFY_HOLDOUT)
+        inputs = {"persons": inputs["persons"], "calib_holdout": holdout}
     try:
         if spec.format == "tensorrt":
             from rtmw.runtimes.tensorrt import tensorrt_available
 
-            if not tensorrt_available():
+            if not tensorrt_available() and spec.onnx_fallback is not None:
                 return _tensorrt_ready_onnx(ctx, spec, out, inputs, limits, overwrite, start)
         path, verification = _write_artifact(
             ctx,
@@ -258,8 +293,7 @@ def _tensorrt_ready_onnx(
     overwrite: bool,
     start: float,
 ) -> ExportResult:
-    from rtmw.export.tensorrt import write_tensorrt_ready_onnx
-
+    assert spec.onnx_fallback is not None
     name = f"{spec.name}-onnx"
     path, verification = _write_artifact(
         ctx,
@@ -267,7 +301,7 @@ def _tensorrt_ready_onnx(
         name,
         "onnx",
         spec.precision,
-        write_tensorrt_ready_onnx,
+        spec.onnx_fallback,
         inputs,
         limits[spec.precision],
         "cpu",
@@ -287,3 +321,29 @@ def _tensorrt_ready_onnx(
         exit_code=MissingDependency.exit_code,
         size_mb=read_artifact(path).size_bytes / 1e6,
     )
+
+
+def sensitivity_scan(
+    checkpoint: str | Path,
+    calib: str | Path | CalibrationSet,
+    out_dir: str | Path,
+    *,
+    int8_policy: str = "head-fp32",
+    progress: bool = True,
+) -> tuple[Path, str]:
+    """Quantise one block at a time; write and return the per-part damage table."""
+    from rtmw.export import sensitivity
+    from rtmw.export.int8 import POLICIES
+
+    contents = read_checkpoint(checkpoint)
+    model, config = model_from_contents(contents)
+    calibration = calib if isinstance(calib, CalibrationSet) else load_calibration_set(calib)
+    check_matches_model(calibration, config.input_size, config.name)
+    ctx = ExportContext(model, config, contents, calibration=calibration)
+    try:
+        rows = sensitivity.scan(ctx, progress=progress)
+    finally:
+        ctx.close()
+    kept = POLICIES[int8_policy]
+    path = sensitivity.write(rows, kept, Path(out_dir), config.name)
+    return path, sensitivity.table(rows, kept)

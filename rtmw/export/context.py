@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rtmw.calib.calibset import CalibrationSet
 from rtmw.models import RTMW, RTMWConfig
 from rtmw.models.checkpoint import CheckpointContents
 
@@ -24,6 +25,7 @@ class ExportContext:
     opset: int = DEFAULT_OPSET
     simplify: bool = True
     options: dict[str, Any] = field(default_factory=dict)
+    calibration: CalibrationSet | None = None
     _scratch: tempfile.TemporaryDirectory[str] | None = None
     _onnx: dict[str, Path] = field(default_factory=dict)
 

@@ -34,18 +34,28 @@ class TargetSpec:
     build: TargetFn
     requires: tuple[str, ...] = ()  # python modules needed to build
     description: str = ""
+    # TensorRT targets: what to write and verify in onnxruntime when TensorRT is absent
+    onnx_fallback: TargetFn | None = None
 
 
 TARGETS: dict[str, TargetSpec] = {}
 
 
 def register_target(
-    name: str, *, format: str, precision: str, requires: tuple[str, ...] = (), description: str = ""
+    name: str,
+    *,
+    format: str,
+    precision: str,
+    requires: tuple[str, ...] = (),
+    description: str = "",
+    onnx_fallback: TargetFn | None = None,
 ) -> Callable[[TargetFn], TargetFn]:
     def decorator(fn: TargetFn) -> TargetFn:
         if name in TARGETS:
             raise ValueError(f"target registered twice: {name}")
-        TARGETS[name] = TargetSpec(name, format, precision, fn, requires, description)
+        TARGETS[name] = TargetSpec(
+            name, format, precision, fn, requires, description, onnx_fallback
+        )
         return fn
 
     return decorator
@@ -75,4 +85,4 @@ def list_targets() -> list[str]:
 
 def _load_builtin_targets() -> None:
     # Importing the modules registers their targets; backends are imported lazily inside.
-    from rtmw.export import ncnn, onnx, openvino, tensorrt, torch_target  # noqa: F401
+    from rtmw.export import int8, ncnn, onnx, openvino, tensorrt, torch_target  # noqa: F401

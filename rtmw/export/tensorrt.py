@@ -15,7 +15,9 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from rtmw.errors import MissingDependency
 from rtmw.export.context import ExportContext
@@ -132,6 +134,115 @@ def build_engine(
     }
 
 
+class CropCalibrator:
+    """TensorRT 10's implicit-quantisation route: entropy calibration on our crops.
+
+    Deprecated by NVIDIA since 10.1 in favour of explicit Q/DQ, and gone in TensorRT 11;
+    kept for users on TensorRT 10 who compare both routes. Device memory comes from
+    torch (no pycuda).
+    """
+
+    def __new__(cls, crops: np.ndarray, cache: Path | None, batch: int = 8) -> Any:
+        import tensorrt as trt
+        import torch
+
+        class _Calibrator(trt.IInt8EntropyCalibrator2):
+            def __init__(self) -> None:
+                trt.IInt8EntropyCalibrator2.__init__(self)
+                self.crops = crops
+                self.batch = batch
+                self.index = 0
+                self.cache = cache
+                self.device_buffer = torch.empty(
+                    (batch, *crops.shape[1:]), dtype=torch.float32, device="cuda"
+                )
+
+            def get_batch_size(self) -> int:
+                return self.batch
+
+            def get_batch(self, names: list[str]) -> list[int]:
+                if self.index + self.batch > len(self.crops):
+                    return []
+                chunk = torch.from_numpy(self.crops[self.index : self.index + self.batch])
+                self.device_buffer.copy_(chunk)
+                self.index += self.batch
+                return [int(self.device_buffer.data_ptr())]
+
+            def read_calibration_cache(self) -> bytes | None:
+                if self.cache is not None and self.cache.is_file():
+                    return self.cache.read_bytes()
+                return None
+
+            def write_calibration_cache(self, cache: Any) -> None:
+                if self.cache is not None:
+                    self.cache.write_bytes(bytes(cache))
+
+        return _Calibrator()
+
+
+def build_int8_engine(
+    onnx_qdq: Path,
+    onnx_fp32: Path,
+    crops: np.ndarray,
+    engine_path: Path,
+    input_size: tuple[int, int],
+    settings: EngineSettings = EngineSettings(),
+    *,
+    route: str = "qdq",
+) -> dict[str, object]:
+    """INT8 engine: explicit Q/DQ (TensorRT 10 and 11) or TensorRT 10's calibrator route.
+
+    Q/DQ: on TensorRT 11 the network is strongly typed and every non-quantised layer
+    runs in the ONNX's own type; on TensorRT 10 the INT8 and FP16 flags let the builder
+    pick FP16 for the rest, with the head islands pinned to FP32 as in trt-fp16.
+    """
+    import tensorrt as trt
+
+    if route not in ("qdq", "calibrator"):
+        raise ValueError(f"route must be 'qdq' or 'calibrator', got {route!r}")
+    major = tensorrt_major()
+    if route == "calibrator" and major >= 11:
+        raise RuntimeError("TensorRT 11 removed implicit INT8 calibration; use the Q/DQ route")
+    builder = trt.Builder(trt.Logger(trt.Logger.WARNING))
+    strongly_typed = major >= 11
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+    network = builder.create_network(flags)
+    _parse(builder, network, onnx_qdq if route == "qdq" else onnx_fp32)
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_bytes)
+    pinned = 0
+    if not strongly_typed:
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.set_flag(trt.BuilderFlag.FP16)
+        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+        pinned = _pin_fp32_islands(network)
+    width, height = input_size
+    profile = builder.create_optimization_profile()
+    profile.set_shape(
+        INPUT_NAME,
+        trt.Dims4(settings.min_batch, 3, height, width),
+        trt.Dims4(settings.opt_batch, 3, height, width),
+        trt.Dims4(settings.max_batch, 3, height, width),
+    )
+    config.add_optimization_profile(profile)
+    if route == "calibrator":
+        config.set_calibration_profile(profile)
+        cache = settings.timing_cache.with_suffix(".calib") if settings.timing_cache else None
+        config.int8_calibrator = CropCalibrator(crops, cache)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError("TensorRT failed to build the INT8 engine (see its log above)")
+    engine_path.write_bytes(bytes(serialized))
+    return {
+        "tensorrt": str(trt.__version__),
+        "route": "explicit Q/DQ" if route == "qdq" else "implicit entropy calibrator (TRT 10)",
+        "api": "strongly-typed (TensorRT 11+)" if strongly_typed else "INT8+FP16 flags (TRT 10)",
+        "fp32_layers_pinned": pinned,
+        "profile": [settings.min_batch, settings.opt_batch, settings.max_batch],
+        "calibration_crops": len(crops),
+    }
+
+
 def write_tensorrt_ready_onnx(ctx: ExportContext, stage: Path) -> TargetOutput:
     """Both ONNX inputs a TensorRT build takes, the FP16 one verified as the artifact."""
     shutil.copyfile(ctx.onnx_fp16(), stage / "model.onnx")
@@ -160,6 +271,7 @@ def write_tensorrt_ready_onnx(ctx: ExportContext, stage: Path) -> TargetOutput:
     precision="fp16",
     requires=("onnx",),
     description="TensorRT FP16 engine (TensorRT 10 flags or TensorRT 11 strongly typed)",
+    onnx_fallback=write_tensorrt_ready_onnx,
 )
 def target_trt_fp16(ctx: ExportContext, stage: Path) -> TargetOutput:
     if not tensorrt_available():

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from rtmw.data.wholebody import PART_SLICES
 from rtmw.pipeline.decode import decode_simcc
 
 InferFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -49,6 +50,8 @@ class VerificationReport:
     finite: bool
     tolerances: dict[str, float]
     failures: list[str] = field(default_factory=list)
+    # decoded-keypoint error per body part (clear peaks only), crop pixels; None: no peak
+    keypoint_px_per_part: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -152,7 +155,16 @@ def compare(
     cand_kpts, _ = decode_simcc(cx, cy, split_ratio)
     min_gap = 2 * tolerances.max_rel_diff * scale
     clear = clear_peaks(rx, min_gap) & clear_peaks(ry, min_gap)
-    errors = np.linalg.norm(cand_kpts - ref_kpts, axis=-1)[clear]
+    all_errors = np.linalg.norm(cand_kpts - ref_kpts, axis=-1)
+    errors = all_errors[clear]
+    per_part: dict[str, dict[str, float | None]] = {}
+    for part, part_slice in PART_SLICES.items():
+        values = all_errors[:, part_slice][clear[:, part_slice]]
+        per_part[part] = {
+            "p50": float(np.percentile(values, 50)) if values.size else None,
+            "p99": float(np.percentile(values, 99)) if values.size else None,
+            "n": float(values.size),
+        }
     p50 = float(np.percentile(errors, 50)) if errors.size else 0.0
     p99 = float(np.percentile(errors, 99)) if errors.size else 0.0
     if not finite:
@@ -176,4 +188,5 @@ def compare(
         finite=finite,
         tolerances=asdict(tolerances),
         failures=failures,
+        keypoint_px_per_part=per_part,
     )
