@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from rtmw.data.evaluation import WholeBodyEvaluation
-from rtmw.data.predict import EvalSet, evaluate_pose
+from rtmw.data.evaluation import WholeBodyEvaluation, evaluate_wholebody
+from rtmw.data.predict import EvalSet, predict
 from rtmw.data.wholebody import PART_SLICES, PARTS
 from rtmw.pipeline.topdown import InferFn, PoseResult, TopDown
 
@@ -22,6 +22,7 @@ from rtmw.pipeline.topdown import InferFn, PoseResult, TopDown
 class AccuracyRun:
     evaluation: WholeBodyEvaluation
     predictions: dict[int, PoseResult]
+    results: list[dict[str, Any]]  # COCO-WholeBody results before rescoring (for gates)
 
     def to_dict(self) -> dict[str, Any]:
         return self.evaluation.to_dict()
@@ -37,8 +38,14 @@ def run_accuracy(
     progress: bool = False,
 ) -> AccuracyRun:
     pose = TopDown(infer, input_size, flip_test=flip, max_batch=max_batch)
-    evaluation, raw = evaluate_pose(pose, eval_set, progress=progress)
-    return AccuracyRun(evaluation, raw)
+    results, raw = predict(pose, eval_set.items, progress=progress, desc="evaluate")
+    evaluation = evaluate_wholebody(
+        eval_set.ann_file,
+        results,
+        box_source=eval_set.box_source,
+        image_ids=[item.image_id for item in eval_set.items],
+    )
+    return AccuracyRun(evaluation, raw, results)
 
 
 def keypoint_errors(

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rtmw import runtimes
-from rtmw.artifact import Artifact, read_artifact
+from rtmw.artifact import Artifact, read_artifact, sha256_path
 from rtmw.bench.accuracy import AccuracyRun, fidelity, run_accuracy
 from rtmw.bench.environment import RUNTIME_DEVICE, environment
 from rtmw.bench.report import SCHEMA, render
@@ -178,6 +178,7 @@ def bench_artifact(
                 max_batch=max(settings.batches),
             )
             entry["accuracy"] = accuracy.to_dict()
+            entry["predictions"] = _save_predictions(accuracy, out_dir, entry["name"])
             entry["images"] = _draw_examples(accuracy, eval_set, out_dir, entry["name"], settings)
         rss_after, peak = _rss_mb()
         entry["rss_mb"] = rss_after
@@ -186,6 +187,16 @@ def bench_artifact(
         return entry, accuracy
     finally:
         runtime.close()
+
+
+def _save_predictions(accuracy: AccuracyRun, out_dir: Path, name: str) -> str:
+    """The raw results (before rescoring), so gates can resample images later."""
+    import json
+
+    path = out_dir / "predictions" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(accuracy.results, default=_json_default))
+    return str(path.relative_to(out_dir))
 
 
 def _draw_examples(
@@ -304,6 +315,8 @@ def bench(
                 "image_dir": settings.image_dir,
                 "ann_file": settings.ann_file,
                 "det_file": settings.det_file,
+                "ann_sha256": sha256_path(Path(settings.ann_file or "")),
+                "image_ids": [item.image_id for item in eval_set.items],
                 "box_source": eval_set.box_source,
                 "num_images": len(eval_set.items),
                 "num_instances": eval_set.num_instances,

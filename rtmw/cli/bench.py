@@ -170,3 +170,125 @@ def report_command(files: tuple[str, ...], out: str | None) -> None:
             click.echo(f"wrote {path}")
     else:
         click.echo(markdown(loaded), nl=False)
+
+
+@main.command(
+    "gate",
+    epilog=(
+        "Examples:\n\n\b\n"
+        "  rtmw-bench gate --reference results/fp32/results.json \\\n"
+        "      --candidate results/int8/results.json --junit gate.xml\n"
+        "  rtmw-bench gate rtmw-m.pth --targets ort-int8,openvino-int8 --calib calib.npz \\\n"
+        "      --data val2017/ --ann coco_wholebody_val_v1.0.json --out results/gate\n\n"
+        "Exit codes: 0 every check passed; 1 a check failed (or failed closed); 2 usage."
+    ),
+)
+@click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
+@click.option("--reference", "reference", type=click.Path(), help="Reference results.json.")
+@click.option("--candidate", "candidate", type=click.Path(), help="Candidate results.json.")
+@click.option("--reference-entry", default=None, help="Reference artifact name in its run.")
+@click.option("--entries", default="", help="Candidate artifact names (default: non-FP32).")
+@click.option("--budgets", type=click.Path(dir_okay=False), help="gates.toml (default: built in).")
+@click.option("--junit", type=click.Path(dir_okay=False), help="Write JUnit XML here.")
+@click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False), help="Write Markdown.")
+@click.option("--targets", default="", help="One-shot form: targets to export and gate.")
+@click.option("--calib", type=click.Path(dir_okay=False), help="One-shot form: calibration set.")
+@click.option("--data", "image_dir", type=click.Path(file_okay=False))
+@click.option("--ann", "ann_file", type=click.Path(dir_okay=False))
+@click.option("--dets", "det_file", type=click.Path(dir_okay=False))
+@click.option("--limit", type=int, default=None)
+@click.option("--out", type=click.Path(file_okay=False), help="One-shot form: work folder.")
+@click.option("-v", "--verbose", count=True)
+@one_line_errors
+def gate_command(
+    checkpoint: str | None,
+    reference: str | None,
+    candidate: str | None,
+    reference_entry: str | None,
+    entries: str,
+    budgets: str | None,
+    junit: str | None,
+    markdown_out: str | None,
+    targets: str,
+    calib: str | None,
+    image_dir: str | None,
+    ann_file: str | None,
+    det_file: str | None,
+    limit: int | None,
+    out: str | None,
+    verbose: int,
+) -> None:
+    """Fail when a quantised artifact loses more than its budget on any body part."""
+    setup_logging(verbose)
+    from rtmw.bench.gate import gate, junit_xml, load_budgets, markdown, write_step_summary
+    from rtmw.bench.report import load_results
+
+    budget_table = load_budgets(budgets)
+    if checkpoint is not None:
+        if reference or candidate:
+            raise click.UsageError("give a CHECKPOINT or --reference/--candidate, not both")
+        if not (targets and image_dir and ann_file and out):
+            raise click.UsageError("the one-shot form needs --targets, --data, --ann and --out")
+        run_path = _one_shot(checkpoint, targets, calib, image_dir, ann_file, det_file, limit, out)
+        reference = candidate = str(run_path)
+    if not reference or not candidate:
+        raise click.UsageError("give --reference and --candidate results files")
+    result = gate(
+        load_results(reference),
+        load_results(candidate),
+        budget_table,
+        reference_entry=reference_entry,
+        candidates=[e for e in entries.split(",") if e] or None,
+    )
+    text = markdown(result)
+    click.echo(text, nl=False)
+    if markdown_out:
+        Path(markdown_out).write_text(text)
+    if junit:
+        Path(junit).write_text(junit_xml(result))
+    write_step_summary(text)
+    raise SystemExit(0 if result.passed else 1)
+
+
+def _one_shot(
+    checkpoint: str,
+    targets: str,
+    calib: str | None,
+    image_dir: str,
+    ann_file: str,
+    det_file: str | None,
+    limit: int | None,
+    out: str,
+) -> Path:
+    """Export the FP32 reference and the targets, bench them all with fidelity."""
+    from rtmw.bench.run import BenchSettings, bench
+    from rtmw.bench.timing import TimingPlan
+    from rtmw.export import expand_targets, export
+
+    work = Path(out)
+    names = ["onnx", *[t for t in expand_targets(targets) if t != "onnx"]]
+    made = export(checkpoint, names, work / "artifacts", overwrite=True, progress=True,
+                  calib=calib)  # fmt: skip
+    for result in made:
+        click.echo(result.line())
+    reference = work / "artifacts" / "onnx"
+    if not any(r.target == "onnx" and r.status == "ok" for r in made):
+        from rtmw.errors import RtmwError
+
+        raise RtmwError("the FP32 reference (onnx) could not be exported; nothing to gate against")
+    paths: list[str | Path] = [r.path for r in made if r.path is not None]
+    settings = BenchSettings(
+        batches=(1,),
+        plan=TimingPlan(warmup_s=0.2, seconds=0.5, repeats=1),
+        image_dir=image_dir,
+        ann_file=ann_file,
+        det_file=det_file,
+        limit=limit,
+        reference=str(reference),
+        draw=0,
+    )
+    bench(paths, settings, work / "bench", name="gate")
+    failed = [r for r in made if r.status not in ("ok", "onnx-only")]
+    for result in failed:  # a target that did not export is gated as failed, not skipped
+        click.echo(f"{result.target}: export {result.status}: {result.reason}", err=True)
+    return work / "bench" / "results.json"

@@ -1,0 +1,350 @@
+"""Accuracy-regression gates: a quantised artifact against its own FP32 reference.
+
+Budgets (``gates.toml``): AP drop per part in AP points, decoded-keypoint error p99 per
+part in image pixels (from the bench's fidelity figures), optionally a minimum speed
+ratio. Every check fails closed: a missing part, a missing metric, a NaN, or a
+reference from another model, input size, dataset, box source or flip setting is a
+failure with its reason, never a pass. AP deltas come with an interval from paired
+half-sample resampling over images; a budget applies to the point estimate or to the
+interval's pessimistic bound (``apply_to``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeGuard
+
+import numpy as np
+import tomllib
+
+from rtmw.data.wholebody import PARTS
+from rtmw.errors import RtmwError
+
+DEFAULT_BUDGETS_FILE = Path(__file__).with_name("gates.toml")
+APPLY_TO = ("point", "interval")
+
+
+class GateConfigError(RtmwError):
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Budget:
+    ap_drop: dict[str, float]  # AP points
+    px_p99: dict[str, float]  # image pixels
+    min_speed_ratio: float | None
+    apply_to: str
+    confidence: float
+    resamples: int
+
+
+@dataclass
+class Check:
+    candidate: str
+    part: str
+    metric: str  # "ap_drop" | "px_p99" | "speed_ratio" | "compatibility"
+    value: float | None
+    budget: float | None
+    passed: bool
+    detail: str = ""
+
+
+@dataclass
+class GateResult:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+
+def load_budgets(path: str | Path | None = None) -> dict[str, Any]:
+    path = Path(path) if path is not None else DEFAULT_BUDGETS_FILE
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise GateConfigError(f"budgets file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise GateConfigError(f"{path}: not valid TOML ({exc})") from None
+    if "defaults" not in data:
+        raise GateConfigError(f"{path}: needs a [defaults] table")
+    return data
+
+
+def budget_for(budgets: dict[str, Any], target: str, precision: str) -> Budget:
+    """defaults ← precision.<p> ← target.<t>, table by table."""
+    merged: dict[str, Any] = {}
+    layers = [
+        budgets.get("defaults", {}),
+        budgets.get("precision", {}).get(precision, {}),
+        budgets.get("target", {}).get(target, {}),
+    ]
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, dict):
+                merged[key] = {**merged.get(key, {}), **value}
+            else:
+                merged[key] = value
+    for key in ("ap_drop", "px_p99"):
+        table = merged.get(key, {})
+        missing = [p for p in PARTS if p not in table]
+        if missing:
+            raise GateConfigError(f"budget {key} for {target} lacks parts: {', '.join(missing)}")
+    apply_to = str(merged.get("apply_to", "point"))
+    if apply_to not in APPLY_TO:
+        raise GateConfigError(f"apply_to must be one of {APPLY_TO}, got {apply_to!r}")
+    ratio = merged.get("min_speed_ratio")
+    return Budget(
+        ap_drop={p: float(merged["ap_drop"][p]) for p in PARTS},
+        px_p99={p: float(merged["px_p99"][p]) for p in PARTS},
+        min_speed_ratio=None if ratio is None else float(ratio),
+        apply_to=apply_to,
+        confidence=float(merged.get("confidence", 0.95)),
+        resamples=int(merged.get("resamples", 200)),
+    )
+
+
+def _finite(value: Any) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and math.isfinite(float(value))
+
+
+def _compatibility(ref_run: dict[str, Any], cand_run: dict[str, Any], ref: dict[str, Any],
+                   cand: dict[str, Any]) -> list[str]:  # fmt: skip
+    """Reasons the two cannot be compared; empty when they can."""
+    reasons = []
+    if ref.get("model") != cand.get("model"):
+        reasons.append(f"reference model {ref.get('model')} ≠ candidate {cand.get('model')}")
+    if ref.get("source_sha256") and cand.get("source_sha256") != ref.get("source_sha256"):
+        reasons.append("reference and candidate come from different checkpoints")
+    if ref.get("input_size") != cand.get("input_size"):
+        reasons.append(f"input size {ref.get('input_size')} ≠ {cand.get('input_size')}")
+    ref_data = ref_run["settings"].get("data") or {}
+    cand_data = cand_run["settings"].get("data") or {}
+    if not ref_data or not cand_data:
+        reasons.append("a run has no accuracy data")
+    else:
+        for key in ("ann_sha256", "box_source", "image_ids"):
+            if ref_data.get(key) != cand_data.get(key):
+                reasons.append(f"evaluated on different data ({key} differs)")
+    if ref_run["settings"].get("flip") != cand_run["settings"].get("flip"):
+        reasons.append("flip test differs between the runs")
+    return reasons
+
+
+def _load_predictions(run: dict[str, Any], entry: dict[str, Any]) -> Path | None:
+    rel = entry.get("predictions")
+    if not rel:
+        return None
+    path = Path(run["_path"]).parent / rel
+    return path if path.is_file() else None
+
+
+def _intervals(
+    ref_run: dict[str, Any], cand_run: dict[str, Any], ref: dict[str, Any],
+    cand: dict[str, Any], budget: Budget,
+) -> tuple[dict[str, tuple[float, float]] | None, str]:  # fmt: skip
+    from rtmw.data.evaluation import resampled_ap_deltas
+
+    data = ref_run["settings"].get("data") or {}
+    ann = data.get("ann_file")
+    ref_pred, cand_pred = _load_predictions(ref_run, ref), _load_predictions(cand_run, cand)
+    if not ann or not Path(ann).is_file():
+        return None, f"annotation file {ann!r} not available for resampling"
+    if ref_pred is None or cand_pred is None:
+        return None, "predictions of a run are missing (bench output incomplete)"
+    deltas = resampled_ap_deltas(
+        ann, cand_pred, ref_pred, data["image_ids"], resamples=budget.resamples
+    )
+    alpha = (1 - budget.confidence) / 2
+    intervals = {}
+    for part, values in deltas.items():
+        finite = values[np.isfinite(values)]
+        if finite.size == 0:
+            continue
+        # centre the half-sample spread on the full-sample delta
+        offset = float(np.median(finite))
+        lo, hi = np.quantile(finite - offset, [alpha, 1 - alpha])
+        intervals[part] = (float(lo), float(hi))
+    return intervals, ""
+
+
+def gate_entry(
+    ref_run: dict[str, Any], cand_run: dict[str, Any], ref: dict[str, Any],
+    cand: dict[str, Any], budgets: dict[str, Any],
+) -> list[Check]:  # fmt: skip
+    name = cand["name"]
+    if cand.get("status") != "ok":
+        reason = f"candidate {cand.get('status')}: {cand.get('reason', '')}"
+        return [Check(name, "all", "status", None, None, False, reason)]
+    budget = budget_for(budgets, cand.get("target", name), cand.get("precision", ""))
+    reasons = _compatibility(ref_run, cand_run, ref, cand)
+    if reasons:
+        return [Check(name, "all", "compatibility", None, None, False, "; ".join(reasons))]
+    checks: list[Check] = []
+    ref_parts = (ref.get("accuracy") or {}).get("parts") or {}
+    cand_parts = (cand.get("accuracy") or {}).get("parts") or {}
+    fid_parts = (cand.get("fidelity") or {}).get("parts") or {}
+    intervals: dict[str, tuple[float, float]] | None = None
+    interval_note = ""
+    if budget.apply_to == "interval" or budget.resamples > 0:
+        intervals, interval_note = _intervals(ref_run, cand_run, ref, cand, budget)
+    for part in PARTS:
+        ref_ap = (ref_parts.get(part) or {}).get("ap")
+        cand_ap = (cand_parts.get(part) or {}).get("ap")
+        limit = budget.ap_drop[part]
+        if not (_finite(ref_ap) and _finite(cand_ap)):
+            checks.append(Check(name, part, "ap_drop", None, limit, False,
+                                "AP missing or NaN in a run"))  # fmt: skip
+        else:
+            drop = 100.0 * (float(ref_ap) - float(cand_ap))
+            detail = ""
+            judged = drop
+            if intervals is not None and part in intervals:
+                lo, hi = intervals[part]
+                # delta = cand − ref; its interval in drop terms is [−(δ+hi), −(δ+lo)]
+                worst = drop - 100.0 * lo
+                best = drop - 100.0 * hi
+                detail = f"{budget.confidence:.0%} interval of drop [{best:.2f}, {worst:.2f}]"
+                if budget.apply_to == "interval":
+                    judged = worst
+            elif budget.apply_to == "interval":
+                checks.append(Check(name, part, "ap_drop", drop, limit, False,
+                                    f"no interval: {interval_note}"))  # fmt: skip
+                continue
+            checks.append(Check(name, part, "ap_drop", judged, limit, judged <= limit, detail))
+        px = (fid_parts.get(part) or {}).get("px_p99")
+        px_limit = budget.px_p99[part]
+        if not _finite(px):
+            checks.append(Check(name, part, "px_p99", None, px_limit, False,
+                                "no keypoint-error figure (bench with --reference)"))  # fmt: skip
+        else:
+            checks.append(Check(name, part, "px_p99", float(px), px_limit, float(px) <= px_limit))
+    if budget.min_speed_ratio is not None:
+        ref_speed = _best_speed(ref)
+        cand_speed = _best_speed(cand)
+        if ref_speed is None or cand_speed is None:
+            checks.append(Check(name, "all", "speed_ratio", None, budget.min_speed_ratio, False,
+                                "end-to-end speed missing in a run"))  # fmt: skip
+        else:
+            ratio = cand_speed / ref_speed
+            checks.append(Check(name, "all", "speed_ratio", ratio, budget.min_speed_ratio,
+                                ratio >= budget.min_speed_ratio))  # fmt: skip
+    return checks
+
+
+def _best_speed(entry: dict[str, Any]) -> float | None:
+    frames = entry.get("e2e") or {}
+    speeds = [f.get("persons_per_s") for f in frames.values()]
+    finite = [float(s) for s in speeds if _finite(s)]
+    return max(finite) if finite else None
+
+
+def pick_reference(run: dict[str, Any]) -> dict[str, Any]:
+    """The FP32 entry of a run: onnx preferred, then any ok FP32 artifact."""
+    fp32 = [e for e in run["entries"] if e.get("precision") == "fp32" and e["status"] == "ok"]
+    if not fp32:
+        raise GateConfigError(f"{run['_path']}: no FP32 entry with status ok to use as reference")
+    fp32.sort(key=lambda e: (e.get("target") != "onnx", e["name"]))
+    chosen: dict[str, Any] = fp32[0]
+    return chosen
+
+
+def gate(
+    ref_run: dict[str, Any],
+    cand_run: dict[str, Any],
+    budgets: dict[str, Any],
+    *,
+    reference_entry: str | None = None,
+    candidates: list[str] | None = None,
+) -> GateResult:
+    if reference_entry is not None:
+        matches = [e for e in ref_run["entries"] if e["name"] == reference_entry]
+        if not matches:
+            raise GateConfigError(f"no entry {reference_entry!r} in {ref_run['_path']}")
+        ref = matches[0]
+    else:
+        ref = pick_reference(ref_run)
+    if candidates:
+        entries = [e for e in cand_run["entries"] if e["name"] in candidates]
+        missing = set(candidates) - {e["name"] for e in entries}
+        if missing:
+            raise GateConfigError(f"no entries {sorted(missing)} in {cand_run['_path']}")
+    else:
+        entries = [e for e in cand_run["entries"]
+                   if e.get("precision") != "fp32" and e is not ref]  # fmt: skip
+    if not entries:
+        raise GateConfigError("nothing to gate: no candidate entries (non-FP32) in the run")
+    result = GateResult()
+    for entry in entries:
+        result.checks.extend(gate_entry(ref_run, cand_run, ref, entry, budgets))
+    return result
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def markdown(result: GateResult) -> str:
+    verdict = "PASS" if result.passed else "FAIL"
+    lines = [
+        f"### rtmw accuracy gate: {verdict}",
+        "",
+        "| Candidate | Part | Metric | Value | Budget | Result | Detail |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in result.checks:
+        lines.append(
+            f"| {c.candidate} | {c.part} | {c.metric} | {_fmt(c.value)} | {_fmt(c.budget)} | "
+            f"{'pass' if c.passed else '**FAIL**'} | {c.detail} |"
+        )
+    lines.append("")
+    lines.append(
+        "ap_drop: AP points lost against the FP32 reference (positive = worse); px_p99: "
+        "decoded-keypoint error p99 against the reference, image pixels."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def junit_xml(result: GateResult) -> str:
+    suites = ET.Element("testsuites", name="rtmw-gate")
+    by_candidate: dict[str, list[Check]] = {}
+    for check in result.checks:
+        by_candidate.setdefault(check.candidate, []).append(check)
+    for candidate, checks in by_candidate.items():
+        failures = sum(not c.passed for c in checks)
+        suite = ET.SubElement(
+            suites, "testsuite", name=candidate, tests=str(len(checks)), failures=str(failures)
+        )
+        for c in checks:
+            case = ET.SubElement(
+                suite, "testcase", classname=f"rtmw.gate.{candidate}", name=f"{c.part}.{c.metric}"
+            )
+            if not c.passed:
+                failure = ET.SubElement(
+                    case,
+                    "failure",
+                    message=f"{c.metric} {_fmt(c.value)} vs budget {_fmt(c.budget)} {c.detail}",
+                )
+                failure.text = c.detail
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True)
+
+
+def write_step_summary(text: str) -> Path | None:
+    """Append to $GITHUB_STEP_SUMMARY when running under GitHub Actions."""
+    import os
+
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return None
+    path = Path(target)
+    with path.open("a") as handle:
+        handle.write(text)
+    return path
+
+
+def print_table(result: GateResult) -> None:
+    sys.stdout.write(markdown(result))
