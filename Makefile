@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: install test lint typecheck check clean
+.PHONY: install test lint typecheck check clean demo gate-demo
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,17 @@ install: $(PY)
 
 test:
 	$(PY) -m pytest -q
+
+# The README's first command: installs when needed, then the whole product on the demo model
+demo:
+	@test -x $(VENV)/bin/rtmw-demo || $(MAKE) install
+	$(VENV)/bin/rtmw-demo --out results/demo
+
+# What CI gates: INT8/FP16 artifacts of the demo model against its FP32, synthetic data
+gate-demo:
+	$(VENV)/bin/python -c "from rtmw.data.synthetic import make_dataset as m; m('results/_scratch/gate-data', 40, 303, split='val', progress=False); m('results/_scratch/gate-data', 60, 304, split='train', progress=False)"
+	$(VENV)/bin/rtmw-calib --images results/_scratch/gate-data/images/train --ann results/_scratch/gate-data/annotations/coco_wholebody_train_v1.0.json --n 96 --out results/_scratch/gate-calib.npz --quiet
+	$(VENV)/bin/rtmw-bench gate $$($(PY) -c "from rtmw.models import demo_checkpoint as d; print(d())") --targets onnx-fp16,ort-int8,openvino-int8 --calib results/_scratch/gate-calib.npz --data results/_scratch/gate-data/images/val --ann results/_scratch/gate-data/annotations/coco_wholebody_val_v1.0.json --out results/_scratch/gate --junit results/_scratch/gate.junit.xml
 
 lint:
 	$(VENV)/bin/ruff check rtmw tests

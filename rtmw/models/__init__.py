@@ -3,6 +3,7 @@
 from rtmw.models.checkpoint import (
     CheckpointContents,
     build,
+    demo_checkpoint,
     expected_layout,
     identify,
     load_checkpoint,
@@ -21,6 +22,7 @@ __all__ = [
     "CheckpointContents",
     "RTMWConfig",
     "build",
+    "demo_checkpoint",
     "expected_layout",
     "get_config",
     "identify",

@@ -399,3 +399,16 @@ def save_checkpoint(
     torch.save({"meta": full_meta, "state_dict": state_dict}, tmp)
     tmp.replace(path)
     return path
+
+
+def demo_checkpoint() -> Path:
+    """The embedded demo model's weights (mmpose format), shipped inside the package.
+
+    Loading goes through the official-name pin, so a modified file is refused.
+    """
+    from rtmw.models.zoo import DEMO_NAME
+
+    path = Path(__file__).with_name("weights") / f"{DEMO_NAME}.pth"
+    if not path.is_file():
+        raise CheckpointError(f"the demo weights are missing from this installation: {path}")
+    return path

@@ -1,0 +1,201 @@
+"""Accuracy gates: budgets per part, fail closed, intervals, JUnit/Markdown outputs."""
+
+from __future__ import annotations
+
+import copy
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rtmw.bench.gate import (
+    GateConfigError,
+    budget_for,
+    gate,
+    junit_xml,
+    load_budgets,
+    markdown,
+    write_step_summary,
+)
+
+PARTS = ("body", "foot", "face", "lefthand", "righthand", "wholebody")
+NO_RESAMPLING = {
+    "defaults": {
+        "apply_to": "point",
+        "resamples": 0,
+        "ap_drop": dict.fromkeys(PARTS, 1.0),
+        "px_p99": dict.fromkeys(PARTS, 5.0),
+    },
+    "precision": {"fp16": {"ap_drop": dict.fromkeys(PARTS, 0.2)}},
+}
+
+
+def _entry(name: str, precision: str, ap: float, px: float | None = 1.0) -> dict:
+    entry = {
+        "name": name,
+        "target": name,
+        "precision": precision,
+        "status": "ok",
+        "model": "rtmw-demo-256x192",
+        "input_size": [192, 256],
+        "source_sha256": "ab" * 32,
+        "accuracy": {"parts": {p: {"ap": ap, "ar": ap} for p in PARTS}},
+        "e2e": {"1": {"persons_per_s": 10.0}},
+    }
+    if px is not None:
+        entry["fidelity"] = {"parts": {p: {"px_p99": px} for p in PARTS}}
+    return entry
+
+
+def _run(*entries: dict) -> dict:
+    return {
+        "schema": "rtmw.bench/1",
+        "_path": "/nonexistent/results.json",
+        "settings": {
+            "flip": True,
+            "data": {
+                "ann_file": "/nonexistent/ann.json",
+                "ann_sha256": "cd" * 32,
+                "box_source": "gt",
+                "image_ids": [1, 2, 3],
+            },
+        },
+        "entries": list(entries),
+    }
+
+
+def test_passing_and_failing_parts() -> None:
+    ref = _entry("onnx", "fp32", 0.600)
+    good = _entry("ort-int8", "int8", 0.595)
+    hand = copy.deepcopy(good)
+    hand["name"] = hand["target"] = "openvino-int8"
+    hand["accuracy"]["parts"]["lefthand"]["ap"] = 0.570  # 3 AP points lost
+    run = _run(ref, good, hand)
+    result = gate(run, run, NO_RESAMPLING)
+    by = {(c.candidate, c.part, c.metric): c for c in result.checks}
+    assert by[("ort-int8", "wholebody", "ap_drop")].passed
+    assert by[("ort-int8", "body", "ap_drop")].value == pytest.approx(0.5)
+    assert not by[("openvino-int8", "lefthand", "ap_drop")].passed
+    assert by[("openvino-int8", "righthand", "ap_drop")].passed
+    assert not result.passed
+
+
+def test_fp16_budget_is_tighter() -> None:
+    run = _run(_entry("onnx", "fp32", 0.600), _entry("onnx-fp16", "fp16", 0.597))
+    assert not gate(run, run, NO_RESAMPLING).passed  # 0.3 > 0.2
+    run = _run(_entry("onnx", "fp32", 0.600), _entry("onnx-fp16", "fp16", 0.599))
+    assert gate(run, run, NO_RESAMPLING).passed
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda e: e["accuracy"]["parts"].pop("face"), "AP missing or NaN"),
+        (lambda e: e["accuracy"]["parts"]["foot"].update(ap=float("nan")), "AP missing or NaN"),
+        (lambda e: e.pop("fidelity"), "no keypoint-error figure"),
+        (lambda e: e.update(model="rtmw-m-256x192"), "reference model"),
+        (lambda e: e.update(input_size=[288, 384]), "input size"),
+        (lambda e: e.update(source_sha256="ef" * 32), "different checkpoints"),
+        (lambda e: e.update(status="failed", reason="boom"), "candidate failed"),
+    ],
+)
+def test_fails_closed(mutate: object, reason: str) -> None:
+    cand = _entry("ort-int8", "int8", 0.6)
+    mutate(cand)  # type: ignore[operator]
+    run = _run(_entry("onnx", "fp32", 0.6), cand)
+    result = gate(run, run, NO_RESAMPLING)
+    assert not result.passed
+    assert any(reason in c.detail for c in result.checks), [c.detail for c in result.checks]
+
+
+def test_other_dataset_or_flip_fails_closed() -> None:
+    ref_run = _run(_entry("onnx", "fp32", 0.6))
+    cand_run = _run(_entry("ort-int8", "int8", 0.6))
+    cand_run["settings"]["data"]["ann_sha256"] = "00" * 32
+    assert "different data" in gate(ref_run, cand_run, NO_RESAMPLING).checks[0].detail
+    cand_run = _run(_entry("ort-int8", "int8", 0.6))
+    cand_run["settings"]["flip"] = False
+    assert "flip" in gate(ref_run, cand_run, NO_RESAMPLING).checks[0].detail
+
+
+def test_interval_budget_without_predictions_fails_closed() -> None:
+    budgets = copy.deepcopy(NO_RESAMPLING)
+    budgets["defaults"].update(apply_to="interval", resamples=50)
+    run = _run(_entry("onnx", "fp32", 0.6), _entry("ort-int8", "int8", 0.6))
+    result = gate(run, run, budgets)
+    assert not result.passed
+    assert all("no interval" in c.detail for c in result.checks if c.metric == "ap_drop")
+
+
+def test_budget_layers_and_validation(tmp_path: Path) -> None:
+    defaults = load_budgets()
+    int8 = budget_for(defaults, "ort-int8", "int8")
+    fp16 = budget_for(defaults, "onnx-fp16", "fp16")
+    assert int8.ap_drop["wholebody"] == 1.0 and int8.ap_drop["lefthand"] == 2.0
+    assert fp16.ap_drop == dict.fromkeys(PARTS, 0.2)
+    custom = {**defaults, "target": {"ort-int8": {"ap_drop": {"lefthand": 3.0}}}}
+    assert budget_for(custom, "ort-int8", "int8").ap_drop["lefthand"] == 3.0
+    assert budget_for(custom, "ort-int8", "int8").ap_drop["body"] == 1.0
+    broken = {"defaults": {"ap_drop": {"body": 1.0}, "px_p99": dict.fromkeys(PARTS, 1.0)}}
+    with pytest.raises(GateConfigError, match="lacks parts"):
+        budget_for(broken, "x", "int8")
+    (tmp_path / "bad.toml").write_text("[defaults\n")
+    with pytest.raises(GateConfigError, match="not valid TOML"):
+        load_budgets(tmp_path / "bad.toml")
+    with pytest.raises(GateConfigError, match="not found"):
+        load_budgets(tmp_path / "missing.toml")
+
+
+def test_junit_and_markdown_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ref = _entry("onnx", "fp32", 0.6)
+    bad = _entry("ort-int8", "int8", 0.55)
+    run = _run(ref, bad)
+    result = gate(run, run, NO_RESAMPLING)
+    root = ET.fromstring(junit_xml(result))
+    suite = root.find("testsuite")
+    assert suite is not None and suite.get("name") == "ort-int8"
+    cases = suite.findall("testcase")
+    assert len(cases) == 12  # six parts × (AP drop, keypoint error)
+    failed = [c.get("name") for c in cases if c.find("failure") is not None]
+    assert set(failed) == {f"{p}.ap_drop" for p in PARTS}
+    assert suite.get("failures") == "6"
+    text = markdown(result)
+    rows = [line for line in text.splitlines() if line.startswith("| ort-int8")]
+    assert len(rows) == 12 and all(len(r.split("|")) == 9 for r in rows)
+    assert text.startswith("### rtmw accuracy gate: FAIL")
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    write_step_summary(text)
+    assert summary.read_text() == text
+
+
+def test_cli_exit_codes(tmp_path: Path) -> None:
+    from rtmw.cli.bench import main
+
+    budgets = tmp_path / "gates.toml"
+    budgets.write_text(
+        "[defaults]\napply_to = 'point'\nresamples = 0\n"
+        + "ap_drop = {"
+        + ", ".join(f"{p} = 1.0" for p in PARTS)
+        + "}\n"
+        + "px_p99 = {"
+        + ", ".join(f"{p} = 5.0" for p in PARTS)
+        + "}\n"
+    )
+    for name, ap, code in (("pass", 0.598, 0), ("fail", 0.5, 1)):
+        run = _run(_entry("onnx", "fp32", 0.6), _entry("ort-int8", "int8", ap))
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(run))
+        junit = tmp_path / f"{name}.xml"
+        result = CliRunner().invoke(main, ["gate", "--reference", str(path), "--candidate",
+                                           str(path), "--budgets", str(budgets),
+                                           "--junit", str(junit)])  # fmt: skip
+        assert result.exit_code == code, result.output
+        ET.parse(junit)
+    usage = CliRunner().invoke(main, ["gate", "--reference", str(tmp_path / "pass.json")])
+    assert usage.exit_code == 2
+    missing = CliRunner().invoke(main, ["gate", "--reference", str(tmp_path / "none.json"),
+                                        "--candidate", str(tmp_path / "none.json")])  # fmt: skip
+    assert missing.exit_code == 1 and "not found" in missing.output

@@ -1,0 +1,174 @@
+"""INT8 targets on the trained demo model: calibrated, mixed precision, verified per part."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import has_module
+
+from rtmw.artifact import read_artifact
+from rtmw.calib import CalibrationSet, build_calibration_set
+from rtmw.data.synthetic import make_dataset
+from rtmw.export import export, get_target
+from rtmw.export.int8 import HEAD_HIGH_PRECISION, block_of, crop_oks_metric
+from rtmw.models import demo_checkpoint
+
+pytestmark = pytest.mark.skipif(
+    not has_module("onnxruntime"), reason="onnxruntime is needed for INT8 QDQ (rtmw[onnx])"
+)
+
+
+@pytest.fixture(scope="module")
+def calib_set(tmp_path_factory: pytest.TempPathFactory) -> CalibrationSet:
+    src = make_dataset(tmp_path_factory.mktemp("int8-calib"), 40, seed=21, split="train",
+                       progress=False)  # fmt: skip
+    return build_calibration_set(
+        src.image_dir, input_size=(192, 256), ann_file=src.ann_file, n=64, progress=False
+    )
+
+
+@pytest.fixture(scope="module")
+def int8_artifacts(tmp_path_factory: pytest.TempPathFactory, calib_set: CalibrationSet) -> dict:
+    out = tmp_path_factory.mktemp("int8")
+    targets = ["ort-int8", "trt-int8"] + (["openvino-int8"] if has_module("nncf") else [])
+    results = export(demo_checkpoint(), targets, out, calib=calib_set)
+    return {"out": out, "results": {r.target: r for r in results}}
+
+
+def test_ort_int8_verified_with_head_in_float(int8_artifacts: dict) -> None:
+    result = int8_artifacts["results"]["ort-int8"]
+    assert result.status == "ok", result.reason
+    artifact = read_artifact(result.path)
+    manifest = artifact.manifest
+    assert manifest.precision == "int8" and manifest.calibration is not None
+    assert manifest.calibration["n"] == 64 and len(manifest.calibration["sha256"]) == 64
+    verification = manifest.verification
+    assert verification["inputs"] == {"persons": 8, "calib_holdout": 16}
+    assert verification["argmax_agreement"] >= 0.6
+    parts = verification["keypoint_px_per_part"]
+    assert set(parts) == {"body", "foot", "face", "lefthand", "righthand", "wholebody"}
+    assert all(parts[p]["n"] > 0 for p in ("body", "face", "lefthand", "righthand"))
+    import onnx
+
+    model = onnx.load(str(artifact.file("model.onnx")))
+    quantised_inputs = {i for n in model.graph.node if n.op_type == "DequantizeLinear"
+                        for i in n.output}  # fmt: skip
+    consumers = {n.name: n for n in model.graph.node}
+    head = [n for n in consumers.values() if n.name.startswith(HEAD_HIGH_PRECISION)
+            and n.op_type == "MatMul"]  # fmt: skip
+    assert head, "the head's MatMuls are in the graph"
+    assert not any(i in quantised_inputs for n in head for i in n.input)
+    convs = [n for n in consumers.values() if n.op_type == "Conv"]
+    assert all(any(i in quantised_inputs for i in n.input) for n in convs)
+    assert manifest.options["activations"].startswith("uint8")
+
+
+def test_trt_int8_without_tensorrt_writes_symmetric_qdq_onnx(int8_artifacts: dict) -> None:
+    result = int8_artifacts["results"]["trt-int8"]
+    assert result.status == "onnx-only" and result.exit_code == 3
+    assert "TensorRT not installed" in result.reason
+    artifact = read_artifact(result.path)
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(artifact.file("model.onnx")))
+    inits = {t.name: t for t in model.graph.initializer}
+    zero_points = [n.input[2] for n in model.graph.node
+                   if n.op_type == "QuantizeLinear" and len(n.input) > 2]  # fmt: skip
+    assert zero_points
+    for name in zero_points:  # TensorRT takes symmetric int8 only
+        values = numpy_helper.to_array(inits[name])
+        assert values.dtype == np.int8 and not values.any()
+
+
+@pytest.mark.skipif(not has_module("nncf"), reason="nncf is needed for openvino-int8")
+def test_openvino_int8_verified(int8_artifacts: dict) -> None:
+    result = int8_artifacts["results"]["openvino-int8"]
+    assert result.status == "ok", result.reason
+    manifest = read_artifact(result.path).manifest
+    assert manifest.tools["nncf"] and manifest.calibration is not None
+    assert manifest.options["kept_patterns"] == list(HEAD_HIGH_PRECISION)
+
+
+def test_int8_without_calibration_is_refused(tmp_path: Path) -> None:
+    (result,) = export(demo_checkpoint(), ["ort-int8"], tmp_path)
+    assert result.status == "failed" and result.exit_code == 2
+    assert "no random-data fallback" in result.reason
+    assert not (tmp_path / "ort-int8").exists()
+
+
+def test_calibration_of_another_input_size_is_refused(
+    calib_set: CalibrationSet, tmp_path: Path
+) -> None:
+    from rtmw.calib import CalibrationError
+
+    wrong = CalibrationSet(calib_set.inputs, calib_set.boxes, calib_set.image_ids,
+                           {**calib_set.manifest, "input_size": [288, 384]})  # fmt: skip
+    with pytest.raises(CalibrationError, match="rebuild with rtmw-calib"):
+        export(demo_checkpoint(), ["ort-int8"], tmp_path, calib=wrong)
+
+
+def test_quantising_the_head_hurts_more_than_the_policy(
+    calib_set: CalibrationSet, int8_artifacts: dict, tmp_path: Path
+) -> None:
+    """The mixed-precision policy exists because a fully quantised head is worse."""
+    from rtmw.export import DEFAULT_TOLERANCES, Tolerances
+
+    loose = {"int8": Tolerances(max_rel_diff=10.0, min_argmax_agreement=0.0,
+                                max_keypoint_px_p99=1e9)}  # fmt: skip
+    (everything,) = export(demo_checkpoint(), ["ort-int8"], tmp_path, calib=calib_set,
+                           int8_policy="none", tolerances=loose)  # fmt: skip
+    assert everything.status == "ok", everything.reason
+    policy = int8_artifacts["results"]["ort-int8"].verification
+    full = everything.verification
+    assert full["argmax_agreement"] < policy["argmax_agreement"]
+    assert full["keypoint_px_p99"] > policy["keypoint_px_p99"]
+    assert DEFAULT_TOLERANCES["int8"].min_argmax_agreement > 0
+
+
+def test_sensitivity_scan_table(calib_set: CalibrationSet, tmp_path: Path) -> None:
+    from rtmw.export import sensitivity_scan
+
+    path, table = sensitivity_scan(demo_checkpoint(), calib_set, tmp_path, progress=False)
+    rows = json.loads(path.with_suffix(".json").read_text())
+    blocks = {r["block"] for r in rows}
+    assert {"backbone.stem", "head.gau", "head.cls"} <= blocks
+    assert all(0 <= r["argmax_agreement"] <= 1 for r in rows)
+    assert rows == sorted(rows, key=lambda r: -r["wholebody_px_p99"])
+    assert "| head.cls | yes |" in table
+
+
+def test_block_names() -> None:
+    assert block_of("/backbone/stage2/stage2.1/blocks/Conv") == "backbone.stage2"
+    assert block_of("/neck/top_down_blocks.0/main_conv/conv/Conv") == "neck.top_down_blocks.0"
+    assert block_of("/head/cls_x/MatMul") == "head.cls"
+    assert block_of("/head/gau/uv/MatMul") == "head.gau"
+
+
+def test_crop_oks_metric() -> None:
+    ref = np.random.default_rng(0).uniform(0, 190, (133, 2))
+    assert crop_oks_metric(ref, ref) == pytest.approx(1.0)
+    assert crop_oks_metric(ref, ref + 5) < crop_oks_metric(ref, ref + 1) < 1.0
+
+
+def test_cli_int8_and_listing(calib_set: CalibrationSet, tmp_path: Path) -> None:
+    from rtmw.calib import save_calibration_set
+    from rtmw.cli.export import main
+
+    listing = CliRunner().invoke(main, ["--list"])
+    assert all(t in listing.output for t in ("ort-int8", "openvino-int8", "trt-int8"))
+    assert get_target("trt-int8").onnx_fallback is not None
+    calib_path = save_calibration_set(calib_set, tmp_path / "calib.npz")
+    result = CliRunner().invoke(
+        main, [str(demo_checkpoint()), "--target", "ort-int8", "--out", str(tmp_path / "a"),
+               "--calib", str(calib_path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "ort-int8" in result.output and "ok" in result.output
+    missing = CliRunner().invoke(main, [str(demo_checkpoint()), "--target", "ort-int8",
+                                        "--out", str(tmp_path / "b")])  # fmt: skip
+    assert missing.exit_code == 1 and "calibration" in missing.output
