@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import json
 import shutil
 import uuid
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rtmw.errors import RtmwError
+from rtmw.hashing import sha256_file
 
 SCHEMA = "rtmw.artifact/1"
 MANIFEST = "artifact.json"
@@ -26,14 +26,6 @@ MANIFEST = "artifact.json"
 
 class ArtifactError(RtmwError):
     """An artifact folder is missing, malformed or has been tampered with."""
-
-
-def sha256_path(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -109,7 +101,7 @@ def read_artifact(path: str | Path, *, check_hashes: bool = True) -> Artifact:
             file_path = root / name
             if not file_path.is_file():
                 raise ArtifactError(f"{root}: file {name} listed in the manifest is missing")
-            actual = sha256_path(file_path)
+            actual = sha256_file(file_path)
             if actual != digest:
                 raise ArtifactError(
                     f"{root}: {name} does not match its recorded sha256 "
@@ -119,7 +111,7 @@ def read_artifact(path: str | Path, *, check_hashes: bool = True) -> Artifact:
 
 
 def hash_files(folder: Path, names: list[str]) -> dict[str, str]:
-    return {name: sha256_path(folder / name) for name in sorted(names)}
+    return {name: sha256_file(folder / name) for name in sorted(names)}
 
 
 def now_utc() -> str:

@@ -199,3 +199,91 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     missing = CliRunner().invoke(main, ["gate", "--reference", str(tmp_path / "none.json"),
                                         "--candidate", str(tmp_path / "none.json")])  # fmt: skip
     assert missing.exit_code == 1 and "not found" in missing.output
+
+
+def _shift_left_hand(onnx_artifact: Path, out: Path, bins: int = 60) -> Path:
+    """A deliberately broken "int8" artifact: the left hand's simcc_x rolled by ``bins``."""
+    import shutil
+
+    import onnx
+    from onnx import helper
+
+    from rtmw.artifact import Manifest, hash_files, read_artifact, write_manifest
+
+    shutil.copytree(onnx_artifact, out)
+    model = onnx.load(str(out / "model.onnx"))
+    graph = model.graph
+    (x_out,) = [o for o in graph.output if o.name == "simcc_x"]
+    for node in graph.node:
+        node.output[:] = ["simcc_x_raw" if o == "simcc_x" else o for o in node.output]
+
+    def const(name: str, values: list[int]) -> onnx.NodeProto:
+        tensor = helper.make_tensor(name, onnx.TensorProto.INT64, [len(values)], values)
+        return helper.make_node("Constant", [], [name], value=tensor)
+
+    big = 1 << 30
+    nodes = [
+        const("c0", [0]), const("c91", [91]), const("c112", [112]), const("cbig", [big]),
+        const("ax1", [1]), const("ax2", [2]), const("cb", [bins]), const("cneg", [-bins]),
+        helper.make_node("Slice", ["simcc_x_raw", "c0", "c91", "ax1"], ["before"]),
+        helper.make_node("Slice", ["simcc_x_raw", "c91", "c112", "ax1"], ["hand"]),
+        helper.make_node("Slice", ["simcc_x_raw", "c112", "cbig", "ax1"], ["after"]),
+        helper.make_node("Slice", ["hand", "cneg", "cbig", "ax2"], ["hand_tail"]),
+        helper.make_node("Slice", ["hand", "c0", "cneg", "ax2"], ["hand_head"]),
+        helper.make_node("Concat", ["hand_tail", "hand_head"], ["hand_rolled"], axis=2),
+        helper.make_node("Concat", ["before", "hand_rolled", "after"], [x_out.name], axis=1),
+    ]  # fmt: skip
+    graph.node.extend(nodes)
+    onnx.save(model, str(out / "model.onnx"))
+    manifest = read_artifact(out, check_hashes=False).manifest
+    data = {**manifest.__dict__, "target": "broken-int8", "precision": "int8"}
+    fixed = Manifest(**data)
+    fixed.files = hash_files(out, list(fixed.files))
+    write_manifest(out, fixed)
+    return out
+
+
+@pytest.fixture(scope="module")
+def demo_gate_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Trained demo model: FP32 reference, FP16, and a broken artifact, benched on 24 images."""
+    from rtmw.bench import BenchSettings, TimingPlan, bench
+    from rtmw.data.synthetic import make_dataset
+    from rtmw.export import export
+    from rtmw.models import demo_checkpoint
+
+    work = tmp_path_factory.mktemp("gate-demo")
+    data = make_dataset(work / "data", 24, seed=77, split="val", progress=False)
+    made = export(demo_checkpoint(), ["onnx", "onnx-fp16"], work / "artifacts")
+    assert all(r.status == "ok" for r in made), [r.line() for r in made]
+    broken = _shift_left_hand(work / "artifacts" / "onnx", work / "artifacts" / "broken-int8")
+    settings = BenchSettings(
+        batches=(4,),
+        plan=TimingPlan(warmup_s=0.0, seconds=None, iters=2, repeats=1),
+        image_dir=str(data.image_dir),
+        ann_file=str(data.ann_file),
+        reference=str(work / "artifacts" / "onnx"),
+        draw=0,
+    )
+    paths = [work / "artifacts" / "onnx", work / "artifacts" / "onnx-fp16", broken]
+    bench(paths, settings, work / "run", progress=False)
+    return work / "run" / "results.json"
+
+
+def test_gate_on_trained_demo_model(demo_gate_runs: Path, tmp_path: Path) -> None:
+    """FP16 passes its tight budget; a model with one hand shifted fails on that hand only."""
+    from rtmw.bench.report import load_results
+
+    run = load_results(demo_gate_runs)
+    budgets = load_budgets()
+    budgets["defaults"] = {**budgets["defaults"], "resamples": 50}
+    result = gate(run, run, budgets)
+    by = {(c.candidate, c.part, c.metric): c for c in result.checks}
+    for part in PARTS:
+        assert by[("onnx-fp16", part, "ap_drop")].passed, by[("onnx-fp16", part, "ap_drop")]
+        assert by[("onnx-fp16", part, "px_p99")].passed
+    assert not by[("broken-int8", "lefthand", "ap_drop")].passed
+    assert not by[("broken-int8", "lefthand", "px_p99")].passed
+    assert by[("broken-int8", "body", "ap_drop")].passed
+    assert by[("broken-int8", "righthand", "px_p99")].passed
+    assert "interval" in by[("broken-int8", "lefthand", "ap_drop")].detail
+    assert not result.passed

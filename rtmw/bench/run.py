@@ -19,13 +19,14 @@ import numpy as np
 from tqdm import tqdm
 
 from rtmw import runtimes
-from rtmw.artifact import Artifact, read_artifact, sha256_path
+from rtmw.artifact import Artifact, read_artifact
 from rtmw.bench.accuracy import AccuracyRun, fidelity, run_accuracy
 from rtmw.bench.environment import RUNTIME_DEVICE, environment
 from rtmw.bench.report import SCHEMA, render
 from rtmw.bench.timing import TimingPlan, time_frame, time_inference
 from rtmw.data.predict import EvalSet, load_eval_set, read_image
 from rtmw.errors import MissingDependency, RtmwError
+from rtmw.hashing import sha256_file
 from rtmw.pipeline.draw import draw_poses
 from rtmw.pipeline.preprocess import preprocess
 from rtmw.pipeline.topdown import TopDown
@@ -315,7 +316,7 @@ def bench(
                 "image_dir": settings.image_dir,
                 "ann_file": settings.ann_file,
                 "det_file": settings.det_file,
-                "ann_sha256": sha256_path(Path(settings.ann_file or "")),
+                "ann_sha256": sha256_file(Path(settings.ann_file or "")),
                 "image_ids": [item.image_id for item in eval_set.items],
                 "box_source": eval_set.box_source,
                 "num_images": len(eval_set.items),

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from rtmw.data.predict import read_image
 from rtmw.data.wholebody import PART_SLICES, load_annotations, load_detections
 from rtmw.errors import DataError, RtmwError
+from rtmw.hashing import sha256_file
 from rtmw.pipeline.preprocess import BBOX_PADDING, MEAN_RGB, STD_RGB, preprocess
 
 logger = logging.getLogger(__name__)
@@ -80,10 +81,6 @@ def tensor_sha256(inputs: np.ndarray) -> str:
     digest.update(str(inputs.dtype).encode() + str(inputs.shape).encode())
     digest.update(np.ascontiguousarray(inputs).tobytes())
     return digest.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def neighbour_correlation(inputs: np.ndarray, samples: int = 16) -> float:
@@ -184,12 +181,12 @@ def build_calibration_set(
     if ann_file is not None:
         candidates = _candidates_from_annotations(ann_file)
         names = {i: r.file_name for i, r in load_annotations(ann_file).images.items()}
-        source = {"annotations": str(ann_file), "sha256": _file_sha256(Path(ann_file))}
+        source = {"annotations": str(ann_file), "sha256": sha256_file(Path(ann_file))}
     else:
         assert boxes_file is not None
         candidates = _candidates_from_boxes(boxes_file, min_box_score)
         names = {c.image_id: f"{c.image_id:012d}.jpg" for c in candidates}
-        source = {"boxes": str(boxes_file), "sha256": _file_sha256(Path(boxes_file))}
+        source = {"boxes": str(boxes_file), "sha256": sha256_file(Path(boxes_file))}
     if len(candidates) < n:
         raise CalibrationError(
             f"only {len(candidates)} person crops available, --n {n} requested: add images "
@@ -209,7 +206,7 @@ def build_calibration_set(
         if not path.is_file():
             raise DataError(f"image of id {image_id} not found: {path}")
         image = read_image(path)
-        image_hashes[names[image_id]] = _file_sha256(path)
+        image_hashes[names[image_id]] = sha256_file(path)
         boxes = np.stack([chosen[i].box for i in indices])
         inputs[indices] = preprocess(image, boxes, input_size).inputs
     known_parts = ann_file is not None

@@ -28,7 +28,7 @@ import numpy as np
 
 from rtmw.errors import RtmwError
 from rtmw.export.context import ExportContext
-from rtmw.export.onnx import INPUT_NAME, OUTPUT_NAMES, onnx_versions
+from rtmw.export.onnx import INPUT_NAME, onnx_versions, standard_io
 from rtmw.export.registry import TargetOutput, register_target
 from rtmw.runtimes._imports import import_backend
 
@@ -172,10 +172,6 @@ def quantize_qdq(
     }
 
 
-def _io(file: str) -> dict[str, Any]:
-    return {"file": file, "input": INPUT_NAME, "outputs": list(OUTPUT_NAMES), "batch": "dynamic"}
-
-
 @register_target(
     "ort-int8",
     format="onnx",
@@ -192,7 +188,7 @@ def target_ort_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
     )
     return TargetOutput(
         files=["model.onnx"],
-        io=_io("model.onnx"),
+        io=standard_io("model.onnx"),
         tools={**onnx_versions()},
         options={**settings, "policy": ctx.options.get("int8_policy", DEFAULT_POLICY),
                  "kept_patterns": list(patterns)},
@@ -209,7 +205,7 @@ def write_trt_int8_onnx(ctx: ExportContext, stage: Path) -> TargetOutput:
     )
     return TargetOutput(
         files=["model.onnx"],
-        io=_io("model.onnx"),
+        io=standard_io("model.onnx"),
         tools={**onnx_versions()},
         options={**settings, "for": "trt-int8", "policy": ctx.options.get("int8_policy",
                  DEFAULT_POLICY), "kept_patterns": list(patterns)},
@@ -238,7 +234,7 @@ def target_trt_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
     qdq.unlink()
     return TargetOutput(
         files=["model.engine"],
-        io=_io("model.engine"),
+        io=standard_io("model.engine"),
         tools={"tensorrt": str(details["tensorrt"])},
         options=details,
     )
@@ -304,7 +300,7 @@ def target_openvino_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
     ov.save_model(quantized, str(stage / "model.xml"), compress_to_fp16=False)
     return TargetOutput(
         files=["model.xml", "model.bin"],
-        io={**_io("model.xml")},
+        io=standard_io("model.xml"),
         tools={"openvino": str(ov.get_version()), "nncf": str(nncf.__version__)},
         options=options,
     )

@@ -113,16 +113,16 @@ def convert_fp16(src: Path, dst: Path) -> Path:
     return dst
 
 
+def standard_io(file: str) -> dict[str, Any]:
+    """The I/O record of an artifact whose model takes ``input`` and returns simcc_x/y."""
+    return {"file": file, "input": INPUT_NAME, "outputs": list(OUTPUT_NAMES), "batch": "dynamic"}
+
+
 def _onnx_artifact(ctx: ExportContext, source: Path, stage: Path, precision: str) -> TargetOutput:
     shutil.copyfile(source, stage / "model.onnx")
     return TargetOutput(
         files=["model.onnx"],
-        io={
-            "file": "model.onnx",
-            "input": INPUT_NAME,
-            "outputs": list(OUTPUT_NAMES),
-            "batch": "dynamic",
-        },
+        io=standard_io("model.onnx"),
         tools=onnx_versions(),
         options={
             "opset": written_opset(source),

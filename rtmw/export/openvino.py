@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from rtmw.export.context import ExportContext
-from rtmw.export.onnx import INPUT_NAME, OUTPUT_NAMES
+from rtmw.export.onnx import standard_io
 from rtmw.export.registry import TargetOutput, register_target
 from rtmw.runtimes._imports import import_backend
 
@@ -18,12 +18,7 @@ def _openvino_ir(ctx: ExportContext, stage: Path, fp16: bool) -> TargetOutput:
     ov.save_model(model, str(stage / "model.xml"), compress_to_fp16=fp16)
     return TargetOutput(
         files=["model.xml", "model.bin"],
-        io={
-            "file": "model.xml",
-            "input": INPUT_NAME,
-            "outputs": list(OUTPUT_NAMES),
-            "batch": "dynamic",
-        },
+        io=standard_io("model.xml"),
         tools={"openvino": str(ov.get_version())},
         options={"compress_to_fp16": fp16, "source_opset": ctx.opset},
     )

@@ -21,7 +21,7 @@ import numpy as np
 
 from rtmw.errors import MissingDependency
 from rtmw.export.context import ExportContext
-from rtmw.export.onnx import FP32_ISLANDS, INPUT_NAME, OUTPUT_NAMES, onnx_versions
+from rtmw.export.onnx import FP32_ISLANDS, INPUT_NAME, onnx_versions, standard_io
 from rtmw.export.registry import TargetOutput, register_target
 from rtmw.runtimes.tensorrt import tensorrt_available
 
@@ -78,6 +78,27 @@ def _pin_fp32_islands(network: trt.INetworkDefinition) -> int:
     return pinned
 
 
+def _batch_profile(
+    builder: trt.Builder,
+    config: trt.IBuilderConfig,
+    input_size: tuple[int, int],
+    settings: EngineSettings,
+) -> trt.IOptimizationProfile:
+    """min/opt/max batch for the dynamic batch axis, added to the builder config."""
+    import tensorrt as trt
+
+    width, height = input_size
+    profile = builder.create_optimization_profile()
+    profile.set_shape(
+        INPUT_NAME,
+        trt.Dims4(settings.min_batch, 3, height, width),
+        trt.Dims4(settings.opt_batch, 3, height, width),
+        trt.Dims4(settings.max_batch, 3, height, width),
+    )
+    config.add_optimization_profile(profile)
+    return profile
+
+
 def build_engine(
     onnx_fp32: Path,
     onnx_fp16: Path,
@@ -102,15 +123,7 @@ def build_engine(
         config.set_flag(trt.BuilderFlag.FP16)
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
         pinned = _pin_fp32_islands(network)
-    width, height = input_size
-    profile = builder.create_optimization_profile()
-    profile.set_shape(
-        INPUT_NAME,
-        trt.Dims4(settings.min_batch, 3, height, width),
-        trt.Dims4(settings.opt_batch, 3, height, width),
-        trt.Dims4(settings.max_batch, 3, height, width),
-    )
-    config.add_optimization_profile(profile)
+    _batch_profile(builder, config, input_size, settings)
     cache_bytes = b""
     if settings.timing_cache is not None and settings.timing_cache.is_file():
         cache_bytes = settings.timing_cache.read_bytes()
@@ -216,15 +229,7 @@ def build_int8_engine(
         config.set_flag(trt.BuilderFlag.FP16)
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
         pinned = _pin_fp32_islands(network)
-    width, height = input_size
-    profile = builder.create_optimization_profile()
-    profile.set_shape(
-        INPUT_NAME,
-        trt.Dims4(settings.min_batch, 3, height, width),
-        trt.Dims4(settings.opt_batch, 3, height, width),
-        trt.Dims4(settings.max_batch, 3, height, width),
-    )
-    config.add_optimization_profile(profile)
+    profile = _batch_profile(builder, config, input_size, settings)
     if route == "calibrator":
         config.set_calibration_profile(profile)
         cache = settings.timing_cache.with_suffix(".calib") if settings.timing_cache else None
@@ -249,12 +254,7 @@ def write_tensorrt_ready_onnx(ctx: ExportContext, stage: Path) -> TargetOutput:
     shutil.copyfile(ctx.onnx_fp32(), stage / "model_fp32.onnx")
     return TargetOutput(
         files=["model.onnx", "model_fp32.onnx"],
-        io={
-            "file": "model.onnx",
-            "input": INPUT_NAME,
-            "outputs": list(OUTPUT_NAMES),
-            "batch": "dynamic",
-        },
+        io=standard_io("model.onnx"),
         tools=onnx_versions(),
         options={
             "for": "trt-fp16",
@@ -282,12 +282,7 @@ def target_trt_fp16(ctx: ExportContext, stage: Path) -> TargetOutput:
     )
     return TargetOutput(
         files=["model.engine"],
-        io={
-            "file": "model.engine",
-            "input": INPUT_NAME,
-            "outputs": list(OUTPUT_NAMES),
-            "batch": "dynamic",
-        },
+        io=standard_io("model.engine"),
         tools={"tensorrt": str(details["tensorrt"])},
         options=details,
     )

@@ -1,5 +1,6 @@
 """RTMW architecture, the zoo registry and mmpose-format checkpoint I/O."""
 
+from rtmw.hashing import sha256_file
 from rtmw.models.checkpoint import (
     CheckpointContents,
     build,
@@ -10,7 +11,6 @@ from rtmw.models.checkpoint import (
     model_from_contents,
     read_checkpoint,
     save_checkpoint,
-    sha256_file,
 )
 from rtmw.models.rtmw import RTMW
 from rtmw.models.zoo import DEMO_NAME, ZOO, RTMWConfig, get_config, list_models, published_models

@@ -9,7 +9,6 @@ names of official checkpoints mislead) and loaded strictly.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import logging
 import pickle
 import re
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from rtmw.errors import CheckpointError, NotRTMWError, StateDictMismatch
+from rtmw.hashing import sha256_file
 from rtmw.models.rtmw import RTMW
 from rtmw.models.zoo import ZOO, RTMWConfig, get_config
 
@@ -69,14 +69,6 @@ def _numpy_safe_globals() -> list[Any]:
 
 def _safe_globals() -> list[Any]:
     return _numpy_safe_globals() + [(_InertRecord, name) for name in _INERT_GLOBALS]
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
