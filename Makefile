@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: install test lint typecheck check clean demo gate-demo
+.PHONY: install test lint typecheck check clean demo gate-demo bench-baseline
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ test:
 demo:
 	@test -x $(VENV)/bin/rtmw-demo || $(MAKE) install
 	$(VENV)/bin/rtmw-demo --out results/demo
+
+# The committed CPU baseline: rtmw-m-256x192 (random weights: latency only), every FP32/FP16
+# artifact this machine runs, batch 1 and 8, against onnxruntime FP32 one crop at a time
+bench-baseline:
+	$(PY) -c "from rtmw.models import build, save_checkpoint as s; s(build('rtmw-m-256x192', seed=0), 'results/_scratch/rtmw-m-random.pth')"
+	$(VENV)/bin/rtmw-export results/_scratch/rtmw-m-random.pth --targets onnx,onnx-fp16,openvino-fp32,openvino-fp16,ncnn-fp32,ncnn-fp16,torch --out results/_scratch/baseline-artifacts --overwrite
+	$(VENV)/bin/rtmw-bench results/_scratch/baseline-artifacts --batch 1,8 --threads 2 --out results/cpu-rtmw-m-256x192
 
 # What CI gates: INT8/FP16 artifacts of the demo model against its FP32, synthetic data
 gate-demo:

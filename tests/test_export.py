@@ -52,9 +52,12 @@ def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     return request.param, checkpoint, root / "artifacts", results
 
 
+INT8_TARGETS = {"ort-int8", "openvino-int8", "trt-int8"}  # tested in test_int8.py
+
+
 def test_every_registered_target_is_tested() -> None:
     """A target added to the registry must be added to these tests too."""
-    assert set(list_targets()) == {*RUNNABLE, "trt-fp16", "torch"}
+    assert set(list_targets()) == {*RUNNABLE, "trt-fp16", "torch", *INT8_TARGETS}
 
 
 @pytest.mark.parametrize("target", RUNNABLE)

@@ -100,9 +100,10 @@ def main(
             return
     if not requested:
         raise click.UsageError("give --target or --targets (see --list)")
+    expand_targets(requested)  # unknown names are a usage error before any work
     results = export(
         checkpoint,
-        expand_targets(requested),
+        requested,
         out,
         opset=opset,
         simplify=not no_simplify,

@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 @click.option("--lr", default=1e-3, show_default=True, type=float)
 @click.option("--warmup", default=100, show_default=True, help="Warm-up iterations.")
 @click.option("--val-every", default=500, show_default=True)
+@click.option("--rotate-factor", default=30.0, show_default=True, help="Rotation jitter (deg).")
+@click.option("--dropout-prob", default=0.5, show_default=True, help="Coarse dropout prob.")
 @click.option("--seed", default=21, show_default=True)
 @click.option("--threads", type=int, default=None, help="torch intra-op threads.")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
@@ -64,6 +66,8 @@ def main(
     lr: float,
     warmup: int,
     val_every: int,
+    rotate_factor: float,
+    dropout_prob: float,
     seed: int,
     threads: int | None,
     out: str,
@@ -73,7 +77,7 @@ def main(
     """Train RTMW with mmpose's recipe; writes OUT/<model>.pth, train_log.json, curve PNG."""
     setup_logging(verbose + 1)
     from rtmw.errors import InputError, MissingDependency
-    from rtmw.train import TrainConfig, plot_learning_curve, train
+    from rtmw.train import AugmentConfig, TrainConfig, plot_learning_curve, train
 
     if synthetic is not None:
         if images or ann:
@@ -105,6 +109,7 @@ def main(
         val_every=val_every,
         seed=seed,
         threads=threads,
+        augment=AugmentConfig(rotate_factor=rotate_factor, dropout_prob=dropout_prob),
     )
     result = train(cfg, progress=not quiet)
     try:

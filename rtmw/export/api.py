@@ -64,11 +64,17 @@ class ExportResult:
         return f"{self.target:<14} {self.status:<9} {self.reason}"
 
 
-def expand_targets(targets: str | Sequence[str]) -> list[str]:
+def expand_targets(targets: str | Sequence[str], *, include_int8: bool = True) -> list[str]:
+    """Comma lists and 'all' → target names. 'all' leaves INT8 out when no calibration set
+    is at hand (they would only fail for want of one) and leaves out 'torch'."""
     names = [targets] if isinstance(targets, str) else list(targets)
     flat = [t.strip() for name in names for t in name.split(",") if t.strip()]
     if flat == ["all"]:
-        return [t for t in list_targets() if t != "torch"]
+        return [
+            t
+            for t in list_targets()
+            if t != "torch" and (include_int8 or get_target(t).precision != "int8")
+        ]
     for name in flat:
         get_target(name)  # unknown names fail here, listing the known ones
     return list(dict.fromkeys(flat))
@@ -178,7 +184,7 @@ def export(
     rtmw-calib, checked against the model's input size); they are verified on person
     crops and held-out calibration crops, not on noise.
     """
-    names = expand_targets(targets)
+    names = expand_targets(targets, include_int8=calib is not None)
     contents = read_checkpoint(checkpoint)
     model, config = model_from_contents(contents)
     calibration = None

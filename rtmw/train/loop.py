@@ -59,6 +59,26 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
+def init_head_like_mmpose(head: nn.Module) -> None:
+    """RTMWHead's default_init_cfg: Conv2d N(0, 0.001), BatchNorm 1/0, Linear N(0, 0.01).
+
+    PyTorch's default init gives SimCC logits in the hundreds at step 0; training from
+    scratch then spends its first iterations shrinking them.
+    """
+    for module in head.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.normal_(module.weight, std=0.001)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.01)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
 def learning_rate(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up, flat, then cosine to min_lr_ratio over the second half."""
     if step < cfg.warmup_iters:
@@ -130,6 +150,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     else:
         config = get_config(cfg.model)
         model = RTMW(config)
+        init_head_like_mmpose(model.head)
     # channels-last makes oneDNN's depthwise-convolution backward ~4× faster on CPU
     model = model.to(memory_format=torch.channels_last).train()  # type: ignore[call-overload]
     dataset = WholeBodyTrainSet(
