@@ -270,7 +270,8 @@ def demo_gate_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_gate_on_trained_demo_model(demo_gate_runs: Path, tmp_path: Path) -> None:
-    """FP16 passes its tight budget; a model with one hand shifted fails on that hand only."""
+    """FP16 passes its tight budget; a model with the left hand's simcc_x shifted fails on the
+    hands (flip test mirrors the left-hand logits onto the right hand) and not on the body."""
     from rtmw.bench.report import load_results
 
     run = load_results(demo_gate_runs)
@@ -284,6 +285,7 @@ def test_gate_on_trained_demo_model(demo_gate_runs: Path, tmp_path: Path) -> Non
     assert not by[("broken-int8", "lefthand", "ap_drop")].passed
     assert not by[("broken-int8", "lefthand", "px_p99")].passed
     assert by[("broken-int8", "body", "ap_drop")].passed
-    assert by[("broken-int8", "righthand", "px_p99")].passed
+    assert by[("broken-int8", "body", "px_p99")].passed
+    assert not by[("broken-int8", "righthand", "px_p99")].passed
     assert "interval" in by[("broken-int8", "lefthand", "ap_drop")].detail
     assert not result.passed

@@ -47,8 +47,10 @@ def test_ort_int8_verified_with_head_in_float(int8_artifacts: dict) -> None:
     assert manifest.precision == "int8" and manifest.calibration is not None
     assert manifest.calibration["n"] == 64 and len(manifest.calibration["sha256"]) == 64
     verification = manifest.verification
-    assert verification["inputs"] == {"persons": 8, "calib_holdout": 16}
-    assert verification["argmax_agreement"] >= 0.6
+    assert verification["inputs"]["calib_holdout"] == 16 and verification["inputs"]["persons"] > 0
+    assert "random" not in verification["inputs"]  # INT8 is never judged on noise
+    assert verification["argmax_agreement"] >= 0.7
+    assert verification["tolerances"]["argmax_window"] == 4
     parts = verification["keypoint_px_per_part"]
     assert set(parts) == {"body", "foot", "face", "lefthand", "righthand", "wholebody"}
     assert all(parts[p]["n"] > 0 for p in ("body", "face", "lefthand", "righthand"))
@@ -126,7 +128,11 @@ def test_quantising_the_head_hurts_more_than_the_policy(
     policy = int8_artifacts["results"]["ort-int8"].verification
     full = everything.verification
     assert full["argmax_agreement"] < policy["argmax_agreement"]
-    assert full["keypoint_px_p99"] > policy["keypoint_px_p99"]
+    whole = "wholebody"
+    assert (
+        full["keypoint_px_per_part"][whole]["p50"] >= policy["keypoint_px_per_part"][whole]["p50"]
+    )
+    assert full["keypoint_px_per_part"][whole]["p99"] > policy["keypoint_px_per_part"][whole]["p99"]
     assert DEFAULT_TOLERANCES["int8"].min_argmax_agreement > 0
 
 

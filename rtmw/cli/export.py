@@ -22,13 +22,12 @@ from rtmw.cli._common import one_line_errors, setup_logging
         "3 a backend is missing (trt-fp16 without TensorRT: the verified ONNX is written)."
     ),
 )
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
 @click.option("--target", "target", multiple=True, help="A target; repeatable.")
 @click.option("--targets", "targets", default="", help="Comma-separated targets, or 'all'.")
 @click.option(
     "--out",
     "out",
-    required=True,
     type=click.Path(file_okay=False),
     help="Folder that receives one subfolder per target.",
 )
@@ -64,10 +63,10 @@ from rtmw.cli._common import one_line_errors, setup_logging
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 @one_line_errors
 def main(
-    checkpoint: str,
+    checkpoint: str | None,
     target: tuple[str, ...],
     targets: str,
-    out: str,
+    out: str | None,
     opset: int,
     no_simplify: bool,
     overwrite: bool,
@@ -87,6 +86,8 @@ def main(
             spec = get_target(name)
             click.echo(f"{name:<14} {spec.precision:<5} {spec.description}")
         return
+    if checkpoint is None or out is None:
+        raise click.UsageError("CHECKPOINT and --out are needed (or --list)")
     requested = [*target, *([targets] if targets else [])]
     if sensitivity:
         from rtmw.export import sensitivity_scan

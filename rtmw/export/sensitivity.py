@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from rtmw.data.wholebody import PART_SLICES, PARTS
 from rtmw.export.context import ExportContext
-from rtmw.export.int8 import VERIFY_HOLDOUT, blocks, calibration_crops, quantize_qdq
+from rtmw.export.int8 import VERIFY_HOLDOUT, block_of, blocks, calibration_crops, quantize_qdq
 from rtmw.pipeline.decode import decode_simcc
 from rtmw.runtimes._imports import import_backend
 
@@ -77,10 +77,9 @@ def scan(ctx: ExportContext, *, progress: bool = True) -> list[dict[str, Any]]:
 def table(rows: list[dict[str, Any]], kept: tuple[str, ...]) -> str:
     header = ["Block", "Kept in float", "argmax agree", *(f"{p} p99 px" for p in PARTS)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    kept_blocks = {block_of(pattern) for pattern in kept}
     for row in rows:
-        block_prefix = "/" + row["block"].replace(".", "/", 1) + "/"
-        keep = "yes" if any(block_prefix.startswith(k) or k.startswith(block_prefix)
-                            for k in kept) else ""  # fmt: skip
+        keep = "yes" if row["block"] in kept_blocks else ""
         lines.append(
             "| " + " | ".join([
                 row["block"], keep, f"{row['argmax_agreement']:.1%}",

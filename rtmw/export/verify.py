@@ -27,12 +27,17 @@ class Tolerances:
     max_rel_diff: float
     min_argmax_agreement: float
     max_keypoint_px_p99: float
+    # argmax counts as agreeing within this many SimCC bins (2 bins = 1 crop pixel):
+    # INT8 moves peaks by a bin or two where FP32/FP16 keep them exactly
+    argmax_window: int = 0
 
 
 DEFAULT_TOLERANCES: dict[str, Tolerances] = {
     "fp32": Tolerances(max_rel_diff=1e-3, min_argmax_agreement=0.97, max_keypoint_px_p99=1.0),
     "fp16": Tolerances(max_rel_diff=3e-2, min_argmax_agreement=0.85, max_keypoint_px_p99=4.0),
-    "int8": Tolerances(max_rel_diff=0.25, min_argmax_agreement=0.60, max_keypoint_px_p99=16.0),
+    "int8": Tolerances(
+        max_rel_diff=0.5, min_argmax_agreement=0.70, max_keypoint_px_p99=16.0, argmax_window=4
+    ),
 }
 
 
@@ -50,7 +55,8 @@ class VerificationReport:
     finite: bool
     tolerances: dict[str, float]
     failures: list[str] = field(default_factory=list)
-    # decoded-keypoint error per body part (clear peaks only), crop pixels; None: no peak
+    # decoded-keypoint error per body part over all keypoints (crop pixels): what a user
+    # sees move; the pass/fail p99 above uses clear peaks only
     keypoint_px_per_part: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     @property
@@ -150,7 +156,13 @@ def compare(
     diff_y = float(np.abs(cy - ry).max())
     scale = float(max(np.abs(rx).max(), np.abs(ry).max(), 1e-12))
     rel = max(diff_x, diff_y) / scale
-    agree = float(np.mean((cx.argmax(-1) == rx.argmax(-1)) & (cy.argmax(-1) == ry.argmax(-1))))
+    window = tolerances.argmax_window
+    agree = float(
+        np.mean(
+            (np.abs(cx.argmax(-1) - rx.argmax(-1)) <= window)
+            & (np.abs(cy.argmax(-1) - ry.argmax(-1)) <= window)
+        )
+    )
     ref_kpts, _ = decode_simcc(rx, ry, split_ratio)
     cand_kpts, _ = decode_simcc(cx, cy, split_ratio)
     min_gap = 2 * tolerances.max_rel_diff * scale
@@ -159,7 +171,7 @@ def compare(
     errors = all_errors[clear]
     per_part: dict[str, dict[str, float | None]] = {}
     for part, part_slice in PART_SLICES.items():
-        values = all_errors[:, part_slice][clear[:, part_slice]]
+        values = all_errors[:, part_slice].ravel()
         per_part[part] = {
             "p50": float(np.percentile(values, 50)) if values.size else None,
             "p99": float(np.percentile(values, 99)) if values.size else None,
@@ -170,9 +182,12 @@ def compare(
     if not finite:
         failures.append("NaN or Inf in the outputs")
     if not rel <= tolerances.max_rel_diff:
-        failures.append(f"max rel |Δ| {rel:.2e} > {tolerances.max_rel_diff:.0e}")
+        failures.append(f"max rel |Δ| {rel:.2e} > {tolerances.max_rel_diff:.2g}")
     if not agree >= tolerances.min_argmax_agreement:
-        failures.append(f"argmax agreement {agree:.1%} < {tolerances.min_argmax_agreement:.0%}")
+        within = f" (±{window} bins)" if window else ""
+        failures.append(
+            f"argmax agreement{within} {agree:.1%} < {tolerances.min_argmax_agreement:.0%}"
+        )
     if not p99 <= tolerances.max_keypoint_px_p99:
         failures.append(f"keypoint p99 {p99:.2f} px > {tolerances.max_keypoint_px_p99} px")
     return VerificationReport(

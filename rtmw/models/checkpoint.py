@@ -398,9 +398,12 @@ def demo_checkpoint() -> Path:
 
     Loading goes through the official-name pin, so a modified file is refused.
     """
-    from rtmw.models.zoo import DEMO_NAME
+    from rtmw.models.zoo import DEMO_NAME, get_config
 
-    path = Path(__file__).with_name("weights") / f"{DEMO_NAME}.pth"
+    official = get_config(DEMO_NAME).official
+    if official is None:
+        raise CheckpointError("no demo weights are registered in this version of rtmw")
+    path = Path(__file__).with_name("weights") / official.file_name
     if not path.is_file():
         raise CheckpointError(f"the demo weights are missing from this installation: {path}")
     return path

@@ -221,6 +221,15 @@ register(
         input_size=(192, 256),
         num_parameters=2_713_451,
         num_state_tensors=476,
+        official=OfficialFile(
+            "package:rtmw/models/weights/rtmw-demo_synthetic-2000it-256x192-8b186fbb.pth",
+            "rtmw-demo_synthetic-2000it-256x192-8b186fbb.pth",
+            sha256_prefix="8b186fbb",
+            sha256="8b186fbb7796594b75c81bca0faf1c40437f385d47ce3466039619b5450fd56f",
+        ),
+        # reproduce: rtmw-train --model rtmw-demo-256x192 --synthetic 3000 --iters 2000 \
+        #   --batch 32 --lr 2e-3 --warmup 100 --val-every 500 --rotate-factor 20 \
+        #   --dropout-prob 0.2 --seed 21 --threads 2 --out runs/demo   (59 min, 2 CPU cores)
         description="demo: reduced RTMW trained on synthetic whole-body figures (not published)",
     )
 )
