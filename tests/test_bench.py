@@ -126,9 +126,12 @@ def test_bench_statuses_and_figures(bench_run: tuple[dict, Path]) -> None:
         assert entry["size_mb"] > 1
     # the reference compared with itself: zero error, zero delta
     self_fid = by_name["onnx"]["fidelity"]["parts"]["wholebody"]
-    assert self_fid["px_p99"] == 0 and self_fid["ap_delta"] == 0
+    assert self_fid["px_p99_all"] == 0 and self_fid["ap_delta"] == 0
+    assert by_name["onnx"]["fidelity"]["px_scope"] == "reference-correct keypoints"
     torch_fid = by_name["torch"]["fidelity"]["parts"]["body"]
-    assert torch_fid["keypoints"] > 0 and torch_fid["px_p50"] is not None
+    assert torch_fid["keypoints_all"] > 0 and torch_fid["px_p99_all"] is not None
+    # random weights place (almost) nothing right: the judged set is a subset
+    assert torch_fid["keypoints"] <= torch_fid["keypoints_all"]
     # baseline: onnxruntime FP32 one crop at a time, and ratios against it
     assert results["baseline"]["artifact"] == "onnx"
     assert by_name["onnx"]["speedup_vs_baseline"]["1"] > 0
@@ -183,3 +186,56 @@ def test_cli_device_absent_exit_code(demo_artifacts: Path, tmp_path: Path) -> No
     assert result.exit_code == 4
     assert "no NVIDIA GPU" in result.output
     assert not (tmp_path / "r" / "results.json").exists()
+
+
+def test_fidelity_is_judged_where_the_reference_is_right(synthetic_val: SyntheticDataset) -> None:
+    """A reference that is right on the first person and wrong on the others: only the first
+    person's labelled keypoints are judged, and a candidate that moves the wrong ones does
+    not count against the export while one that moves the right ones does."""
+    from rtmw.bench.accuracy import AccuracyRun, fidelity, reference_correct
+    from rtmw.data.evaluation import evaluate_wholebody, instance_result
+    from rtmw.data.predict import load_eval_set
+    from rtmw.pipeline.topdown import PoseResult
+
+    eval_set = load_eval_set(synthetic_val.image_dir, synthetic_val.ann_file, limit=3)
+    truth = {}
+    for person in eval_set.annotations.persons:
+        truth.setdefault(person.image_id, []).append(person)
+    reference, wrong_moved, right_moved = {}, {}, {}
+    for item in eval_set.items:
+        gts = truth[item.image_id]
+        kpts = np.stack([g.keypoints[:, :2] for g in gts]).astype(np.float32)
+        kpts[1:] += 500.0  # every person but the first is placed far off
+        scores = np.ones(kpts.shape[:2], np.float32)
+        geometry = (np.zeros((len(gts), 2), np.float32), np.ones((len(gts), 2), np.float32))
+        reference[item.image_id] = PoseResult(kpts, scores, *geometry)
+        moved = kpts.copy()
+        moved[1:] += 40.0
+        wrong_moved[item.image_id] = PoseResult(moved, scores, *geometry)
+        moved = kpts.copy()
+        moved[0] += 40.0
+        right_moved[item.image_id] = PoseResult(moved, scores, *geometry)
+    masks = reference_correct(reference, eval_set)
+    for item in eval_set.items:
+        labelled = truth[item.image_id][0].keypoints[:, 2] > 0
+        assert (masks[item.image_id][0] == labelled).all()
+        assert not masks[item.image_id][1:].any()
+
+    results = [
+        instance_result(i, r.keypoints[n], r.scores[n], bbox_score=1.0, area=1e4)
+        for i, r in reference.items()
+        for n in range(len(r))
+    ]
+    # AP is not what this test is about: one evaluation serves all three runs
+    evaluation = evaluate_wholebody(eval_set.ann_file, results, image_ids=list(reference))
+
+    def as_run(preds: dict) -> AccuracyRun:
+        return AccuracyRun(evaluation, preds, results)
+
+    ref_run = as_run(reference)
+    untouched = fidelity(as_run(wrong_moved), ref_run, reference_name="ref", eval_set=eval_set)
+    damaged = fidelity(as_run(right_moved), ref_run, reference_name="ref", eval_set=eval_set)
+    body = "body"
+    assert untouched["parts"][body]["px_p99"] == pytest.approx(0.0)
+    assert untouched["parts"][body]["px_p99_all"] == pytest.approx(40 * np.sqrt(2), rel=1e-3)
+    assert damaged["parts"][body]["px_p99"] == pytest.approx(40 * np.sqrt(2), rel=1e-3)

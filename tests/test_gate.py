@@ -289,3 +289,26 @@ def test_gate_on_trained_demo_model(demo_gate_runs: Path, tmp_path: Path) -> Non
     assert not by[("broken-int8", "righthand", "px_p99")].passed
     assert "interval" in by[("broken-int8", "lefthand", "ap_drop")].detail
     assert not result.passed
+
+
+def test_one_shot_fails_closed_on_a_target_that_did_not_export(
+    demo_random_checkpoint: Path, synthetic_val: object, tmp_path: Path
+) -> None:
+    """An INT8 target without a calibration set does not export; the one-shot gate must
+    fail on it instead of judging only what happened to build."""
+    from rtmw.cli.bench import main
+    from rtmw.data.synthetic import SyntheticDataset
+
+    assert isinstance(synthetic_val, SyntheticDataset)
+    junit = tmp_path / "gate.xml"
+    result = CliRunner().invoke(
+        main,
+        ["gate", str(demo_random_checkpoint), "--targets", "ort-int8",
+         "--data", str(synthetic_val.image_dir), "--ann", str(synthetic_val.ann_file),
+         "--limit", "2", "--out", str(tmp_path / "work"), "--junit", str(junit)],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "| ort-int8 | all | export |" in result.output
+    assert "calibration" in result.output
+    cases = ET.parse(junit).getroot().iter("testcase")
+    assert any(c.get("name") == "all.export" and c.find("failure") is not None for c in cases)

@@ -32,6 +32,10 @@ class GateConfigError(RtmwError):
     exit_code = 2
 
 
+class NothingToGate(GateConfigError):
+    pass
+
+
 @dataclass(frozen=True)
 class Budget:
     ap_drop: dict[str, float]  # AP points
@@ -277,7 +281,7 @@ def gate(
         entries = [e for e in cand_run["entries"]
                    if e.get("precision") != "fp32" and e is not ref]  # fmt: skip
     if not entries:
-        raise GateConfigError("nothing to gate: no candidate entries (non-FP32) in the run")
+        raise NothingToGate("nothing to gate: no candidate entries (non-FP32) in the run")
     result = GateResult()
     for entry in entries:
         result.checks.extend(gate_entry(ref_run, cand_run, ref, entry, budgets))
@@ -304,7 +308,8 @@ def markdown(result: GateResult) -> str:
     lines.append("")
     lines.append(
         "ap_drop: AP points lost against the FP32 reference (positive = worse); px_p99: "
-        "decoded-keypoint error p99 against the reference, image pixels."
+        "decoded-keypoint error p99 against the reference, image pixels, over the keypoints "
+        "the reference places right (labelled, keypoint OKS ≥ 0.5)."
     )
     return "\n".join(lines) + "\n"
 

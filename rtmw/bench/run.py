@@ -284,8 +284,9 @@ def bench(
     for entry in entries:
         if reference_run is not None and reference_name and entry["name"] in runs:
             entry["fidelity"] = fidelity(
-                runs[entry["name"]], reference_run, reference_name=reference_name
-            )
+                runs[entry["name"]], reference_run, reference_name=reference_name,
+                eval_set=eval_set,
+            )  # fmt: skip
     baseline = _baseline(entries, opened, settings)
     if baseline is not None:
         for entry in entries:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from rtmw.cli._common import one_line_errors, setup_logging
+
+if TYPE_CHECKING:
+    from rtmw.bench.gate import Check
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +196,13 @@ def report_command(files: tuple[str, ...], out: str | None) -> None:
 @click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False), help="Write Markdown.")
 @click.option("--targets", default="", help="One-shot form: targets to export and gate.")
 @click.option("--calib", type=click.Path(dir_okay=False), help="One-shot form: calibration set.")
+@click.option(
+    "--int8-policy",
+    type=click.Choice(["head-fp32", "head-neck-fp32", "none"]),
+    default="head-fp32",
+    show_default=True,
+    help="One-shot form: which layers INT8 targets keep in float (rtmw-export --help).",
+)
 @click.option("--data", "image_dir", type=click.Path(file_okay=False))
 @click.option("--ann", "ann_file", type=click.Path(dir_okay=False))
 @click.option("--dets", "det_file", type=click.Path(dir_okay=False))
@@ -211,6 +221,7 @@ def gate_command(
     markdown_out: str | None,
     targets: str,
     calib: str | None,
+    int8_policy: str,
     image_dir: str | None,
     ann_file: str | None,
     det_file: str | None,
@@ -220,26 +231,43 @@ def gate_command(
 ) -> None:
     """Fail when a quantised artifact loses more than its budget on any body part."""
     setup_logging(verbose)
-    from rtmw.bench.gate import gate, junit_xml, load_budgets, markdown, write_step_summary
+    from rtmw.bench.gate import (
+        GateResult,
+        NothingToGate,
+        gate,
+        junit_xml,
+        load_budgets,
+        markdown,
+        write_step_summary,
+    )
     from rtmw.bench.report import load_results
 
     budget_table = load_budgets(budgets)
+    export_failures: list[Check] = []
     if checkpoint is not None:
         if reference or candidate:
             raise click.UsageError("give a CHECKPOINT or --reference/--candidate, not both")
         if not (targets and image_dir and ann_file and out):
             raise click.UsageError("the one-shot form needs --targets, --data, --ann and --out")
-        run_path = _one_shot(checkpoint, targets, calib, image_dir, ann_file, det_file, limit, out)
+        run_path, export_failures = _one_shot(
+            checkpoint, targets, calib, int8_policy, image_dir, ann_file, det_file, limit, out
+        )
         reference = candidate = str(run_path)
     if not reference or not candidate:
         raise click.UsageError("give --reference and --candidate results files")
-    result = gate(
-        load_results(reference),
-        load_results(candidate),
-        budget_table,
-        reference_entry=reference_entry,
-        candidates=[e for e in entries.split(",") if e] or None,
-    )
+    try:
+        result = gate(
+            load_results(reference),
+            load_results(candidate),
+            budget_table,
+            reference_entry=reference_entry,
+            candidates=[e for e in entries.split(",") if e] or None,
+        )
+    except NothingToGate:
+        if not export_failures:
+            raise
+        result = GateResult()  # every requested target failed to export
+    result.checks.extend(export_failures)
     text = markdown(result)
     click.echo(text, nl=False)
     if markdown_out:
@@ -254,13 +282,19 @@ def _one_shot(
     checkpoint: str,
     targets: str,
     calib: str | None,
+    int8_policy: str,
     image_dir: str,
     ann_file: str,
     det_file: str | None,
     limit: int | None,
     out: str,
-) -> Path:
-    """Export the FP32 reference and the targets, bench them all with fidelity."""
+) -> tuple[Path, list[Check]]:
+    """Export the FP32 reference and the targets, bench them all with fidelity.
+
+    A requested target that did not export comes back as a failed check: the gate
+    fails closed instead of judging only what happened to build.
+    """
+    from rtmw.bench.gate import Check
     from rtmw.bench.run import BenchSettings, bench
     from rtmw.bench.timing import TimingPlan
     from rtmw.export import expand_targets, export
@@ -268,7 +302,7 @@ def _one_shot(
     work = Path(out)
     names = ["onnx", *[t for t in expand_targets(targets) if t != "onnx"]]
     made = export(checkpoint, names, work / "artifacts", overwrite=True, progress=True,
-                  calib=calib)  # fmt: skip
+                  calib=calib, int8_policy=int8_policy)  # fmt: skip
     for result in made:
         click.echo(result.line())
     reference = work / "artifacts" / "onnx"
@@ -288,7 +322,9 @@ def _one_shot(
         draw=0,
     )
     bench(paths, settings, work / "bench", name="gate")
-    failed = [r for r in made if r.status not in ("ok", "onnx-only")]
-    for result in failed:  # a target that did not export is gated as failed, not skipped
-        click.echo(f"{result.target}: export {result.status}: {result.reason}", err=True)
-    return work / "bench" / "results.json"
+    failures = [
+        Check(r.target, "all", "export", None, None, False, f"export {r.status}: {r.reason}")
+        for r in made
+        if r.status not in ("ok", "onnx-only")
+    ]
+    return work / "bench" / "results.json", failures

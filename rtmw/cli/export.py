@@ -41,11 +41,11 @@ from rtmw.cli._common import one_line_errors, setup_logging
 )
 @click.option(
     "--int8-policy",
-    type=click.Choice(["head-fp32", "none"]),
+    type=click.Choice(["head-fp32", "head-neck-fp32", "none"]),
     default="head-fp32",
     show_default=True,
     help="Mixed precision: keep the SimCC head (ScaleNorm, GAU, classifiers) in float, "
-    "or quantise everything.",
+    "also the neck (narrow models), or quantise everything.",
 )
 @click.option(
     "--accuracy-control",

@@ -41,6 +41,10 @@ class VerificationFailed(RtmwError):
     """The exported model does not reproduce torch within the precision's tolerances."""
 
 
+def _px(value: float | None) -> str:
+    return "– (no clear peak)" if value is None else f"{value:.2f} px"
+
+
 @dataclass
 class ExportResult:
     target: str
@@ -57,7 +61,7 @@ class ExportResult:
             v = self.verification
             figures = (
                 f"max|Δ| {max(v['max_abs_diff_x'], v['max_abs_diff_y']):.3g} "
-                f"argmax {v['argmax_agreement']:.1%} kp p99 {v['keypoint_px_p99']:.2f} px"
+                f"argmax {v['argmax_agreement']:.1%} kp p99 {_px(v['keypoint_px_p99'])}"
             )
             size = f"{self.size_mb:7.1f} MB {self.seconds:6.1f} s"
             return f"{self.target:<14} ok        {size}  {figures}"
