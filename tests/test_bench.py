@@ -143,6 +143,7 @@ def test_bench_outputs_parse(bench_run: tuple[dict, Path], tmp_path: Path) -> No
     results, out = bench_run
     assert (out / "latency_vs_ap.png").stat().st_size > 1000
     assert (out / "part_ap.png").stat().st_size > 1000
+    assert (out / "throughput.png").stat().st_size > 1000
     drawn = [image for e in results["entries"] for image in e.get("images", [])]
     assert drawn and all((out / image).is_file() for image in drawn)
     loaded = load_results(out / "results.json")

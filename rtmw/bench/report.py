@@ -191,6 +191,42 @@ def plot_part_ap(results_list: Sequence[dict[str, Any]], path: Path) -> Path | N
     return path
 
 
+def plot_throughput(results_list: Sequence[dict[str, Any]], path: Path) -> Path | None:
+    """End-to-end persons/s per artifact and batch, with the run's baseline as a line.
+
+    Drawn whether or not accuracy was measured, so a latency-only baseline has a plot.
+    """
+    bars: list[tuple[str, str, float]] = []
+    baselines: list[float] = []
+    for results in results_list:
+        base = (results.get("baseline") or {}).get("persons_per_s")
+        if base:
+            baselines.append(float(base))
+        for entry in results["entries"]:
+            if entry["status"] != "ok":
+                continue
+            for batch, frame in sorted((entry.get("e2e") or {}).items(), key=lambda b: int(b[0])):
+                bars.append((entry["name"], batch, float(frame["persons_per_s"])))
+    if not bars:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.45 * len(bars)), 4.5), dpi=110)
+    labels = [f"{name}\nb{batch}" for name, batch, _ in bars]
+    ax.bar(range(len(bars)), [v for _, _, v in bars], color="tab:blue")
+    for base in baselines[:1]:
+        ax.axhline(base, color="tab:red", linestyle="--", label="onnxruntime FP32, 1 crop/call")
+        ax.legend(fontsize=8)
+    ax.set_xticks(range(len(bars)))
+    ax.set_xticklabels(labels, fontsize=7, rotation=60, ha="right")
+    ax.set_ylabel("end-to-end persons/s (flip test)")
+    ax.set_title("throughput per artifact and batch")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def render(results_list: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
     """Write results.md and the plots into out_dir; returns what was written."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -200,6 +236,7 @@ def render(results_list: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
         for maker, name in (
             (plot_latency_vs_ap, "latency_vs_ap.png"),
             (plot_part_ap, "part_ap.png"),
+            (plot_throughput, "throughput.png"),
         ):
             made = maker(results_list, out_dir / name)
             if made is not None:
