@@ -139,13 +139,20 @@ def test_quantising_the_head_hurts_more_than_the_policy(
 def test_sensitivity_scan_table(calib_set: CalibrationSet, tmp_path: Path) -> None:
     from rtmw.export import sensitivity_scan
 
-    path, table = sensitivity_scan(demo_checkpoint(), calib_set, tmp_path, progress=False)
+    path, table = sensitivity_scan(
+        demo_checkpoint(), calib_set, tmp_path, int8_policy="head-neck-fp32", progress=False
+    )
     rows = json.loads(path.with_suffix(".json").read_text())
     blocks = {r["block"] for r in rows}
     assert {"backbone.stem", "head.gau", "head.cls"} <= blocks
     assert all(0 <= r["argmax_agreement"] <= 1 for r in rows)
     assert rows == sorted(rows, key=lambda r: -r["wholebody_px_p99"])
     assert "| head.cls | yes |" in table
+    # the table marks what the policy keeps by the targets' own rule: the neck too
+    kept = {r["block"] for r in rows if r["kept"]}
+    assert {"head.gau", "head.cls"} <= kept
+    assert any(b.startswith("neck.") for b in kept)
+    assert not any(b.startswith("backbone.") for b in kept)
 
 
 def test_block_names() -> None:
@@ -178,3 +185,10 @@ def test_cli_int8_and_listing(calib_set: CalibrationSet, tmp_path: Path) -> None
     missing = CliRunner().invoke(main, [str(demo_checkpoint()), "--target", "ort-int8",
                                         "--out", str(tmp_path / "b")])  # fmt: skip
     assert missing.exit_code == 1 and "calibration" in missing.output
+
+
+def test_cli_policy_choices_match_policies() -> None:
+    from rtmw.cli._common import INT8_POLICY_CHOICES
+    from rtmw.export.int8 import POLICIES
+
+    assert set(INT8_POLICY_CHOICES) == set(POLICIES)

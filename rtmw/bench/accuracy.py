@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from rtmw.data.evaluation import WholeBodyEvaluation, evaluate_wholebody
+from rtmw.data.evaluation import WholeBodyEvaluation, evaluate_wholebody, keypoint_similarity
 from rtmw.data.predict import EvalSet, predict
-from rtmw.data.wholebody import PART_SLICES, PARTS, SIGMAS
+from rtmw.data.wholebody import PART_SLICES, PARTS
 from rtmw.pipeline.topdown import InferFn, PoseResult, TopDown
 
 
@@ -99,7 +99,6 @@ def reference_correct(
     is already lost (occluded or ambiguous points jump between modes on any change),
     and tails measured there say nothing about what quantisation did.
     """
-    variance = (2 * np.asarray(SIGMAS)) ** 2
     persons: dict[int, list[Any]] = {}
     for person in eval_set.annotations.persons:
         if not person.iscrowd:
@@ -117,8 +116,7 @@ def reference_correct(
                 if iou[best] < 0.5:
                     continue
                 gt = candidates[best]
-                d2 = ((ref.keypoints[index] - gt.keypoints[:, :2]) ** 2).sum(-1)
-                similarity = np.exp(-d2 / (2 * max(gt.area, 1.0) * variance))
+                similarity = keypoint_similarity(gt.keypoints[:, :2], ref.keypoints[index], gt.area)
                 mask[index] = (gt.keypoints[:, 2] > 0) & (similarity >= min_keypoint_oks)
         masks[item.image_id] = mask
     return masks

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rtmw.cli._common import one_line_errors, setup_logging
+from rtmw.cli._common import INT8_POLICY_CHOICES, one_line_errors, setup_logging
 
 if TYPE_CHECKING:
     from rtmw.bench.gate import Check
@@ -198,7 +198,7 @@ def report_command(files: tuple[str, ...], out: str | None) -> None:
 @click.option("--calib", type=click.Path(dir_okay=False), help="One-shot form: calibration set.")
 @click.option(
     "--int8-policy",
-    type=click.Choice(["head-fp32", "head-neck-fp32", "none"]),
+    type=click.Choice(INT8_POLICY_CHOICES),
     default="head-fp32",
     show_default=True,
     help="One-shot form: which layers INT8 targets keep in float (rtmw-export --help).",

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from rtmw.cli._common import one_line_errors, setup_logging
+from rtmw.cli._common import INT8_POLICY_CHOICES, one_line_errors, setup_logging
 
 
 @click.command(
@@ -41,7 +41,7 @@ from rtmw.cli._common import one_line_errors, setup_logging
 )
 @click.option(
     "--int8-policy",
-    type=click.Choice(["head-fp32", "head-neck-fp32", "none"]),
+    type=click.Choice(INT8_POLICY_CHOICES),
     default="head-fp32",
     show_default=True,
     help="Mixed precision: keep the SimCC head (ScaleNorm, GAU, classifiers) in float, "

@@ -121,6 +121,23 @@ def result_keypoints(result: Mapping[str, Any]) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def keypoint_similarity(
+    gt: np.ndarray,
+    dt: np.ndarray,
+    area: float,
+    sigmas: Sequence[float] | np.ndarray = SIGMAS,
+) -> np.ndarray:
+    """The per-keypoint OKS term, exp(-d² / 2 s² (2σ)²), for (..., K, 2) keypoints.
+
+    The one place this formula lives: the evaluator, the fidelity mask and the
+    accuracy-control metric must agree on what "close" means.
+    """
+    variances = (2 * np.asarray(sigmas, dtype=np.float64)) ** 2
+    d2 = np.sum((np.asarray(dt, np.float64) - np.asarray(gt, np.float64)) ** 2, axis=-1)
+    result: np.ndarray = np.exp(-d2 / variances / (area + np.spacing(1)) / 2)
+    return result
+
+
 def oks(
     gt: np.ndarray,
     dt: np.ndarray,
@@ -132,11 +149,9 @@ def oks(
 
     ``gt`` and ``dt`` are (K, 2); only ``visible`` keypoints (default all) count.
     """
-    variances = (2 * np.asarray(sigmas, dtype=np.float64)) ** 2
-    d2 = np.sum((np.asarray(dt, np.float64) - np.asarray(gt, np.float64)) ** 2, axis=1)
-    e = d2 / variances / (area + np.spacing(1)) / 2
-    mask = np.ones(len(e), bool) if visible is None else np.asarray(visible, bool)
-    return float(np.mean(np.exp(-e[mask]))) if mask.any() else 0.0
+    similarity = keypoint_similarity(gt, dt, area, sigmas)
+    mask = np.ones(len(similarity), bool) if visible is None else np.asarray(visible, bool)
+    return float(np.mean(similarity[mask])) if mask.any() else 0.0
 
 
 def _oks_nms(instances: list[dict[str, Any]], threshold: float) -> list[int]:

@@ -21,7 +21,13 @@ from rtmw.errors import MissingDependency, RtmwError
 from rtmw.export.context import DEFAULT_OPSET, ExportContext
 from rtmw.export.int8 import VERIFY_HOLDOUT
 from rtmw.export.registry import TargetOutput, TargetSpec, get_target, list_targets
-from rtmw.export.verify import DEFAULT_TOLERANCES, Tolerances, compare, verification_inputs
+from rtmw.export.verify import (
+    DEFAULT_TOLERANCES,
+    Tolerances,
+    compare,
+    format_px,
+    verification_inputs,
+)
 from rtmw.models import model_from_contents, read_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -41,10 +47,6 @@ class VerificationFailed(RtmwError):
     """The exported model does not reproduce torch within the precision's tolerances."""
 
 
-def _px(value: float | None) -> str:
-    return "– (no clear peak)" if value is None else f"{value:.2f} px"
-
-
 @dataclass
 class ExportResult:
     target: str
@@ -61,7 +63,7 @@ class ExportResult:
             v = self.verification
             figures = (
                 f"max|Δ| {max(v['max_abs_diff_x'], v['max_abs_diff_y']):.3g} "
-                f"argmax {v['argmax_agreement']:.1%} kp p99 {_px(v['keypoint_px_p99'])}"
+                f"argmax {v['argmax_agreement']:.1%} kp p99 {format_px(v['keypoint_px_p99'])}"
             )
             size = f"{self.size_mb:7.1f} MB {self.seconds:6.1f} s"
             return f"{self.target:<14} ok        {size}  {figures}"
@@ -351,9 +353,8 @@ def sensitivity_scan(
     check_matches_model(calibration, config.input_size, config.name)
     ctx = ExportContext(model, config, contents, calibration=calibration)
     try:
-        rows = sensitivity.scan(ctx, progress=progress)
+        rows = sensitivity.scan(ctx, POLICIES[int8_policy], progress=progress)
     finally:
         ctx.close()
-    kept = POLICIES[int8_policy]
-    path = sensitivity.write(rows, kept, Path(out_dir), config.name)
-    return path, sensitivity.table(rows, kept)
+    path = sensitivity.write(rows, Path(out_dir), config.name)
+    return path, sensitivity.table(rows)

@@ -255,19 +255,19 @@ def _ov_ignored_scope(nncf: Any, patterns: Sequence[str]) -> Any:
     return nncf.IgnoredScope(patterns=regexes, validate=False) if regexes else nncf.IgnoredScope()
 
 
-def crop_oks_metric(reference: np.ndarray, candidate: np.ndarray) -> float:
+def crop_oks_metric(
+    reference: np.ndarray, candidate: np.ndarray, input_size: tuple[int, int] = (192, 256)
+) -> float:
     """Mean OKS of candidate keypoints against reference ones, in crop pixels.
 
     The validation metric for accuracy-controlled quantisation: the evaluator's OKS with
-    COCO-WholeBody sigmas, the FP32 model's keypoints as ground truth, the crop as area.
+    COCO-WholeBody sigmas, the FP32 model's keypoints as ground truth, the person inside
+    the padded (w, h) crop as area.
     """
-    from rtmw.data.wholebody import SIGMAS
+    from rtmw.data.evaluation import keypoint_similarity
 
-    sigmas = np.asarray(SIGMAS)
-    variance = (2 * sigmas) ** 2
-    area = 192.0 * 256.0 / 1.25**2  # the person inside a padded crop
-    d2 = ((reference - candidate) ** 2).sum(-1)
-    return float(np.mean(np.exp(-d2 / (2 * area * variance))))
+    area = input_size[0] * input_size[1] / 1.25**2
+    return float(np.mean(keypoint_similarity(reference, candidate, area)))
 
 
 @register_target(
@@ -338,7 +338,7 @@ def _accuracy_controlled(
         for crop, index in items:
             out = compiled(crop)
             kpts = decode_simcc(out[0], out[1])[0][0]
-            scores.append(crop_oks_metric(ref_kpts[index], kpts))
+            scores.append(crop_oks_metric(ref_kpts[index], kpts, ctx.config.input_size))
         return float(np.mean(scores))
 
     quantized = nncf.quantize_with_accuracy_control(

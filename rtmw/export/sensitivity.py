@@ -8,6 +8,7 @@ Calibration statistics are collected once and reused for every block.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from tqdm import tqdm
 
 from rtmw.data.wholebody import PART_SLICES, PARTS
 from rtmw.export.context import ExportContext
-from rtmw.export.int8 import VERIFY_HOLDOUT, block_of, blocks, calibration_crops, quantize_qdq
+from rtmw.export.int8 import VERIFY_HOLDOUT, blocks, calibration_crops, quantize_qdq
 from rtmw.pipeline.decode import decode_simcc
 from rtmw.runtimes._imports import import_backend
 
@@ -42,8 +43,14 @@ def _keypoints(path: Path, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     return keypoints, simcc_x.argmax(-1), simcc_y.argmax(-1)
 
 
-def scan(ctx: ExportContext, *, progress: bool = True) -> list[dict[str, Any]]:
-    """One row per block: per-part keypoint error (crop px) and argmax agreement."""
+def scan(
+    ctx: ExportContext, kept: Sequence[str] = (), *, progress: bool = True
+) -> list[dict[str, Any]]:
+    """One row per block: per-part keypoint error (crop px) and argmax agreement.
+
+    ``kept`` are the policy's node-name prefixes: a row says whether the policy keeps
+    its block in float by the same rule the INT8 targets use to exclude nodes.
+    """
     onnx: Any = import_backend("onnx", "onnx")
     crops = calibration_crops(ctx)
     assert ctx.calibration is not None
@@ -63,6 +70,7 @@ def scan(ctx: ExportContext, *, progress: bool = True) -> list[dict[str, Any]]:
         row: dict[str, Any] = {
             "block": block,
             "nodes": len(nodes),
+            "kept": any(n.startswith(p) for n in nodes for p in kept),
             "argmax_agreement": float(np.mean((ax == ref_ax) & (ay == ref_ay))),
         }
         for part in PARTS:
@@ -74,12 +82,11 @@ def scan(ctx: ExportContext, *, progress: bool = True) -> list[dict[str, Any]]:
     return rows
 
 
-def table(rows: list[dict[str, Any]], kept: tuple[str, ...]) -> str:
+def table(rows: list[dict[str, Any]]) -> str:
     header = ["Block", "Kept in float", "argmax agree", *(f"{p} p99 px" for p in PARTS)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    kept_blocks = {block_of(pattern) for pattern in kept}
     for row in rows:
-        keep = "yes" if row["block"] in kept_blocks else ""
+        keep = "yes" if row.get("kept") else ""
         lines.append(
             "| " + " | ".join([
                 row["block"], keep, f"{row['argmax_agreement']:.1%}",
@@ -89,13 +96,13 @@ def table(rows: list[dict[str, Any]], kept: tuple[str, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(rows: list[dict[str, Any]], kept: tuple[str, ...], out_dir: Path, name: str) -> Path:
+def write(rows: list[dict[str, Any]], out_dir: Path, name: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / f"sensitivity-{name}.md"
     md.write_text(
         f"# INT8 sensitivity of {name}\n\nEach row quantises one block alone (onnxruntime "
         "QDQ, per-channel weights) and measures decoded-keypoint error against FP32 on "
-        "held-out calibration crops, in crop pixels.\n\n" + table(rows, kept)
+        "held-out calibration crops, in crop pixels.\n\n" + table(rows)
     )
     (out_dir / f"sensitivity-{name}.json").write_text(json.dumps(rows, indent=2) + "\n")
     return md

@@ -75,13 +75,14 @@ class VerificationReport:
         return (
             f"max|Δ| x {self.max_abs_diff_x:.3g} y {self.max_abs_diff_y:.3g} "
             f"(rel {self.max_rel_diff:.2e}), argmax {self.argmax_agreement:.1%}, "
-            f"kp p50/p99 {_px(self.keypoint_px_p50)}/{_px(self.keypoint_px_p99)} px "
+            f"kp p50 {format_px(self.keypoint_px_p50)}, p99 {format_px(self.keypoint_px_p99)} "
             f"on {self.clear_peaks} clear peaks"
         )
 
 
-def _px(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
+def format_px(value: float | None) -> str:
+    """Keypoint error for humans; None means nothing could be judged, not zero error."""
+    return "– (no clear peak)" if value is None else f"{value:.2f} px"
 
 
 def verification_inputs(input_size: tuple[int, int], seed: int = 0) -> dict[str, np.ndarray]:
