@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 DEMO_TARGETS = (
     "onnx", "onnx-fp16", "ort-int8",
     "openvino-fp32", "openvino-fp16", "openvino-int8",
-    "ncnn-fp32", "ncnn-fp16",
+    "ncnn-fp32", "ncnn-fp16", "ncnn-int8",
     "trt-fp16", "trt-int8",
     "torch",
 )  # fmt: skip

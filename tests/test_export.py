@@ -52,7 +52,7 @@ def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     return request.param, checkpoint, root / "artifacts", results
 
 
-INT8_TARGETS = {"ort-int8", "openvino-int8", "trt-int8"}  # tested in test_int8.py
+INT8_TARGETS = {"ort-int8", "openvino-int8", "ncnn-int8", "trt-int8"}  # tested in test_int8.py
 
 
 def test_every_registered_target_is_tested() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -35,6 +36,7 @@ def calib_set(tmp_path_factory: pytest.TempPathFactory) -> CalibrationSet:
 def int8_artifacts(tmp_path_factory: pytest.TempPathFactory, calib_set: CalibrationSet) -> dict:
     out = tmp_path_factory.mktemp("int8")
     targets = ["ort-int8", "trt-int8"] + (["openvino-int8"] if has_module("nncf") else [])
+    targets += ["ncnn-int8"] if has_module("ncnn") and has_module("pnnx") else []
     results = export(demo_checkpoint(), targets, out, calib=calib_set)
     return {"out": out, "results": {r.target: r for r in results}}
 
@@ -94,6 +96,77 @@ def test_openvino_int8_verified(int8_artifacts: dict) -> None:
     manifest = read_artifact(result.path).manifest
     assert manifest.tools["nncf"] and manifest.calibration is not None
     assert manifest.options["kept_patterns"] == list(HEAD_HIGH_PRECISION)
+
+
+needs_ncnn = pytest.mark.skipif(
+    not (has_module("ncnn") and has_module("pnnx")), reason="ncnn and pnnx are needed (rtmw[ncnn])"
+)
+
+
+@needs_ncnn
+def test_ncnn_int8_runs_ncnns_int8_layers(int8_artifacts: dict) -> None:
+    from rtmw import runtimes
+    from rtmw.export.ncnn_int8 import TAG_INT8, read_param
+
+    result = int8_artifacts["results"]["ncnn-int8"]
+    assert result.status == "ok", result.reason
+    artifact = read_artifact(result.path)
+    options = artifact.manifest.options
+    assert options["quantised_layers"] > 40 and options["not_traced_to_a_module"] == 0
+    assert "backbone.stem" in options["quantised_blocks"]
+    assert "neck.top_down_blocks" in options["quantised_blocks"]  # head-fp32 quantises the neck
+    layers, _ = read_param(artifact.file("model.ncnn.param"))
+    int8_layers = {
+        layer.name: layer
+        for layer in layers
+        if layer.get(8) in (1, 2)
+        and layer.type in ("Convolution", "ConvolutionDepthWise", "InnerProduct")
+    }
+    assert len(int8_layers) == options["quantised_layers"]
+    assert not any(layer.type == "Gemm" and layer.get(18) for layer in layers)  # head: float
+    table = artifact.file("model.ncnn.table").read_text().splitlines()
+    weight_lines = [line.split() for line in table if "_param_0 " in line]
+    input_lines = [line.split() for line in table if "_param_0 " not in line]
+    assert len(weight_lines) == len(input_lines) == len(int8_layers)
+    for name, *scales in input_lines:
+        assert name in int8_layers and len(scales) == 1 and float(scales[0]) > 0
+    data = artifact.file("model.ncnn.bin").read_bytes()
+    assert TAG_INT8.to_bytes(4, "little") == data[:4]  # the stem conv comes first
+    verification = artifact.manifest.verification
+    assert verification["argmax_agreement"] >= 0.7
+    crops = np.stack([np.zeros((3, 256, 192), np.float32)] * 2)
+    with runtimes.open(artifact, device="cpu") as runner:
+        x, y = runner.infer(crops)
+    assert x.shape[:2] == y.shape[:2] == (2, 133)
+
+
+@needs_ncnn
+def test_ncnn_int8_policy_keeps_the_neck(calib_set: CalibrationSet, tmp_path: Path) -> None:
+    (result,) = export(demo_checkpoint(), ["ncnn-int8"], tmp_path, calib=calib_set,
+                       int8_policy="head-neck-fp32")  # fmt: skip
+    assert result.status == "ok", result.reason
+    options = read_artifact(result.path).manifest.options
+    assert options["kept_in_float"] > 0
+    assert not any(block.startswith("neck.") for block in options["quantised_blocks"])
+
+
+def test_all_black_calibration_fails_verification_with_figures(
+    calib_set: CalibrationSet, tmp_path: Path
+) -> None:
+    """A set that passes its own checks but holds no people: verification must catch it."""
+    from rtmw.calib.calibset import tensor_sha256
+    from rtmw.pipeline.preprocess import MEAN_RGB, STD_RGB
+
+    black_pixel = ((0 - np.asarray(MEAN_RGB)) / np.asarray(STD_RGB)).astype(np.float32)
+    black = np.broadcast_to(black_pixel[None, :, None, None], calib_set.inputs.shape).copy()
+    manifest = dict(calib_set.manifest, tensor_sha256=tensor_sha256(black))
+    bad = dataclasses.replace(calib_set, inputs=black, manifest=manifest)
+    targets = ["ort-int8"] + (["ncnn-int8"] if has_module("ncnn") and has_module("pnnx") else [])
+    for result in export(demo_checkpoint(), targets, tmp_path, calib=bad):
+        assert result.status == "failed" and result.exit_code == 1, result.line()
+        assert "verification failed: " in result.reason and "argmax agreement" in result.reason
+        assert "%" in result.reason  # the figures, not only a verdict
+        assert not (tmp_path / result.target).exists()  # nothing half-written
 
 
 def test_int8_without_calibration_is_refused(tmp_path: Path) -> None:

@@ -207,6 +207,7 @@ def export(
             "engine": engine or {},
             "int8_policy": int8_policy,
             "accuracy_control": accuracy_control,
+            "progress": progress,
         },
         calibration=calibration,
     )

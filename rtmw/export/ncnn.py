@@ -9,9 +9,10 @@ options used are recorded in the manifest.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import shutil
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,41 +21,80 @@ from rtmw.export.registry import TargetOutput, register_target
 from rtmw.runtimes._imports import import_backend
 
 
-def _ncnn_model(ctx: ExportContext, stage: Path, fp16: bool) -> TargetOutput:
+def pnnx_export(ctx: ExportContext, fp16: bool) -> Path:
+    """Run pnnx once per precision; returns its folder (model.ncnn.*, model.pnnx.*)."""
     import torch
 
     pnnx: Any = import_backend("pnnx", "ncnn")
-    ncnn: Any = import_backend("ncnn", "ncnn")
     work = ctx.scratch / ("ncnn_fp16" if fp16 else "ncnn_fp32")
+    if (work / "model.ncnn.bin").is_file():
+        return work
     work.mkdir(exist_ok=True)
     width, height = ctx.config.input_size
     dummy = torch.zeros(1, 3, height, width)
-    log = io.StringIO()
+    log = work / "pnnx.log"
     cwd = Path.cwd()
     try:
         os.chdir(work)  # pnnx writes helper files beside the working directory too
-        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), torch.no_grad():
+        with _output_to(log), torch.no_grad():
             pnnx.export(ctx.model.eval(), str(work / "model.pt"), (dummy,), fp16=fp16)
     finally:
         os.chdir(cwd)
-    for name in ("model.ncnn.param", "model.ncnn.bin"):
+    for name in ("model.ncnn.param", "model.ncnn.bin", "model.pnnx.param", "model.pnnx.bin"):
         if not (work / name).is_file():
-            raise RuntimeError(f"pnnx produced no {name}: {log.getvalue()[-300:]}")
+            tail = log.read_text(errors="replace")[-300:] if log.is_file() else ""
+            raise RuntimeError(f"pnnx produced no {name}: {tail}")
+    return work
+
+
+@contextlib.contextmanager
+def _output_to(path: Path) -> Iterator[None]:
+    """pnnx's C++ side prints its passes to the process's stdout: send them to a log."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with path.open("w") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+NCNN_IO = {
+    "param": "model.ncnn.param",
+    "bin": "model.ncnn.bin",
+    "ncnn_input": "in0",
+    "ncnn_outputs": ["out0", "out1"],
+    "input": "in0",
+    "batch": 1,
+}
+
+
+def _ncnn_tools() -> dict[str, str]:
+    pnnx: Any = import_backend("pnnx", "ncnn")
+    ncnn: Any = import_backend("ncnn", "ncnn")
+    return {
+        "pnnx": str(getattr(pnnx, "__version__", "unknown")),
+        "ncnn": str(getattr(ncnn, "__version__", "unknown")),
+    }
+
+
+def _ncnn_model(ctx: ExportContext, stage: Path, fp16: bool) -> TargetOutput:
+    work = pnnx_export(ctx, fp16)
+    for name in ("model.ncnn.param", "model.ncnn.bin"):
         shutil.copyfile(work / name, stage / name)
     return TargetOutput(
         files=["model.ncnn.param", "model.ncnn.bin"],
-        io={
-            "param": "model.ncnn.param",
-            "bin": "model.ncnn.bin",
-            "ncnn_input": "in0",
-            "ncnn_outputs": ["out0", "out1"],
-            "input": "in0",
-            "batch": 1,
-        },
-        tools={
-            "pnnx": str(getattr(pnnx, "__version__", "unknown")),
-            "ncnn": str(getattr(ncnn, "__version__", "unknown")),
-        },
+        io=dict(NCNN_IO),
+        tools=_ncnn_tools(),
         options={
             "weights_fp16": fp16,
             "fp16_arithmetic": fp16,
@@ -83,3 +123,41 @@ def target_ncnn_fp32(ctx: ExportContext, stage: Path) -> TargetOutput:
 )
 def target_ncnn_fp16(ctx: ExportContext, stage: Path) -> TargetOutput:
     return _ncnn_model(ctx, stage, fp16=True)
+
+
+@register_target(
+    "ncnn-int8",
+    format="ncnn",
+    precision="int8",
+    requires=("pnnx", "ncnn"),
+    description="ncnn INT8 (its int8 weight format and kernels), table from our calibration set",
+)
+def target_ncnn_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
+    from rtmw.export.int8 import DEFAULT_POLICY, calibration_crops, policy_patterns
+    from rtmw.export.ncnn_int8 import quantise_model
+
+    crops = calibration_crops(ctx)
+    patterns = policy_patterns(ctx)
+    work = pnnx_export(ctx, fp16=False)
+    details = quantise_model(
+        work / "model.ncnn.param", work / "model.ncnn.bin",
+        work / "model.pnnx.param", work / "model.pnnx.bin",
+        crops, patterns, stage, progress=bool(ctx.options.get("progress", True)),
+    )  # fmt: skip
+    return TargetOutput(
+        files=["model.ncnn.param", "model.ncnn.bin", "model.ncnn.table"],
+        io=dict(NCNN_IO),
+        tools=_ncnn_tools(),
+        options={
+            **details,
+            "quantizer": "rtmw ncnn INT8 writer (ncnn2table/ncnn2int8 are in no package)",
+            "activations": "int8 symmetric, per tensor (ncnn's only form)",
+            "weights": "int8 symmetric, per output channel",
+            "calibration": "percentile 99.999 of |input|, ncnn FP32 run",
+            "policy": ctx.options.get("int8_policy", DEFAULT_POLICY),
+            "kept_patterns": list(patterns),
+            "weights_fp16": False,
+            "fp16_arithmetic": False,
+            "batching": "runtime loops over crops",
+        },
+    )

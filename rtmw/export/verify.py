@@ -75,8 +75,12 @@ class VerificationReport:
         return (
             f"max|Δ| x {self.max_abs_diff_x:.3g} y {self.max_abs_diff_y:.3g} "
             f"(rel {self.max_rel_diff:.2e}), argmax {self.argmax_agreement:.1%}, "
-            f"kp p50 {format_px(self.keypoint_px_p50)}, p99 {format_px(self.keypoint_px_p99)} "
-            f"on {self.clear_peaks} clear peaks"
+            + (
+                f"kp p50/p99 {self.keypoint_px_p50:.2f}/{self.keypoint_px_p99:.2f} px "
+                f"on {self.clear_peaks} clear peaks"
+                if self.keypoint_px_p50 is not None and self.keypoint_px_p99 is not None
+                else f"kp {format_px(None)}"
+            )
         )
 
 
