@@ -169,6 +169,24 @@ def test_all_black_calibration_fails_verification_with_figures(
         assert not (tmp_path / result.target).exists()  # nothing half-written
 
 
+@pytest.mark.skipif(not has_module("nncf"), reason="nncf is needed for openvino-int8")
+def test_openvino_int8_accuracy_control(calib_set: CalibrationSet, tmp_path: Path) -> None:
+    """NNCF's accuracy-controlled mode runs on our validation function, within a time budget."""
+    (done,) = export(demo_checkpoint(), ["openvino-int8"], tmp_path / "ok", calib=calib_set,
+                     int8_policy="head-neck-fp32", accuracy_control=0.5)  # fmt: skip
+    assert done.status == "ok", done.reason
+    report = read_artifact(done.path).manifest.options["accuracy_control"]
+    assert report["max_drop"] == 0.5 and report["holdout"] == 16
+    assert report["validations"] >= 2  # the FP32 model, then the quantised one
+    assert 0 < report["seconds"] <= report["time_budget_s"]
+    (late,) = export(demo_checkpoint(), ["openvino-int8"], tmp_path / "late", calib=calib_set,
+                     int8_policy="head-neck-fp32", accuracy_control=1e-6,
+                     accuracy_control_seconds=1.0)  # fmt: skip
+    assert late.status == "failed" and late.exit_code == 1
+    assert "passed its 1 s budget" in late.reason and "--accuracy-control-seconds" in late.reason
+    assert not (tmp_path / "late" / "openvino-int8").exists()
+
+
 def test_int8_without_calibration_is_refused(tmp_path: Path) -> None:
     (result,) = export(demo_checkpoint(), ["ort-int8"], tmp_path)
     assert result.status == "failed" and result.exit_code == 2

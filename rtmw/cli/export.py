@@ -55,6 +55,13 @@ from rtmw.cli._common import INT8_POLICY_CHOICES, one_line_errors, setup_logging
     help="openvino-int8: NNCF accuracy-controlled PTQ with this max drop of keypoint OKS.",
 )
 @click.option(
+    "--accuracy-control-seconds",
+    type=click.FloatRange(min=1),
+    default=600,
+    show_default=True,
+    help="Time budget of --accuracy-control; past it the export fails (never a silent result).",
+)
+@click.option(
     "--sensitivity",
     is_flag=True,
     help="Per-block INT8 sensitivity scan (needs --calib); table printed and saved in --out.",
@@ -73,6 +80,7 @@ def main(
     calib: str | None,
     int8_policy: str,
     accuracy_control: float | None,
+    accuracy_control_seconds: float,
     sensitivity: bool,
     list_only: bool,
     verbose: int,
@@ -113,6 +121,7 @@ def main(
         calib=calib,
         int8_policy=int8_policy,
         accuracy_control=accuracy_control,
+        accuracy_control_seconds=accuracy_control_seconds,
     )
     for result in results:
         click.echo(result.line())

@@ -181,6 +181,7 @@ def export(
     calib: str | Path | CalibrationSet | None = None,
     int8_policy: str = "head-fp32",
     accuracy_control: float | None = None,
+    accuracy_control_seconds: float | None = None,
 ) -> list[ExportResult]:
     """Export one checkpoint to each target under ``out_dir/<target>``; never raises per target.
 
@@ -207,6 +208,7 @@ def export(
             "engine": engine or {},
             "int8_policy": int8_policy,
             "accuracy_control": accuracy_control,
+            "accuracy_control_seconds": accuracy_control_seconds,
             "progress": progress,
         },
         calibration=calibration,
