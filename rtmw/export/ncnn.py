@@ -133,7 +133,12 @@ def target_ncnn_fp16(ctx: ExportContext, stage: Path) -> TargetOutput:
     description="ncnn INT8 (its int8 weight format and kernels), table from our calibration set",
 )
 def target_ncnn_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
-    from rtmw.export.int8 import DEFAULT_POLICY, calibration_crops, policy_patterns
+    from rtmw.export.int8 import (
+        ACTIVATION_PERCENTILE,
+        DEFAULT_POLICY,
+        calibration_crops,
+        policy_patterns,
+    )
     from rtmw.export.ncnn_int8 import quantise_model
 
     crops = calibration_crops(ctx)
@@ -153,7 +158,7 @@ def target_ncnn_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
             "quantizer": "rtmw ncnn INT8 writer (ncnn2table/ncnn2int8 are in no package)",
             "activations": "int8 symmetric, per tensor (ncnn's only form)",
             "weights": "int8 symmetric, per output channel",
-            "calibration": "percentile 99.999 of |input|, ncnn FP32 run",
+            "calibration": f"percentile {ACTIVATION_PERCENTILE} of |input|, ncnn FP32 run",
             "policy": ctx.options.get("int8_policy", DEFAULT_POLICY),
             "kept_patterns": list(patterns),
             "weights_fp16": False,

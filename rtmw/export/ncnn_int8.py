@@ -307,7 +307,6 @@ def input_thresholds(
     from rtmw.export.int8 import ACTIVATION_PERCENTILE
 
     tails: dict[str, np.ndarray] = {}
-    sizes: dict[str, int] = {}
     for crop in tqdm(crops, desc="ncnn calibration", unit="crop", disable=not progress):
         data = np.ascontiguousarray(crop, dtype=np.float32)
         mat = ncnn.Mat(data)
@@ -319,7 +318,6 @@ def input_thresholds(
             if status != 0:
                 raise NcnnInt8Error(f"ncnn could not compute blob {blob} ({status})")
             values = np.abs(np.array(out, dtype=np.float32)).ravel()
-            sizes[blob] = values.size
             keep = max(1, math.ceil(values.size * len(crops) * (1 - ACTIVATION_PERCENTILE / 100)))
             pool = values if blob not in tails else np.concatenate([tails[blob], values])
             tails[blob] = np.partition(pool, len(pool) - keep)[-keep:] if len(pool) > keep else pool
