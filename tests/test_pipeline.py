@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -219,3 +220,41 @@ def test_box_partly_outside_is_fine() -> None:
 def test_pipeline_does_not_import_torch() -> None:
     code = "import sys, rtmw.pipeline, rtmw.data.evaluation; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.precision
+def test_crops_equal_opencv4_warpaffine_bit_for_bit() -> None:
+    """The committed fixture holds crops made by OpenCV 4.10's own warpAffine (see
+    tools/make_warp_fixture.py); our crops must equal them under whatever OpenCV this
+    install resolved (5.x gives other pixels with its own warpAffine)."""
+    import cv2
+
+    from rtmw.pipeline.preprocess import crop_persons, warp_crop
+
+    fixture = np.load(Path(__file__).parent / "data" / "warp_opencv410.npz")
+    assert str(fixture["opencv"]).startswith("4.10")
+    compared = 0
+    for key in fixture.files:
+        if not key.startswith("crops_"):
+            continue
+        _, index, size = key.split("_")
+        width, height = (int(v) for v in size.split("x"))
+        image, boxes = fixture[f"image_{index}"], fixture[f"boxes_{index}"]
+        crops, _, _ = crop_persons(image, boxes, (width, height))
+        np.testing.assert_array_equal(crops, fixture[key], err_msg=key)
+        for mat, expected in zip(fixture[f"mats_{index}_{size}"], fixture[key], strict=True):
+            np.testing.assert_array_equal(warp_crop(image, mat, (width, height)), expected)
+        compared += len(crops)
+    assert compared == 12
+    # rotated and flipped warps (training's augmentation uses the same warp)
+    for mat, expected in zip(fixture["rotated_mats"], fixture["rotated_crops"], strict=True):
+        np.testing.assert_array_equal(warp_crop(fixture["image_0"], mat, (192, 256)), expected)
+    if cv2.__version__.startswith("4."):
+        return
+    # on OpenCV 5 the library's own warp differs: the fixed-point rebuild is what holds
+    image, boxes = fixture["image_0"], fixture["boxes_0"]
+    mat = fixture["mats_0_192x256"][0]
+    assert (
+        cv2.warpAffine(image, mat, (192, 256), flags=cv2.INTER_LINEAR)
+        != fixture["crops_0_192x256"][0]
+    ).any()

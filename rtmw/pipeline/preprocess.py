@@ -3,6 +3,12 @@
 GetBBoxCenterScale (padding 1.25) → aspect fixed to the model's w/h → TopdownAffine
 (bilinear, no rotation at test time) → BGR→RGB → (x − mean) / std. Every runtime and
 the calibration sets take their input from here, so a crop is the same everywhere.
+
+The warp is OpenCV 4.x's fixed-point bilinear ``warpAffine`` (what mmpose and most
+deployed C++ pipelines compute), rebuilt here and applied with ``cv2.remap`` on a
+16-bit map, so the crop's pixels do not change with the OpenCV release the install
+resolves: OpenCV 5's ``warpAffine`` gives other pixels (about a third of a crop's
+pixels differ by up to 3 grey levels). ``tests/data/warp_opencv410.npz`` pins it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,12 @@ from rtmw.errors import InputError
 MEAN_RGB = np.array([123.675, 116.28, 103.53], dtype=np.float32)
 STD_RGB = np.array([58.395, 57.12, 57.375], dtype=np.float32)
 BBOX_PADDING = 1.25
+# OpenCV 4.x warpAffine's fixed-point constants (imgproc: INTER_BITS, AB_BITS)
+INTER_BITS = 5
+INTER_TAB_SIZE = 1 << INTER_BITS
+AB_BITS = 10
+AB_SCALE = 1 << AB_BITS
+ROUND_DELTA = AB_SCALE // INTER_TAB_SIZE // 2
 
 
 def check_image(image: object) -> np.ndarray:
@@ -100,6 +112,54 @@ def warp_matrices(center: np.ndarray, scale: np.ndarray, input_size: tuple[int, 
     return mats
 
 
+def _inverse_like_opencv4(mat: np.ndarray) -> np.ndarray:
+    """The crop→image map, inverted in OpenCV 4.x warpAffine's operation order (doubles)."""
+    m = [float(v) for v in np.asarray(mat, np.float64).reshape(6)]
+    det = m[0] * m[4] - m[1] * m[3]
+    det = 1.0 / det if det != 0 else 0.0
+    a11, a22 = m[4] * det, m[0] * det
+    m[0] = a11
+    m[1] *= -det
+    m[3] *= -det
+    m[4] = a22
+    b1 = -m[0] * m[2] - m[1] * m[5]
+    b2 = -m[3] * m[2] - m[4] * m[5]
+    m[2], m[5] = b1, b2
+    return np.array(m, np.float64)
+
+
+def fixed_point_maps(mat: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV 4.x's bilinear warpAffine as remap tables: (H, W, 2) int16 source pixels and
+    (H, W) uint16 indices into the 32×32 interpolation table, rounded exactly as it does."""
+    width, height = size
+    m = _inverse_like_opencv4(mat)
+    xs = np.arange(width, dtype=np.float64)
+    ys = np.arange(height, dtype=np.float64)
+    # cvRound is round-half-to-even, as np.rint; products first, as the C++ evaluates them
+    adelta = np.rint(m[0] * xs * AB_SCALE).astype(np.int64)
+    bdelta = np.rint(m[3] * xs * AB_SCALE).astype(np.int64)
+    x0 = np.rint((m[1] * ys + m[2]) * AB_SCALE).astype(np.int64) + ROUND_DELTA
+    y0 = np.rint((m[4] * ys + m[5]) * AB_SCALE).astype(np.int64) + ROUND_DELTA
+    x = (x0[:, None] + adelta[None, :]) >> (AB_BITS - INTER_BITS)
+    y = (y0[:, None] + bdelta[None, :]) >> (AB_BITS - INTER_BITS)
+    xy = np.empty((height, width, 2), np.int16)
+    xy[..., 0] = np.clip(x >> INTER_BITS, -32768, 32767)
+    xy[..., 1] = np.clip(y >> INTER_BITS, -32768, 32767)
+    alpha = ((y & (INTER_TAB_SIZE - 1)) * INTER_TAB_SIZE + (x & (INTER_TAB_SIZE - 1))).astype(
+        np.uint16
+    )
+    return xy, alpha
+
+
+def warp_crop(image: np.ndarray, mat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """One bilinear crop, pixel-identical to OpenCV 4.x ``warpAffine`` on any OpenCV ≥ 4.8."""
+    xy, alpha = fixed_point_maps(mat, size)
+    crop: np.ndarray = cv2.remap(
+        image, xy, alpha, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
+    return crop
+
+
 def normalize_crops(crops_bgr: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) uint8 BGR → (N, 3, H, W) float32 RGB, mean/std normalised."""
     rgb = crops_bgr[..., ::-1].astype(np.float32)
@@ -132,7 +192,7 @@ def crop_persons(
     mats = warp_matrices(center, scale, input_size)
     crops = np.empty((len(boxes), height, width, 3), dtype=np.uint8)
     for i, mat in enumerate(mats):
-        cv2.warpAffine(image, mat, (width, height), dst=crops[i], flags=cv2.INTER_LINEAR)
+        crops[i] = warp_crop(image, mat, (width, height))
     return crops, center, scale
 
 

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from rtmw.data.wholebody import FLIP_INDICES
-from rtmw.pipeline.preprocess import boxes_to_center_scale
+from rtmw.pipeline.preprocess import boxes_to_center_scale, warp_crop
 
 LOWER_BODY_IDS = np.arange(11, 23)  # hips, knees, ankles and feet (coco_wholebody 'lower')
 UPPER_BODY_IDS = np.setdiff1d(np.arange(133), LOWER_BODY_IDS)
@@ -152,7 +152,8 @@ def augment_person(
     visible = keypoints_xyv[:, 2] > 0
     mat, flip = sample_warp(bbox_xyxy, keypoints, visible, input_size, cfg, rng)
     width, height = input_size
-    crop = cv2.warpAffine(image, mat, (width, height), flags=cv2.INTER_LINEAR)
+    # the inference warp (OpenCV 4.x fixed point on any OpenCV), rotation and flip included
+    crop = warp_crop(image, mat, (width, height))
     crop = photometric(crop, cfg, rng)
     points = keypoints @ mat[:, :2].T + mat[:, 2]
     weights = visible.astype(np.float32)
