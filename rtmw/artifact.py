@@ -36,7 +36,7 @@ class Manifest:
     input_size: tuple[int, int]
     target: str
     format: str  # which runtime family reads it: onnx, openvino, ncnn, tensorrt, torch
-    precision: str  # fp32, fp16, int8
+    precision: str  # fp32, fp16, bf16, int8
     files: dict[str, str]  # file name → sha256
     source: dict[str, Any]
     tools: dict[str, str]
@@ -46,6 +46,7 @@ class Manifest:
     verification: dict[str, Any] = field(default_factory=dict)
     io: dict[str, Any] = field(default_factory=dict)  # tensor names, batch mode
     options: dict[str, Any] = field(default_factory=dict)  # target-specific settings
+    host: dict[str, Any] = field(default_factory=dict)  # CPU fingerprint where built/verified
     created: str = ""
     schema: str = SCHEMA
 

@@ -123,6 +123,8 @@ def test_bench_statuses_and_figures(bench_run: tuple[dict, Path]) -> None:
             "body", "foot", "face", "lefthand", "righthand", "wholebody"
         }  # fmt: skip
         assert entry["device_used"].startswith("cpu")
+        assert entry["execution"]["contract"] == "f32" and "reported" in entry["execution"]
+        assert entry["built_on"] == results["environment"]["cpu"]["isa_class"]
         assert entry["size_mb"] > 1
     # the reference compared with itself: zero error, zero delta
     self_fid = by_name["onnx"]["fidelity"]["parts"]["wholebody"]
@@ -164,7 +166,13 @@ def test_bench_outputs_parse(bench_run: tuple[dict, Path], tmp_path: Path) -> No
         main, ["report", str(out / "results.json"), str(out), "--out", str(tmp_path)]
     )
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "results.md").read_text().startswith("| Run |")
+    compared = (tmp_path / "results.md").read_text()
+    first_row = next(line for line in compared.splitlines() if line.startswith("| "))
+    assert first_row.startswith("| Run |")
+    # the CPU each run was measured on heads the table, ISA class included
+    isa = results["environment"]["cpu"]["isa_class"]
+    assert compared.startswith("**Measured on** (") and compared.count(f"ISA class {isa}") == 2
+    assert table.startswith("**Measured on**: ") and f"ISA class {isa}" in table
 
 
 def test_report_refuses_other_files(tmp_path: Path) -> None:

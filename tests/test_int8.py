@@ -18,9 +18,12 @@ from rtmw.export import export, get_target
 from rtmw.export.int8 import HEAD_HIGH_PRECISION, block_of, crop_oks_metric
 from rtmw.models import demo_checkpoint
 
-pytestmark = pytest.mark.skipif(
-    not has_module("onnxruntime"), reason="onnxruntime is needed for INT8 QDQ (rtmw[onnx])"
-)
+pytestmark = [
+    pytest.mark.precision,
+    pytest.mark.skipif(
+        not has_module("onnxruntime"), reason="onnxruntime is needed for INT8 QDQ (rtmw[onnx])"
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -218,12 +221,16 @@ def test_quantising_the_head_hurts_more_than_the_policy(
     assert everything.status == "ok", everything.reason
     policy = int8_artifacts["results"]["ort-int8"].verification
     full = everything.verification
-    assert full["argmax_agreement"] < policy["argmax_agreement"]
+    # budgets with margins, not an ordering of two noisy quantised models: with the head in
+    # INT8 the artifact misses the INT8 verification tolerance (measured 0.645 argmax
+    # agreement with two calibration sets, tolerance 0.70) and moves whole-body keypoints by
+    # 1.6-1.8 px at the median; with the policy it passes (0.76-0.87) at 0.5-0.7 px
+    tolerance = DEFAULT_TOLERANCES["int8"].min_argmax_agreement
+    assert policy["passed"] and policy["argmax_agreement"] >= tolerance
+    assert full["argmax_agreement"] <= tolerance - 0.03, full["argmax_agreement"]
     whole = "wholebody"
-    assert (
-        full["keypoint_px_per_part"][whole]["p50"] >= policy["keypoint_px_per_part"][whole]["p50"]
-    )
-    assert full["keypoint_px_per_part"][whole]["p99"] > policy["keypoint_px_per_part"][whole]["p99"]
+    assert full["keypoint_px_per_part"][whole]["p50"] >= 1.25
+    assert policy["keypoint_px_per_part"][whole]["p50"] <= 1.0
     assert DEFAULT_TOLERANCES["int8"].min_argmax_agreement > 0
 
 

@@ -71,24 +71,19 @@ def backend_versions() -> dict[str, str]:
 
 
 def cpu_profile() -> dict[str, Any]:
-    cpuinfo = _read("/proc/cpuinfo") or ""
-    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
-    flags = re.search(r"^flags\s*:\s*(.+)$", cpuinfo, re.M)
-    flag_set = set(flags.group(1).split()) if flags else set()
+    """The CPU fingerprint (rtmw.host) plus what else decides speed: affinity, clocks."""
+    from rtmw.host import cpu_fingerprint
+
     affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     governor = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
     cur = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
     top = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
     return {
-        "model": model.group(1) if model else platform.processor() or platform.machine(),
-        "arch": platform.machine(),
-        "logical_cores": os.cpu_count(),
-        "usable_cores": len(affinity) or os.cpu_count(),
+        **cpu_fingerprint(),
         "affinity": affinity,
         "governor": governor or "unknown (no cpufreq in this environment)",
         "cur_freq_mhz": int(cur) / 1000 if cur and cur.isdigit() else None,
         "max_freq_mhz": int(top) / 1000 if top and top.isdigit() else None,
-        "isa": sorted(flag_set & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "fma"}),
     }
 
 

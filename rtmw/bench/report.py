@@ -92,7 +92,15 @@ def markdown(results_list: Sequence[dict[str, Any]]) -> str:
         "crops/s", "e2e persons/s", "× baseline",
         *(f"AP {PART_LABELS.get(p, p)}" for p in PART_COLUMNS),
     ]  # fmt: skip
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    from rtmw.host import describe
+
+    hosts = [
+        f"**Measured on**{' (' + str(r.get('name', '')) + ')' if several else ''}: "
+        + (describe(r["environment"]["cpu"]) if "isa_class" in r["environment"].get("cpu", {})
+           else "CPU fingerprint not recorded (results from an older rtmw)")
+        for r in results_list
+    ]  # fmt: skip
+    lines = [*hosts, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for results in results_list:
         label = results.get("name", Path(results.get("_path", "run")).parent.name)
         for row in table_rows(results, label if several else None):

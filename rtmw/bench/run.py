@@ -156,6 +156,8 @@ def bench_artifact(
     try:
         entry["load_s"] = time.perf_counter() - start
         entry["device_used"] = runtime.device
+        entry["execution"] = dict(runtime.execution)  # the precision contract, read back
+        entry["built_on"] = manifest.host.get("isa_class", "unrecorded")
         entry["loops_over_batch"] = runtime.loops_over_batch
         crops, frame, boxes = fixed_inputs(
             manifest.input_size, max(settings.batches), settings.frame_persons, settings.seed

@@ -28,6 +28,7 @@ from rtmw.export.verify import (
     format_px,
     verification_inputs,
 )
+from rtmw.host import cpu_fingerprint
 from rtmw.models import model_from_contents, read_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,9 @@ def expand_targets(targets: str | Sequence[str], *, include_int8: bool = True) -
         return [
             t
             for t in list_targets()
-            if t != "torch" and (include_int8 or get_target(t).precision != "int8")
+            if t != "torch"
+            and (include_int8 or get_target(t).precision != "int8")
+            and unavailable_reason(get_target(t)) is None
         ]
     for name in flat:
         get_target(name)  # unknown names fail here, listing the known ones
@@ -100,12 +103,22 @@ def _tools(extra: dict[str, str]) -> dict[str, str]:
     }
 
 
+def unavailable_reason(spec: TargetSpec) -> str | None:
+    """Why this host cannot build and verify ``spec`` (hardware, not packages), or None."""
+    return spec.unavailable() if spec.unavailable is not None else None
+
+
 def _missing_modules(spec: TargetSpec) -> list[str]:
     return [m for m in spec.requires if importlib.util.find_spec(m) is None]
 
 
 class _TorchReference:
     def __init__(self, ctx: ExportContext) -> None:
+        import torch
+
+        from rtmw.runtimes.torch import pin_ieee_fp32
+
+        pin_ieee_fp32(torch)  # the reference is IEEE f32 on every host
         self.model = ctx.model
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -149,16 +162,20 @@ def _write_artifact(
             else None,
             io=output.io,
             options=output.options,
+            host=cpu_fingerprint(),
             created=now_utc(),
         )
         write_manifest(stage, manifest)
         runner = runtimes.open(read_artifact(stage), device=device)
         try:
             report = compare(runner, _TorchReference(ctx), inputs, tolerances)
+            ran_on, execution = runner.device, dict(runner.execution)
         finally:
             runner.close()
         manifest.verification = report.to_dict()
         manifest.verification["device"] = device
+        manifest.verification["device_used"] = ran_on
+        manifest.verification["execution"] = execution
         write_manifest(stage, manifest)
         if not report:
             raise VerificationFailed(
@@ -245,6 +262,9 @@ def _export_one(
             reason=f"{', '.join(missing)} not installed (pip install 'rtmw[{extra}]')",
             exit_code=3,
         )
+    reason = unavailable_reason(spec)
+    if reason is not None:
+        return ExportResult(spec.name, "skipped", reason=reason, exit_code=4)
     if spec.precision == "int8":
         if ctx.calibration is None:
             return ExportResult(

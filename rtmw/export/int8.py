@@ -336,7 +336,8 @@ def _accuracy_controlled(
     _, holdout = ctx.calibration.split(VERIFY_HOLDOUT)
     budget = float(ctx.options.get("accuracy_control_seconds") or ACCURACY_CONTROL_SECONDS)
     start = time.monotonic()
-    reference = ov.Core().compile_model(model, "CPU")
+    # f32, as NNCF's own engines compile (use_fp32_precision): never the CPU's bf16 default
+    reference = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     ref_kpts = []
     for i in range(len(holdout)):
         out = reference(holdout[i : i + 1])

@@ -405,6 +405,11 @@ def quantise_model(
     net = ncnn.Net()
     net.opt.use_vulkan_compute = False
     net.opt.num_threads = 2
+    # calibration statistics come from IEEE f32: ncnn's defaults store (x86) or compute
+    # (ARM) activations in fp16, which would move the percentile ranges with the host
+    for option in ("use_fp16_storage", "use_fp16_packed", "use_fp16_arithmetic",
+                   "use_bf16_storage", "use_bf16_packed"):  # fmt: skip
+        setattr(net.opt, option, False)
     net.load_param(str(param_path))
     net.load_model(str(bin_path))
     try:

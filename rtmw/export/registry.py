@@ -36,6 +36,8 @@ class TargetSpec:
     description: str = ""
     # TensorRT targets: what to write and verify in onnxruntime when TensorRT is absent
     onnx_fallback: TargetFn | None = None
+    # why this host cannot build and verify the target (e.g. no native bf16), or None
+    unavailable: Callable[[], str | None] | None = None
 
 
 TARGETS: dict[str, TargetSpec] = {}
@@ -49,12 +51,13 @@ def register_target(
     requires: tuple[str, ...] = (),
     description: str = "",
     onnx_fallback: TargetFn | None = None,
+    unavailable: Callable[[], str | None] | None = None,
 ) -> Callable[[TargetFn], TargetFn]:
     def decorator(fn: TargetFn) -> TargetFn:
         if name in TARGETS:
             raise ValueError(f"target registered twice: {name}")
         TARGETS[name] = TargetSpec(
-            name, format, precision, fn, requires, description, onnx_fallback
+            name, format, precision, fn, requires, description, onnx_fallback, unavailable
         )
         return fn
 
@@ -70,7 +73,7 @@ def get_target(name: str) -> TargetSpec:
 
 
 FORMAT_ORDER = ("onnx", "openvino", "ncnn", "tensorrt", "torch")
-PRECISION_ORDER = ("fp32", "fp16", "int8")
+PRECISION_ORDER = ("fp32", "fp16", "bf16", "int8")
 
 
 def list_targets() -> list[str]:

@@ -116,8 +116,7 @@ def build_engine(
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
     network = builder.create_network(flags)
     _parse(builder, network, onnx_fp16 if strongly_typed else onnx_fp32)
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_bytes)
+    config = _base_config(builder, settings)
     pinned = 0
     if not strongly_typed:
         config.set_flag(trt.BuilderFlag.FP16)
@@ -144,7 +143,20 @@ def build_engine(
         else "builder FP16 flag (TensorRT 10)",
         "fp32_layers_pinned": pinned,
         "profile": [settings.min_batch, settings.opt_batch, settings.max_batch],
+        "float_parts": "f16 with f32 islands (TF32 off)",
     }
+
+
+def _base_config(builder: trt.Builder, settings: EngineSettings) -> trt.IBuilderConfig:
+    """Workspace, detailed layer info for inspection, and TF32 off (on by default in TRT):
+    what is not FP16 or INT8 by the artifact's contract is IEEE f32."""
+    import tensorrt as trt
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_bytes)
+    config.clear_flag(trt.BuilderFlag.TF32)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    return config
 
 
 class CropCalibrator:
@@ -206,8 +218,9 @@ def build_int8_engine(
     """INT8 engine: explicit Q/DQ (TensorRT 10 and 11) or TensorRT 10's calibrator route.
 
     Q/DQ: on TensorRT 11 the network is strongly typed and every non-quantised layer
-    runs in the ONNX's own type; on TensorRT 10 the INT8 and FP16 flags let the builder
-    pick FP16 for the rest, with the head islands pinned to FP32 as in trt-fp16.
+    runs in the ONNX's own type (f32 outside Q/DQ pairs); on TensorRT 10 the INT8 flag
+    alone, so what is not INT8 stays f32 as the precision contract asks (no FP16 flag,
+    no TF32), with the head islands pinned to f32 as well.
     """
     import tensorrt as trt
 
@@ -221,12 +234,10 @@ def build_int8_engine(
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
     network = builder.create_network(flags)
     _parse(builder, network, onnx_qdq if route == "qdq" else onnx_fp32)
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_bytes)
+    config = _base_config(builder, settings)
     pinned = 0
     if not strongly_typed:
         config.set_flag(trt.BuilderFlag.INT8)
-        config.set_flag(trt.BuilderFlag.FP16)
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
         pinned = _pin_fp32_islands(network)
     profile = _batch_profile(builder, config, input_size, settings)
@@ -241,7 +252,8 @@ def build_int8_engine(
     return {
         "tensorrt": str(trt.__version__),
         "route": "explicit Q/DQ" if route == "qdq" else "implicit entropy calibrator (TRT 10)",
-        "api": "strongly-typed (TensorRT 11+)" if strongly_typed else "INT8+FP16 flags (TRT 10)",
+        "api": "strongly-typed (TensorRT 11+)" if strongly_typed else "INT8 flag (TRT 10)",
+        "float_parts": "f32 (TF32 off)",
         "fp32_layers_pinned": pinned,
         "profile": [settings.min_batch, settings.opt_batch, settings.max_batch],
         "calibration_crops": len(crops),

@@ -35,6 +35,12 @@ class Tolerances:
 DEFAULT_TOLERANCES: dict[str, Tolerances] = {
     "fp32": Tolerances(max_rel_diff=1e-3, min_argmax_agreement=0.97, max_keypoint_px_p99=1.0),
     "fp16": Tolerances(max_rel_diff=3e-2, min_argmax_agreement=0.85, max_keypoint_px_p99=4.0),
+    # bf16 keeps 8 mantissa bits (fp16 keeps 11): the backbone's rounding is ~8x larger
+    # (measured rel 1.3e-2 on the demo model, 2.7e-2 on rtmw-m); the head stays f32.
+    # Argmax must agree within ±1 bin (half a crop pixel).
+    "bf16": Tolerances(
+        max_rel_diff=4e-2, min_argmax_agreement=0.85, max_keypoint_px_p99=4.0, argmax_window=1
+    ),
     "int8": Tolerances(
         max_rel_diff=0.5, min_argmax_agreement=0.70, max_keypoint_px_p99=16.0, argmax_window=4
     ),

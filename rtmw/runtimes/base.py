@@ -10,12 +10,13 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from types import TracebackType
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from rtmw.artifact import Artifact
 from rtmw.errors import InputError, RtmwError
+from rtmw.host import cpu_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,11 @@ class Runtime(ABC):
         )
         # A backend that runs one crop at a time loops inside infer(); say so.
         self.loops_over_batch = batch == 1
+        # the precision contract (rtmw.runtimes.precision): what the float parts must run
+        # in, set before activation; adapters record what the backend reported
+        self.host = cpu_fingerprint()
+        self.execution_precision = "unset"
+        self.execution: dict[str, Any] = {}
 
     # -- public API -------------------------------------------------------------------
     def activate(self) -> Runtime:
@@ -64,6 +70,16 @@ class Runtime(ABC):
             raise DeviceUnavailable(
                 f"{self.name} cannot run on {self.requested_device!r}; it supports "
                 + ", ".join(self.devices)
+            )
+        from rtmw.runtimes.precision import required_execution
+
+        self.execution_precision = required_execution(
+            self.artifact.manifest.precision, base_device, self.host
+        )
+        self.execution = {"contract": self.execution_precision}
+        if self.artifact.manifest.precision == "fp16" and self.execution_precision == "f32":
+            self.execution["note"] = (
+                "FP16 artifact computed in f32: this CPU has no native FP16 arithmetic"
             )
         self.device = self._activate_impl()
         self.active = True
@@ -108,7 +124,12 @@ class Runtime(ABC):
     # -- hooks ------------------------------------------------------------------------
     @abstractmethod
     def _activate_impl(self) -> str:
-        """Load the model; return the device actually used, read back from the backend."""
+        """Load the model; return the device actually used, read back from the backend.
+
+        Must run the float parts in ``self.execution_precision``, read back what the
+        backend reports into ``self.execution``, and raise ``PrecisionMismatch`` when
+        they differ.
+        """
 
     @abstractmethod
     def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...

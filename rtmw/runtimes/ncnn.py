@@ -3,6 +3,11 @@
 ncnn runs one crop per extractor, so ``infer`` loops over the batch (stated by
 ``loops_over_batch``). ``ncnn.Mat(numpy)`` wraps the array without copying: the input
 array must stay alive until extraction ends, or ncnn reads freed memory.
+
+Precision: ncnn's defaults turn on fp16 storage *and* arithmetic, and bf16 storage
+exists too; every one of these is set here from the contract, never left to the
+defaults. On x86, fp16 storage (F16C) only stores activations in fp16 and computes in
+f32; fp16 arithmetic is honoured on ARM CPUs with FP16 (asimdhp) and on Vulkan.
 """
 
 from __future__ import annotations
@@ -30,12 +35,34 @@ class NcnnRunner(Runtime):
             count = ncnn.get_gpu_count() if hasattr(ncnn, "get_gpu_count") else 0
             if count < 1:
                 raise DeviceUnavailable("ncnn: Vulkan requested but no Vulkan device/build found")
+        if use_vulkan and ":" in self.requested_device:
+            index = int(self.requested_device.partition(":")[2])
+            if index >= count:
+                raise DeviceUnavailable(f"ncnn: Vulkan device {index} not present ({count} found)")
+            net.set_vulkan_device(index)
         net.opt.use_vulkan_compute = use_vulkan
         net.opt.num_threads = self.threads or 1
         fp16 = bool(options.get("fp16_arithmetic", False))
+        # fp16 storage where the artifact is FP16; fp16 arithmetic only where the contract is f16
+        arithmetic = fp16 and (use_vulkan or self.execution_precision == "f16")
         net.opt.use_fp16_packed = fp16
         net.opt.use_fp16_storage = fp16
-        net.opt.use_fp16_arithmetic = fp16
+        net.opt.use_fp16_arithmetic = arithmetic
+        net.opt.use_bf16_storage = False
+        net.opt.use_bf16_packed = False
+        net.opt.use_int8_inference = self.artifact.manifest.precision == "int8"
+        wanted = {
+            "use_fp16_storage": fp16,
+            "use_fp16_arithmetic": arithmetic,
+            "use_bf16_storage": False,
+            "use_int8_inference": bool(net.opt.use_int8_inference),
+        }
+        got = {key: bool(getattr(net.opt, key)) for key in wanted}
+        if got != wanted:
+            from rtmw.runtimes.precision import PrecisionMismatch
+
+            raise PrecisionMismatch(f"ncnn: options {got} differ from the contract's {wanted}")
+        self.execution["reported"] = got
         io = self.artifact.manifest.io
         if net.load_param(str(self.artifact.file(io["param"]))) != 0:
             raise DeviceUnavailable(f"ncnn: could not load {io['param']}")
@@ -44,7 +71,9 @@ class NcnnRunner(Runtime):
         self.net = net
         self.input_blob = io.get("ncnn_input", "in0")
         self.output_blobs = io.get("ncnn_outputs", ["out0", "out1"])
-        mode = "fp16" if fp16 else "fp32"
+        mode = self.execution_precision + (" arithmetic, fp16 storage" if fp16 else "")
+        if self.artifact.manifest.precision == "int8":
+            mode = "int8 layers, f32 float layers"
         return f"{'vulkan' if use_vulkan else 'cpu'} ({net.opt.num_threads} threads, {mode})"
 
     def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,11 @@
-"""OpenVINO adapter: CPU, GPU or NPU by name, with the device read back after compiling."""
+"""OpenVINO adapter: CPU, GPU or NPU by name, with device and precision read back.
+
+The execution precision is always set (``INFERENCE_PRECISION_HINT``): left unset,
+the CPU plugin runs bf16 wherever the CPU has AVX512_BF16 or AMX, whatever the
+artifact is. bf16 artifacts carry per-node ``precise`` marks (DisableFP16Compression)
+on the SimCC head and ScaleNorm, which the CPU plugin keeps in f32; how many of those
+nodes really ran in f32 is read back from the runtime model.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,29 @@ import numpy as np
 
 from rtmw.runtimes._imports import import_backend
 from rtmw.runtimes.base import DeviceUnavailable, Runtime
+from rtmw.runtimes.precision import PrecisionUnavailable, check_readback
+
+HINTS = {"f32": "f32", "f16": "f16", "bf16": "bf16"}
+# layer types whose arithmetic precision matters (reorders and reshapes only move data)
+COMPUTE_LAYERS = {"Convolution", "FullyConnected", "MatMul", "Eltwise", "Reduce", "Subgraph",
+                  "Deconvolution", "Pooling", "Interpolate", "MVN", "Softmax"}  # fmt: skip
+
+
+def runtime_precisions(compiled: Any, prefixes: tuple[str, ...] = ()) -> dict[str, int]:
+    """Counts of compute nodes per runtime precision (only those under ``prefixes``)."""
+    counts: dict[str, int] = {}
+    for op in compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        if "layerType" not in info or info["layerType"].astype(str) not in COMPUTE_LAYERS:
+            continue
+        names = op.get_friendly_name()
+        if "originalLayersNames" in info:
+            names = info["originalLayersNames"].astype(str)
+        if prefixes and not any(n.startswith(prefixes) for n in names.split(",")):
+            continue
+        precision = info["runtimePrecision"].astype(str) if "runtimePrecision" in info else "?"
+        counts[precision] = counts.get(precision, 0) + 1
+    return counts
 
 
 class OpenVINORunner(Runtime):
@@ -24,26 +54,34 @@ class OpenVINORunner(Runtime):
             raise DeviceUnavailable(
                 f"openvino: device {wanted} not present (available: {', '.join(available)})"
             )
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-        if wanted.startswith("CPU"):
-            if self.threads:
-                config["INFERENCE_NUM_THREADS"] = self.threads
-            # FP32 artifacts run in FP32: without the hint, CPUs with BF16/AMX switch to BF16
-            if self.artifact.manifest.precision == "fp32":
-                config["INFERENCE_PRECISION_HINT"] = "f32"
+        hint = HINTS[self.execution_precision]
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
+        if wanted.startswith("CPU") and self.threads:
+            config["INFERENCE_NUM_THREADS"] = self.threads
         xml = self.artifact.file(self.artifact.manifest.io.get("file", "model.xml"))
         model = core.read_model(str(xml))
-        self.compiled = core.compile_model(model, wanted, config)
+        try:
+            self.compiled = core.compile_model(model, wanted, config)
+        except RuntimeError as exc:
+            first = (str(exc).strip().splitlines() or [""])[-1][:160]
+            raise PrecisionUnavailable(
+                f"openvino: {wanted} cannot compile this model in {hint} ({first}); "
+                f"CPU ISA class {self.host.get('isa_class')}"
+            ) from None
+        reported = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        check_readback("openvino", self.execution_precision, reported)
+        self.execution["reported"] = reported
         executed = list(self.compiled.get_property("EXECUTION_DEVICES"))
         if not executed or not all(d.split(".")[0] == wanted.split(".")[0] for d in executed):
             raise DeviceUnavailable(f"openvino: asked for {wanted}, compiled for {executed}")
         self.request = self.compiled.create_infer_request()
         self.outputs = {o.get_any_name(): o for o in self.compiled.outputs}
-        details = ",".join(executed)
         if wanted.startswith("CPU"):
-            hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
-            details += f", {getattr(hint, 'get_type_name', lambda: str(hint))()}"
-        return f"{self.requested_device} ({details})"
+            self.execution["nodes"] = runtime_precisions(self.compiled)
+            kept = tuple(self.artifact.manifest.options.get("kept_f32_patterns", ()))
+            if kept:
+                self.execution["kept_f32_nodes"] = runtime_precisions(self.compiled, kept)
+        return f"{self.requested_device} ({','.join(executed)}, {self.execution_precision})"
 
     def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         result = self.request.infer({0: batch}, share_inputs=True)

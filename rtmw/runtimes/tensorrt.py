@@ -66,7 +66,19 @@ class TensorRTRunner(Runtime):
             trt.DataType.HALF: torch.float16,
         }
         self.stream = torch.cuda.Stream()
-        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+        # the precision is fixed when the engine is built (rtmw.export.tensorrt): TF32
+        # off, f16 only in FP16 engines; the build's record is checked against the contract
+        float_parts = str(self.artifact.manifest.options.get("float_parts", "unrecorded"))
+        if not float_parts.startswith(self.execution_precision):
+            from rtmw.runtimes.precision import PrecisionMismatch
+
+            raise PrecisionMismatch(
+                f"tensorrt: engine float parts {float_parts!r}, contract "
+                f"{self.execution_precision}; rebuild the engine with this rtmw"
+            )
+        self.execution["reported"] = float_parts
+        name = torch.cuda.get_device_name(index)
+        return f"cuda:{index} ({name}, {self.execution_precision})"
 
     def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         torch = self._torch

@@ -1,0 +1,75 @@
+"""Execution precision as a contract between an artifact and the runtime that runs it.
+
+Backends pick their own arithmetic when left alone: OpenVINO's CPU plugin runs bf16 on
+CPUs with AVX512_BF16 or AMX, torch's cuDNN convolutions use TF32, ncnn enables fp16
+arithmetic by default. A figure measured that way depends on the host, not on the
+artifact. So the contract is derived from the manifest's precision alone (plus whether
+the device computes fp16 natively), every adapter sets it explicitly, reads back what
+the backend reports, and refuses to run when the two differ.
+
+| artifact | CPU                                  | GPU / NPU |
+|----------|--------------------------------------|-----------|
+| fp32     | f32                                  | f32 (no TF32) |
+| int8     | INT8 layers; f32 float parts          | same      |
+| fp16     | f16 where the CPU computes FP16 natively, else f32 (FP16 storage) | f16 |
+| bf16     | bf16 (needs AVX512_BF16 / AMX / ARM BF16; refused elsewhere) | refused |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rtmw.runtimes.base import DeviceUnavailable
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+EXECUTION_TYPES = ("f32", "f16", "bf16")
+
+
+class PrecisionUnavailable(DeviceUnavailable):
+    """The device cannot execute the artifact in its contracted precision."""
+
+
+class PrecisionMismatch(DeviceUnavailable):
+    """The backend reports another execution precision than the one it was told to use."""
+
+
+def required_execution(precision: str, device: str, host: Mapping[str, Any]) -> str:
+    """The float execution type an artifact of ``precision`` must run in on ``device``."""
+    if precision not in PRECISIONS:
+        raise PrecisionUnavailable(f"unknown artifact precision {precision!r}")
+    on_cpu = device.split(":")[0] == "cpu"
+    native = host.get("native", {})
+    if precision in ("fp32", "int8"):
+        return "f32"
+    if precision == "fp16":
+        return "f16" if not on_cpu or native.get("fp16") else "f32"
+    if not on_cpu:
+        raise PrecisionUnavailable(f"bf16 artifacts run on CPUs only, not on {device!r}")
+    if not native.get("bf16"):
+        raise PrecisionUnavailable(
+            f"bf16 artifact: this CPU ({host.get('isa_class')}) has no native bf16 "
+            "(needs AVX512_BF16 or AMX, and no ISA cap below them)"
+        )
+    return "bf16"
+
+
+def check_readback(runtime: str, wanted: str, reported: str) -> None:
+    """Raise unless the backend runs what it was told to (names normalised first)."""
+    if normalise(reported) != wanted:
+        raise PrecisionMismatch(
+            f"{runtime}: told to execute in {wanted}, the backend reports {reported}; "
+            "refusing to run in another precision than the artifact's contract"
+        )
+
+
+def normalise(name: str) -> str:
+    """'float32', '<Type: 'float32'>', 'FP32', 'bfloat16' → 'f32' / 'bf16' / 'f16'."""
+    text = str(name).lower()
+    if "bf16" in text or "bfloat16" in text:
+        return "bf16"
+    if "16" in text:
+        return "f16"
+    if "32" in text:
+        return "f32"
+    return text
