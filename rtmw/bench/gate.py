@@ -1,10 +1,12 @@
 """Accuracy-regression gates: a quantised artifact against its own FP32 reference.
 
-Budgets (``gates.toml``): AP drop per part in AP points, decoded-keypoint error p99 per
-part in image pixels (from the bench's fidelity figures), optionally a minimum speed
-ratio. Every check fails closed: a missing part, a missing metric, a NaN, or a
-reference from another model, input size, dataset, box source or flip setting is a
-failure with its reason, never a pass. AP deltas come with an interval from paired
+Budgets (``gates.toml``): AP drop per part in AP points, decoded-keypoint error p95 per
+part in image pixels (from the bench's fidelity figures, judged only over at least
+``px_min_keypoints`` keypoints), optionally a minimum speed ratio. Results measured on
+different ISA classes (rtmw.host) are not compared unless ``allow_cross_host``.
+Every check fails closed: a missing part, a missing metric, a NaN, or a reference
+from another model, input size, dataset, box source or flip setting is a failure
+with its reason, never a pass. AP deltas come with an interval from paired
 half-sample resampling over images; a budget applies to the point estimate or to the
 interval's pessimistic bound (``apply_to``).
 """
@@ -36,21 +38,31 @@ class NothingToGate(GateConfigError):
     pass
 
 
+class CrossHost(GateConfigError):
+    """Reference and candidate were measured on different ISA classes."""
+
+
 @dataclass(frozen=True)
 class Budget:
     ap_drop: dict[str, float]  # AP points
-    px_p99: dict[str, float]  # image pixels
+    px_p95: dict[str, float]  # image pixels
     min_speed_ratio: float | None
     apply_to: str
     confidence: float
     resamples: int
+    px_min_keypoints: int = 100
+
+
+BUDGET_KEYS = {"ap_drop", "px_p95", "min_speed_ratio", "apply_to", "confidence", "resamples",
+               "px_min_keypoints"}  # fmt: skip
+PART_TABLES = ("ap_drop", "px_p95")
 
 
 @dataclass
 class Check:
     candidate: str
     part: str
-    metric: str  # "ap_drop" | "px_p99" | "speed_ratio" | "compatibility"
+    metric: str  # "ap_drop" | "px_p95" | "speed_ratio" | "compatibility" | "status"
     value: float | None
     budget: float | None
     passed: bool
@@ -60,6 +72,7 @@ class Check:
 @dataclass
 class GateResult:
     checks: list[Check] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)  # where reference and candidate ran
 
     @property
     def passed(self) -> bool:
@@ -76,7 +89,37 @@ def load_budgets(path: str | Path | None = None) -> dict[str, Any]:
         raise GateConfigError(f"{path}: not valid TOML ({exc})") from None
     if "defaults" not in data:
         raise GateConfigError(f"{path}: needs a [defaults] table")
+    _check_keys(data, path)
     return data
+
+
+def _check_keys(data: dict[str, Any], path: Path) -> None:
+    """Unknown tables, keys or parts are refused: a typo must never loosen a budget."""
+    unknown_top = set(data) - {"defaults", "precision", "target"}
+    if unknown_top:
+        raise GateConfigError(f"{path}: unknown table(s) {sorted(unknown_top)}")
+    layers = [("defaults", data["defaults"])]
+    for group in ("precision", "target"):
+        if not isinstance(data.get(group, {}), dict):
+            raise GateConfigError(f"{path}: [{group}] must be a table of tables")
+        layers += [(f"{group}.{k}", v) for k, v in data.get(group, {}).items()]
+    unknown_precisions = set(data.get("precision", {})) - {"fp32", "fp16", "bf16", "int8"}
+    if unknown_precisions:
+        raise GateConfigError(f"{path}: unknown precision table(s) {sorted(unknown_precisions)}")
+    for name, layer in layers:
+        if not isinstance(layer, dict):
+            raise GateConfigError(f"{path}: [{name}] must be a table")
+        unknown = set(layer) - BUDGET_KEYS
+        if unknown:
+            hint = " (px_p99 is now px_p95)" if "px_p99" in unknown else ""
+            raise GateConfigError(f"{path}: [{name}] has unknown key(s) {sorted(unknown)}{hint}")
+        for table in PART_TABLES:
+            if table in layer:
+                bad = set(layer[table]) - set(PARTS)
+                if bad:
+                    raise GateConfigError(
+                        f"{path}: [{name}] {table} has unknown part(s) {sorted(bad)}"
+                    )
 
 
 def budget_for(budgets: dict[str, Any], target: str, precision: str) -> Budget:
@@ -93,7 +136,7 @@ def budget_for(budgets: dict[str, Any], target: str, precision: str) -> Budget:
                 merged[key] = {**merged.get(key, {}), **value}
             else:
                 merged[key] = value
-    for key in ("ap_drop", "px_p99"):
+    for key in PART_TABLES:
         table = merged.get(key, {})
         missing = [p for p in PARTS if p not in table]
         if missing:
@@ -104,11 +147,12 @@ def budget_for(budgets: dict[str, Any], target: str, precision: str) -> Budget:
     ratio = merged.get("min_speed_ratio")
     return Budget(
         ap_drop={p: float(merged["ap_drop"][p]) for p in PARTS},
-        px_p99={p: float(merged["px_p99"][p]) for p in PARTS},
+        px_p95={p: float(merged["px_p95"][p]) for p in PARTS},
         min_speed_ratio=None if ratio is None else float(ratio),
         apply_to=apply_to,
         confidence=float(merged.get("confidence", 0.95)),
         resamples=int(merged.get("resamples", 200)),
+        px_min_keypoints=int(merged.get("px_min_keypoints", 100)),
     )
 
 
@@ -215,18 +259,12 @@ def gate_entry(
                 detail = f"{budget.confidence:.0%} interval of drop [{best:.2f}, {worst:.2f}]"
                 if budget.apply_to == "interval":
                     judged = worst
-            elif budget.apply_to == "interval":
+            if budget.apply_to == "interval" and not detail:
                 checks.append(Check(name, part, "ap_drop", drop, limit, False,
                                     f"no interval: {interval_note}"))  # fmt: skip
-                continue
-            checks.append(Check(name, part, "ap_drop", judged, limit, judged <= limit, detail))
-        px = (fid_parts.get(part) or {}).get("px_p99")
-        px_limit = budget.px_p99[part]
-        if not _finite(px):
-            checks.append(Check(name, part, "px_p99", None, px_limit, False,
-                                "no keypoint-error figure (bench with --reference)"))  # fmt: skip
-        else:
-            checks.append(Check(name, part, "px_p99", float(px), px_limit, float(px) <= px_limit))
+            else:
+                checks.append(Check(name, part, "ap_drop", judged, limit, judged <= limit, detail))
+        checks.append(_px_check(name, part, fid_parts.get(part) or {}, budget))
     if budget.min_speed_ratio is not None:
         ref_speed = _best_speed(ref)
         cand_speed = _best_speed(cand)
@@ -238,6 +276,45 @@ def gate_entry(
             checks.append(Check(name, "all", "speed_ratio", ratio, budget.min_speed_ratio,
                                 ratio >= budget.min_speed_ratio))  # fmt: skip
     return checks
+
+
+def _px_check(name: str, part: str, fidelity: dict[str, Any], budget: Budget) -> Check:
+    """Keypoint error p95 against its budget, over enough keypoints to be stable."""
+    limit = budget.px_p95[part]
+    px = fidelity.get("px_p95")
+    count = int(fidelity.get("keypoints") or 0)
+    if not _finite(px):
+        return Check(name, part, "px_p95", None, limit, False,
+                     "no keypoint-error p95 (bench with --reference, this rtmw)")  # fmt: skip
+    if count < budget.px_min_keypoints:
+        detail = (
+            f"only {count} keypoints judged (< px_min_keypoints {budget.px_min_keypoints}): "
+            "too few for a stable figure; add images"
+        )
+        return Check(name, part, "px_p95", float(px), limit, False, detail)
+    judged = float(px)
+    detail = f"n={count}"
+    interval = fidelity.get("px_p95_interval")
+    if interval and all(_finite(v) for v in interval):
+        detail += f", 95% interval [{interval[0]:.2f}, {interval[1]:.2f}]"
+        if budget.apply_to == "interval":
+            judged = float(interval[1])
+    return Check(name, part, "px_p95", judged, limit, judged <= limit, detail)
+
+
+def check_same_host(ref_run: dict[str, Any], cand_run: dict[str, Any]) -> str | None:
+    """Why two runs' figures are not comparable across hosts, or None."""
+    from rtmw.host import same_isa_class
+
+    ref_cpu = ref_run.get("environment", {}).get("cpu", {})
+    cand_cpu = cand_run.get("environment", {}).get("cpu", {})
+    if same_isa_class(ref_cpu, cand_cpu):
+        return None
+    return (
+        f"reference measured on ISA class {ref_cpu.get('isa_class', 'unrecorded')}, candidate "
+        f"on {cand_cpu.get('isa_class', 'unrecorded')}: verdicts may change with the CPU; "
+        "rerun both on one host, or pass --allow-cross-host"
+    )
 
 
 def _best_speed(entry: dict[str, Any]) -> float | None:
@@ -264,7 +341,11 @@ def gate(
     *,
     reference_entry: str | None = None,
     candidates: list[str] | None = None,
+    allow_cross_host: bool = False,
 ) -> GateResult:
+    cross = check_same_host(ref_run, cand_run)
+    if cross is not None and not allow_cross_host:
+        raise CrossHost(cross)
     if reference_entry is not None:
         matches = [e for e in ref_run["entries"] if e["name"] == reference_entry]
         if not matches:
@@ -282,7 +363,14 @@ def gate(
                    if e.get("precision") != "fp32" and e is not ref]  # fmt: skip
     if not entries:
         raise NothingToGate("nothing to gate: no candidate entries (non-FP32) in the run")
+    from rtmw.host import describe
+
     result = GateResult()
+    for run, role in ((ref_run, "reference"), (cand_run, "candidate")):
+        cpu = run.get("environment", {}).get("cpu", {})
+        result.hosts.append(f"{role}: {describe(cpu) if 'isa_class' in cpu else 'unrecorded'}")
+    if cross is not None:
+        result.hosts.append(f"cross-host comparison allowed: {cross.split(':')[0]}")
     for entry in entries:
         result.checks.extend(gate_entry(ref_run, cand_run, ref, entry, budgets))
     return result
@@ -297,6 +385,8 @@ def markdown(result: GateResult) -> str:
     lines = [
         f"### rtmw accuracy gate: {verdict}",
         "",
+        *(f"- {host}" for host in result.hosts),
+        "",
         "| Candidate | Part | Metric | Value | Budget | Result | Detail |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -307,9 +397,10 @@ def markdown(result: GateResult) -> str:
         )
     lines.append("")
     lines.append(
-        "ap_drop: AP points lost against the FP32 reference (positive = worse); px_p99: "
-        "decoded-keypoint error p99 against the reference, image pixels, over the keypoints "
-        "the reference places right (labelled, keypoint OKS ≥ 0.5)."
+        "ap_drop: AP points lost against the FP32 reference (positive = worse); px_p95: "
+        "decoded-keypoint error p95 against the reference, image pixels, over the keypoints "
+        "the reference places right (labelled, keypoint OKS ≥ 0.5), n of them, with a "
+        "bootstrap interval over images."
     )
     return "\n".join(lines) + "\n"
 

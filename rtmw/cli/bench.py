@@ -183,7 +183,8 @@ def report_command(files: tuple[str, ...], out: str | None) -> None:
         "      --candidate results/int8/results.json --junit gate.xml\n"
         "  rtmw-bench gate rtmw-m.pth --targets ort-int8,openvino-int8 --calib calib.npz \\\n"
         "      --data val2017/ --ann coco_wholebody_val_v1.0.json --out results/gate\n\n"
-        "Exit codes: 0 every check passed; 1 a check failed (or failed closed); 2 usage."
+        "Exit codes: 0 every check passed; 1 a check failed (or failed closed); 2 usage,\n"
+        "a budgets file with unknown keys, or runs from different ISA classes."
     ),
 )
 @click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
@@ -208,6 +209,11 @@ def report_command(files: tuple[str, ...], out: str | None) -> None:
 @click.option("--dets", "det_file", type=click.Path(dir_okay=False))
 @click.option("--limit", type=int, default=None)
 @click.option("--out", type=click.Path(file_okay=False), help="One-shot form: work folder.")
+@click.option(
+    "--allow-cross-host",
+    is_flag=True,
+    help="Compare results measured on different ISA classes (refused by default, exit 2).",
+)
 @click.option("-v", "--verbose", count=True)
 @one_line_errors
 def gate_command(
@@ -227,6 +233,7 @@ def gate_command(
     det_file: str | None,
     limit: int | None,
     out: str | None,
+    allow_cross_host: bool,
     verbose: int,
 ) -> None:
     """Fail when a quantised artifact loses more than its budget on any body part."""
@@ -262,6 +269,7 @@ def gate_command(
             budget_table,
             reference_entry=reference_entry,
             candidates=[e for e in entries.split(",") if e] or None,
+            allow_cross_host=allow_cross_host,
         )
     except NothingToGate:
         if not export_failures:
