@@ -157,22 +157,32 @@ def test_training_steps_reduce_loss_and_write_mmpose_checkpoint(
     assert set(result.final_ap or {}) == {
         "body", "foot", "face", "lefthand", "righthand", "wholebody"
     }  # fmt: skip
-    # overfitting one fixed batch must lower the loss
+    # overfitting one fixed batch must lower the loss. From a seeded init, on one thread,
+    # 12 AdamW steps take it to 5-6 % of the start (seeds 0-2 measured): a bound of one half
+    # cannot be flipped by float noise, unlike a 20 % drop from an already trained model
+    from rtmw.models import build
     from rtmw.train.dataset import WholeBodyTrainSet
 
     data = WholeBodyTrainSet(cfg.image_dir, cfg.ann_file, (192, 256), NO_AUGMENT)
     batch = [torch.stack(t) for t in zip(*(data[i] for i in range(4)), strict=True)]
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(8):
-        x, y = model(batch[0])
-        loss = kl_simcc_loss(x, y, *batch[1:])
-        optimizer.zero_grad()
-        loss.backward()  # type: ignore[no-untyped-call]
-        optimizer.step()
-        losses.append(loss.item())
-    assert losses[-1] < 0.8 * losses[0]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    try:
+        fresh = build(config.name, seed=0).train()
+        optimizer = torch.optim.AdamW(fresh.parameters(), lr=1e-3)
+        losses = []
+        for _ in range(12):
+            x, y = fresh(batch[0])
+            loss = kl_simcc_loss(x, y, *batch[1:])
+            optimizer.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+            losses.append(loss.item())
+    finally:
+        torch.set_num_threads(threads)
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert model.state_dict().keys() == fresh.state_dict().keys()
 
 
 def test_cli_fine_tunes_a_checkpoint(
