@@ -385,3 +385,29 @@ def test_one_shot_fails_closed_on_a_target_that_did_not_export(
     assert "calibration" in result.output
     cases = ET.parse(junit).getroot().iter("testcase")
     assert any(c.get("name") == "all.export" and c.find("failure") is not None for c in cases)
+
+
+def test_cli_refuses_cross_host_with_one_line(tmp_path: Path) -> None:
+    from rtmw.cli.bench import main
+
+    ref, cand = _run(_entry("onnx", "fp32", 0.6)), _run(_entry("ort-int8", "int8", 0.6))
+    cand["environment"]["cpu"] = cpu_fingerprint("flags : avx2 fma\n", env={}, arch="x86_64")
+    (tmp_path / "ref.json").write_text(json.dumps(ref))
+    (tmp_path / "cand.json").write_text(json.dumps(cand))
+    budgets = tmp_path / "gates.toml"
+    budgets.write_text(
+        "[defaults]\nresamples = 0\nap_drop = {"
+        + ", ".join(f"{p} = 1.0" for p in PARTS)
+        + "}\npx_p95 = {"
+        + ", ".join(f"{p} = 5.0" for p in PARTS)
+        + "}\n"
+    )
+    args = ["gate", "--reference", str(tmp_path / "ref.json"), "--candidate",
+            str(tmp_path / "cand.json"), "--budgets", str(budgets)]  # fmt: skip
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 2
+    lines = refused.output.strip().splitlines()
+    assert len(lines) == 1 and "x86-64-avx2" in lines[0] and "--allow-cross-host" in lines[0]
+    allowed = CliRunner().invoke(main, [*args, "--allow-cross-host"])
+    assert allowed.exit_code == 0, allowed.output
+    assert "cross-host comparison allowed" in allowed.output
