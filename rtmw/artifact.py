@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import fcntl
+import hashlib
 import json
+import logging
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -22,6 +26,9 @@ from rtmw.hashing import sha256_file
 
 SCHEMA = "rtmw.artifact/1"
 MANIFEST = "artifact.json"
+# ".<name>.staging-<hex>" while an export builds, ".<name>.old-<hex>" while it swaps in
+HIDDEN_WORK = re.compile(r"^\..+\.(staging|old)-[0-9a-f]{8}$")
+logger = logging.getLogger(__name__)
 
 
 class ArtifactError(RtmwError):
@@ -50,21 +57,54 @@ class Manifest:
     created: str = ""
     schema: str = SCHEMA
 
-    def to_json(self) -> str:
+    def content(self) -> dict[str, Any]:
         data = asdict(self)
         data["input_size"] = list(self.input_size)
+        return data
+
+    def to_json(self) -> str:
+        data = self.content()
+        data["manifest_sha256"] = content_sha256(data)
         return json.dumps(data, indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str) -> Manifest:
+    def from_dict(cls, data: dict[str, Any], where: str, *, check_hash: bool = True) -> Manifest:
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{where}: the manifest must be a JSON object")
         if data.get("schema") != SCHEMA:
             raise ArtifactError(f"{where}: unknown artifact schema {data.get('schema')!r}")
+        unknown = set(data) - set(cls.__dataclass_fields__) - {"manifest_sha256"}
+        if unknown:
+            raise ArtifactError(f"{where}: unknown manifest field(s) {sorted(unknown)}")
+        content = {k: v for k, v in data.items() if k != "manifest_sha256"}
+        if check_hash:
+            recorded = data.get("manifest_sha256")
+            if recorded is None:
+                raise ArtifactError(
+                    f"{where}: no manifest_sha256 (written by an older rtmw): re-export it"
+                )
+            if content_sha256(content) != recorded:
+                raise ArtifactError(
+                    f"{where}: artifact.json was edited after export (its content no longer "
+                    "matches manifest_sha256): re-export instead of editing"
+                )
         try:
-            known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+            known = dict(content)
             known["input_size"] = tuple(int(v) for v in data["input_size"])
-            return cls(**known)
+            manifest = cls(**known)
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"{where}: malformed manifest ({exc!r})") from None
+        if not isinstance(manifest.files, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in manifest.files.items()
+        ):
+            raise ArtifactError(f"{where}: 'files' must map file names to sha256 strings")
+        return manifest
+
+
+def content_sha256(content: dict[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON (sorted keys, no whitespace, no own hash)."""
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @dataclass
@@ -84,19 +124,28 @@ class Artifact:
         return sum((self.path / n).stat().st_size for n in self.manifest.files)
 
 
-def read_artifact(path: str | Path, *, check_hashes: bool = True) -> Artifact:
-    """Open an artifact folder; with ``check_hashes`` every file must match its sha256."""
+def read_artifact(
+    path: str | Path, *, check_hashes: bool = True, allow_staging: bool = False
+) -> Artifact:
+    """Open an artifact folder; with ``check_hashes`` every file and the manifest itself
+    must match their sha256. Export staging folders are refused (an export killed
+    half-way leaves one behind) unless the exporter itself opens one to verify it."""
     root = Path(path)
     manifest_path = root / MANIFEST
     if not root.is_dir():
         raise ArtifactError(f"artifact folder not found: {root}")
+    if HIDDEN_WORK.match(root.name) and not allow_staging:
+        raise ArtifactError(
+            f"{root}: an unfinished export's work folder, not an artifact (the next export of "
+            "this target removes it)"
+        )
     if not manifest_path.is_file():
         raise ArtifactError(f"{root}: no {MANIFEST}; not an rtmw artifact")
     try:
         data = json.loads(manifest_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{manifest_path}: not valid JSON ({exc})") from None
-    manifest = Manifest.from_dict(data, str(manifest_path))
+    manifest = Manifest.from_dict(data, str(manifest_path), check_hash=check_hashes)
     if check_hashes:
         for name, digest in manifest.files.items():
             file_path = root / name
@@ -126,23 +175,59 @@ def write_manifest(folder: Path, manifest: Manifest) -> Path:
 
 
 @contextlib.contextmanager
+def _destination_lock(destination: Path) -> Iterator[None]:
+    """An exclusive lock per destination folder: concurrent exports of one target into one
+    folder run one after the other instead of silently replacing each other's result."""
+    lock_path = destination.parent / f".{destination.name}.lock"
+    with lock_path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.warning("waiting for another export into %s to finish", destination)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_stale_work(destination: Path) -> list[Path]:
+    """Work folders a killed export left for this destination (safe: the lock is held)."""
+    stale = [
+        p
+        for p in destination.parent.glob(f".{destination.name}.*-*")
+        if p.is_dir() and HIDDEN_WORK.match(p.name)
+    ]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+        logger.info("removed %s left by an interrupted export", path)
+    return stale
+
+
+@contextlib.contextmanager
 def staging(destination: Path, *, overwrite: bool = False) -> Iterator[Path]:
-    """A temp folder beside ``destination``, renamed onto it only if the block succeeds."""
+    """A temp folder beside ``destination``, renamed onto it only if the block succeeds.
+
+    Holds the destination's lock throughout, and first removes work folders that an
+    interrupted (killed) export of the same destination left behind.
+    """
     destination = Path(destination)
-    if destination.exists() and not overwrite:
-        raise ArtifactError(f"{destination} exists; pass overwrite to replace it")
     destination.parent.mkdir(parents=True, exist_ok=True)
-    temp = destination.parent / f".{destination.name}.staging-{uuid.uuid4().hex[:8]}"
-    temp.mkdir()
-    try:
-        yield temp
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
-    if destination.exists():
-        backup = destination.parent / f".{destination.name}.old-{uuid.uuid4().hex[:8]}"
-        destination.rename(backup)
-        temp.rename(destination)
-        shutil.rmtree(backup, ignore_errors=True)
-    else:
-        temp.rename(destination)
+    with _destination_lock(destination):
+        _remove_stale_work(destination)
+        if destination.exists() and not overwrite:
+            raise ArtifactError(f"{destination} exists; pass overwrite to replace it")
+        temp = destination.parent / f".{destination.name}.staging-{uuid.uuid4().hex[:8]}"
+        temp.mkdir()
+        try:
+            yield temp
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+        if destination.exists():
+            backup = destination.parent / f".{destination.name}.old-{uuid.uuid4().hex[:8]}"
+            destination.rename(backup)
+            temp.rename(destination)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            temp.rename(destination)

@@ -37,3 +37,9 @@ class MissingDependency(RtmwError):
     """An optional backend or tool is not installed."""
 
     exit_code = 3
+
+
+class UsageError(RtmwError):
+    """An option or configuration value that cannot work; nothing was done."""
+
+    exit_code = 2

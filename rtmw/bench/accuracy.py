@@ -15,7 +15,7 @@ import numpy as np
 from rtmw.data.evaluation import WholeBodyEvaluation, evaluate_wholebody, keypoint_similarity
 from rtmw.data.predict import EvalSet, predict
 from rtmw.data.wholebody import PART_SLICES, PARTS
-from rtmw.pipeline.topdown import InferFn, PoseResult, TopDown
+from rtmw.pipeline.topdown import DEFAULT_MAX_BATCH, InferFn, PoseResult, TopDown
 
 
 @dataclass
@@ -34,7 +34,7 @@ def run_accuracy(
     eval_set: EvalSet,
     *,
     flip: bool = True,
-    max_batch: int | None = None,
+    max_batch: int | None = DEFAULT_MAX_BATCH,
     progress: bool = False,
 ) -> AccuracyRun:
     pose = TopDown(infer, input_size, flip_test=flip, max_batch=max_batch)

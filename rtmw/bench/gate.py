@@ -382,19 +382,21 @@ def _fmt(value: float | None) -> str:
 
 def markdown(result: GateResult) -> str:
     verdict = "PASS" if result.passed else "FAIL"
+    from rtmw.markdown import table
+
+    rows = [
+        [c.candidate, c.part, c.metric, _fmt(c.value), _fmt(c.budget),
+         "pass" if c.passed else "**FAIL**", c.detail]
+        for c in result.checks
+    ]  # fmt: skip
+    header = ["Candidate", "Part", "Metric", "Value", "Budget", "Result", "Detail"]
     lines = [
         f"### rtmw accuracy gate: {verdict}",
         "",
         *(f"- {host}" for host in result.hosts),
         "",
-        "| Candidate | Part | Metric | Value | Budget | Result | Detail |",
-        "|---|---|---|---|---|---|---|",
+        *table(header, rows),
     ]
-    for c in result.checks:
-        lines.append(
-            f"| {c.candidate} | {c.part} | {c.metric} | {_fmt(c.value)} | {_fmt(c.budget)} | "
-            f"{'pass' if c.passed else '**FAIL**'} | {c.detail} |"
-        )
     lines.append("")
     lines.append(
         "ap_drop: AP points lost against the FP32 reference (positive = worse); px_p95: "

@@ -32,8 +32,43 @@ def load_results(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise DataError(f"{path}: not an rtmw-bench results file (schema {found!r})")
+    unknown = set(data) - RESULTS_KEYS
+    missing = {"environment", "settings", "entries"} - set(data)
+    if unknown or missing:
+        raise DataError(
+            f"{path}: malformed results file ("
+            + "; ".join(
+                [f"unknown key(s) {sorted(unknown)}"] * bool(unknown)
+                + [f"missing {sorted(missing)}"] * bool(missing)
+            )
+            + ")"
+        )
+    entries = data["entries"]
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("name"), str) and "status" in e for e in entries
+    ):
+        raise DataError(f"{path}: 'entries' must be a list of objects with a name and a status")
+    _refuse_non_finite(entries, path)
     data["_path"] = str(path)
     return data
+
+
+# "_path" is set by this loader (files written from a loaded run carry it)
+RESULTS_KEYS = {"schema", "name", "created", "environment", "settings", "baseline", "entries",
+                "_path"}  # fmt: skip
+
+
+def _refuse_non_finite(entries: list[dict[str, Any]], path: Path) -> None:
+    """AP and keypoint-error figures must be numbers: NaN/Inf would pass or fail a gate by
+    accident (NaN compares false both ways)."""
+    for entry in entries:
+        parts = {**((entry.get("accuracy") or {}).get("parts") or {})}
+        for part, figures in parts.items():
+            for key in ("ap", "ar"):
+                value = (figures or {}).get(key)
+                if value is not None and not (isinstance(value, (int, float)) and
+                                              math.isfinite(value)):  # fmt: skip
+                    raise DataError(f"{path}: {entry['name']} {part} {key} is {value!r}")
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -100,11 +135,17 @@ def markdown(results_list: Sequence[dict[str, Any]]) -> str:
            else "CPU fingerprint not recorded (results from an older rtmw)")
         for r in results_list
     ]  # fmt: skip
-    lines = [*hosts, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for results in results_list:
-        label = results.get("name", Path(results.get("_path", "run")).parent.name)
-        for row in table_rows(results, label if several else None):
-            lines.append("| " + " | ".join(row) + " |")
+    from rtmw.markdown import table
+
+    rows = [
+        row
+        for results in results_list
+        for row in table_rows(
+            results,
+            results.get("name", Path(results.get("_path", "run")).parent.name) if several else None,
+        )
+    ]
+    lines = [*hosts, "", *table(header, rows)]
     notes = []
     for results in results_list:
         env = results["environment"]

@@ -62,7 +62,12 @@ def find_artifacts(paths: list[str | Path]) -> list[Path]:
         if (path / "artifact.json").is_file():
             found.append(path)
         elif path.is_dir():
-            children = sorted(p for p in path.iterdir() if (p / "artifact.json").is_file())
+            # hidden folders are an export's work in progress (or a killed one's remains)
+            children = sorted(
+                p
+                for p in path.iterdir()
+                if (p / "artifact.json").is_file() and not p.name.startswith(".")
+            )
             if not children:
                 raise RtmwError(f"{path}: no artifact.json in it or in its subfolders")
             found.extend(children)

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from rtmw.pipeline.preprocess import BBOX_PADDING, MEAN_RGB, STD_RGB, preprocess
 logger = logging.getLogger(__name__)
 
 SCHEMA = "rtmw.calib/1"
+MANIFEST_KEYS = {"schema", "input_size", "n", "seed", "normalisation", "source", "images",
+                 "shares", "requested_shares", "tensor_sha256"}  # fmt: skip
 MIN_CROPS = 32
 HAND_MIN_KEYPOINTS = 8  # of 21 labelled: the hand is really in the crop
 FACE_MIN_KEYPOINTS = 20  # of 68
@@ -171,6 +174,11 @@ def build_calibration_set(
     progress: bool = True,
 ) -> CalibrationSet:
     """Sample ``n`` person crops (seeded, stratified) and preprocess them like inference."""
+    if len(input_size) != 2 or min(input_size) < 16 or max(input_size) > 4096:
+        raise CalibrationError(
+            f"input size {input_size[0]}x{input_size[1]} is not a model input (WIDTHxHEIGHT, "
+            "e.g. 192x256)"
+        )
     if (ann_file is None) == (boxes_file is None):
         raise CalibrationError("give exactly one of an annotation file or a boxes file")
     if n < MIN_CROPS:
@@ -226,7 +234,7 @@ def build_calibration_set(
             "mean": MEAN_RGB.tolist(),
             "std": STD_RGB.tolist(),
             "bbox_padding": BBOX_PADDING,
-            "warp": "rtmw.pipeline.preprocess (affine, bilinear)",
+            "warp": "rtmw.pipeline.preprocess (OpenCV 4.x fixed-point bilinear affine)",
         },
         "source": source,
         "images": image_hashes,
@@ -266,11 +274,17 @@ def load_calibration_set(path: str | Path) -> CalibrationSet:
             boxes = data["boxes"]
             ids = data["image_ids"]
             manifest = json.loads(str(data["manifest"]))
-    except (KeyError, ValueError, OSError, json.JSONDecodeError) as exc:
+    except (KeyError, ValueError, OSError, EOFError, json.JSONDecodeError,
+            zipfile.BadZipFile) as exc:  # fmt: skip
         raise CalibrationError(
-            f"{path}: not an rtmw calibration set (needs inputs, boxes, image_ids and a "
-            f"manifest; {type(exc).__name__})"
+            f"{path}: not an rtmw calibration set, or a damaged one (needs inputs, boxes, "
+            f"image_ids and a manifest; {type(exc).__name__})"
         ) from None
+    if not isinstance(manifest, dict):
+        raise CalibrationError(f"{path}: the calibration manifest must be a JSON object")
+    unknown = set(manifest) - MANIFEST_KEYS
+    if unknown:
+        raise CalibrationError(f"{path}: unknown calibration manifest key(s) {sorted(unknown)}")
     if manifest.get("schema") != SCHEMA:
         raise CalibrationError(f"{path}: unknown calibration schema {manifest.get('schema')!r}")
     if inputs.dtype != np.float32 or inputs.ndim != 4 or inputs.shape[1] != 3:
@@ -279,7 +293,10 @@ def load_calibration_set(path: str | Path) -> CalibrationSet:
         raise CalibrationError(f"{path}: {len(inputs)} crops; at least {MIN_CROPS} are needed")
     if tensor_sha256(inputs) != manifest.get("tensor_sha256"):
         raise CalibrationError(f"{path}: tensor data does not match its manifest sha256")
-    width, height = manifest["input_size"]
+    try:
+        width, height = (int(v) for v in manifest["input_size"])
+    except (KeyError, TypeError, ValueError):
+        raise CalibrationError(f"{path}: the manifest has no valid input_size") from None
     if inputs.shape[2:] != (height, width):
         raise CalibrationError(
             f"{path}: crops are {inputs.shape[2:]}, manifest says {height}x{width}"

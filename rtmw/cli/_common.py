@@ -40,3 +40,14 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
             sys.exit(130)
 
     return wrapper
+
+
+def status_summary(rows: list[tuple[str, str, str]]) -> str:
+    """'10 ok, 1 failed: openvino-fp16 — reason': every status counted, none hidden."""
+    counts: dict[str, int] = {}
+    for _, status, _ in rows:
+        counts[status] = counts.get(status, 0) + 1
+    order = sorted(counts, key=lambda s: (s != "ok", s))
+    text = ", ".join(f"{counts[s]} {s}" for s in order)
+    bad = [f"{name} — {reason}" for name, status, reason in rows if status == "failed"]
+    return text + (": " + "; ".join(bad) if bad else "")

@@ -139,6 +139,8 @@ def _export_first(inputs: tuple[str, ...], targets: str, out: Path) -> list[str 
 
 
 def _summary(results: dict[str, Any]) -> None:
+    from rtmw.cli._common import status_summary
+
     for entry in results["entries"]:
         line = f"{entry['name']:<16} {entry['status']}"
         if entry["status"] != "ok":
@@ -150,6 +152,8 @@ def _summary(results: dict[str, Any]) -> None:
             if ap is not None:
                 line += f"  whole-body AP {100 * ap:.1f}"
         click.echo(line)
+    rows = [(e["name"], e["status"], e.get("reason", "")) for e in results["entries"]]
+    click.echo(f"bench: {status_summary(rows)}")
 
 
 @main.command(
@@ -210,6 +214,12 @@ def report_command(files: tuple[str, ...], out: str | None) -> None:
 @click.option("--limit", type=int, default=None)
 @click.option("--out", type=click.Path(file_okay=False), help="One-shot form: work folder.")
 @click.option(
+    "--allow-onnx-only",
+    is_flag=True,
+    help="One-shot form: gate a TensorRT target's ONNX stand-in (run in onnxruntime) when "
+    "TensorRT is absent; by default such a target fails as not gated.",
+)
+@click.option(
     "--allow-cross-host",
     is_flag=True,
     help="Compare results measured on different ISA classes (refused by default, exit 2).",
@@ -233,6 +243,7 @@ def gate_command(
     det_file: str | None,
     limit: int | None,
     out: str | None,
+    allow_onnx_only: bool,
     allow_cross_host: bool,
     verbose: int,
 ) -> None:
@@ -257,8 +268,9 @@ def gate_command(
         if not (targets and image_dir and ann_file and out):
             raise click.UsageError("the one-shot form needs --targets, --data, --ann and --out")
         run_path, export_failures = _one_shot(
-            checkpoint, targets, calib, int8_policy, image_dir, ann_file, det_file, limit, out
-        )
+            checkpoint, targets, calib, int8_policy, image_dir, ann_file, det_file, limit, out,
+            allow_onnx_only=allow_onnx_only,
+        )  # fmt: skip
         reference = candidate = str(run_path)
     if not reference or not candidate:
         raise click.UsageError("give --reference and --candidate results files")
@@ -296,6 +308,8 @@ def _one_shot(
     det_file: str | None,
     limit: int | None,
     out: str,
+    *,
+    allow_onnx_only: bool = False,
 ) -> tuple[Path, list[Check]]:
     """Export the FP32 reference and the targets, bench them all with fidelity.
 
@@ -318,7 +332,11 @@ def _one_shot(
         from rtmw.errors import RtmwError
 
         raise RtmwError("the FP32 reference (onnx) could not be exported; nothing to gate against")
-    paths: list[str | Path] = [r.path for r in made if r.path is not None]
+    # a TensorRT target built as its ONNX stand-in is not the engine that would ship: it is
+    # not gated (and fails the gate) unless the caller accepts the stand-in explicitly
+    stand_ins = [r for r in made if r.status == "onnx-only"]
+    gated = [r for r in made if r.path is not None and (r.status == "ok" or allow_onnx_only)]
+    paths: list[str | Path] = [r.path for r in gated if r.path is not None]
     settings = BenchSettings(
         batches=(1,),
         plan=TimingPlan(warmup_s=0.2, seconds=0.5, repeats=1),
@@ -335,4 +353,11 @@ def _one_shot(
         for r in made
         if r.status not in ("ok", "onnx-only")
     ]
+    if not allow_onnx_only:
+        failures += [
+            Check(r.target, "all", "export", None, None, False,
+                  "not gated: only its ONNX stand-in was built (TensorRT absent); build the "
+                  "engine on the target, or pass --allow-onnx-only to gate the stand-in")
+            for r in stand_ins
+        ]  # fmt: skip
     return work / "bench" / "results.json", failures

@@ -11,7 +11,13 @@ def _size(value: str) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in value.lower().split("x"))
     except ValueError:
-        raise click.BadParameter(f"WIDTHxHEIGHT expected, e.g. 192x256; got {value!r}") from None
+        raise click.BadParameter(
+            f"WIDTHxHEIGHT expected, e.g. 192x256; got {value!r}", param_hint="--input-size"
+        ) from None
+    if min(width, height) < 16 or max(width, height) > 4096:
+        raise click.BadParameter(
+            f"{value!r} is not a model input size (e.g. 192x256)", param_hint="--input-size"
+        )
     return width, height
 
 

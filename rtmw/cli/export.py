@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from rtmw.cli._common import INT8_POLICY_CHOICES, one_line_errors, setup_logging
+from rtmw.cli._common import INT8_POLICY_CHOICES, one_line_errors, setup_logging, status_summary
+from rtmw.errors import RtmwError
 
 
 @click.command(
@@ -109,7 +110,10 @@ def main(
             return
     if not requested:
         raise click.UsageError("give --target or --targets (see --list)")
-    expand_targets(requested)  # unknown names are a usage error before any work
+    try:
+        expand_targets(requested)  # unknown names are a usage error before any work
+    except RtmwError as exc:
+        raise click.UsageError(str(exc)) from None
     results = export(
         checkpoint,
         requested,
@@ -125,6 +129,7 @@ def main(
     )
     for result in results:
         click.echo(result.line())
+    click.echo(f"export: {status_summary([(r.target, r.status, r.reason) for r in results])}")
     codes = [r.exit_code for r in results]
     if any(code not in (0, 3, 4) for code in codes):
         sys.exit(1)

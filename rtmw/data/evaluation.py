@@ -117,7 +117,25 @@ def result_keypoints(result: Mapping[str, Any]) -> np.ndarray:
                 f"result for image {result.get('image_id')}: {field_name} must hold "
                 f"{expected} values"
             )
-        parts.append(np.asarray(values, dtype=np.float64).reshape(-1, 3))
+        try:
+            array = np.asarray(values, dtype=np.float64).reshape(-1, 3)
+        except (TypeError, ValueError):
+            raise DataError(
+                f"result for image {result.get('image_id')}: {field_name} is not numeric"
+            ) from None
+        if not np.isfinite(array).all():
+            # NaN keypoints would be scored as matches by COCOeval (measured: AP 1.0)
+            raise DataError(
+                f"result for image {result.get('image_id')}: {field_name} holds NaN or "
+                "infinite values; refusing to score them"
+            )
+        parts.append(array)
+    for key in ("score", "bbox_score", "area"):
+        value = result.get(key)
+        if value is not None and not (
+            isinstance(value, (int, float)) and np.isfinite(float(value))
+        ):
+            raise DataError(f"result for image {result.get('image_id')}: {key} {value!r}")
     return np.concatenate(parts)
 
 

@@ -29,6 +29,7 @@ class BoxedImage:
     path: Path
     boxes_xyxy: np.ndarray  # (N, 4)
     box_scores: np.ndarray  # (N,)
+    size: tuple[int, int] | None = None  # (width, height) the annotation file states
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ def load_eval_set(
                         image_dir / anns.images[image_id].file_name,
                         np.stack([d.bbox_xyxy for d in found]).astype(np.float32),
                         np.array([d.score for d in found], np.float32),
+                        (anns.images[image_id].width, anns.images[image_id].height),
                     )
                 )
     else:
@@ -94,6 +96,7 @@ def load_eval_set(
                         image_dir / anns.images[image_id].file_name,
                         np.stack(boxes).astype(np.float32),
                         np.ones(len(boxes), np.float32),
+                        (anns.images[image_id].width, anns.images[image_id].height),
                     )
                 )
     if not items:
@@ -118,7 +121,14 @@ def predict(
     results: list[dict[str, Any]] = []
     raw: dict[int, PoseResult] = {}
     for item in tqdm(list(items), desc=desc, unit="img", disable=not progress, leave=False):
-        out = pose(read_image(item.path), item.boxes_xyxy)
+        image = read_image(item.path)
+        if item.size is not None and (image.shape[1], image.shape[0]) != item.size:
+            # another image under the same name scores AP 0 without a word otherwise
+            raise DataError(
+                f"{item.path} is {image.shape[1]}x{image.shape[0]} but the annotation file says "
+                f"{item.size[0]}x{item.size[1]}: wrong image folder or annotation file?"
+            )
+        out = pose(image, item.boxes_xyxy)
         raw[item.image_id] = out
         areas = out.areas
         for i in range(len(out)):

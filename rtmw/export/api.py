@@ -166,7 +166,7 @@ def _write_artifact(
             created=now_utc(),
         )
         write_manifest(stage, manifest)
-        runner = runtimes.open(read_artifact(stage), device=device)
+        runner = runtimes.open(read_artifact(stage, allow_staging=True), device=device)
         try:
             report = compare(runner, _TorchReference(ctx), inputs, tolerances)
             ran_on, execution = runner.device, dict(runner.execution)
@@ -208,6 +208,9 @@ def export(
     rtmw-calib, checked against the model's input size); they are verified on person
     crops and held-out calibration crops, not on noise.
     """
+    from rtmw.export.onnx import check_opset
+
+    check_opset(opset)  # before any work: a bad opset is a usage error, not 12 failures
     names = expand_targets(targets, include_int8=calib is not None)
     contents = read_checkpoint(checkpoint)
     model, config = model_from_contents(contents)

@@ -68,7 +68,46 @@ def _numpy_safe_globals() -> list[Any]:
 
 
 def _safe_globals() -> list[Any]:
-    return _numpy_safe_globals() + [(_InertRecord, name) for name in _INERT_GLOBALS]
+    # torch.torch_version.TorchVersion: a str subclass some checkpoints carry in meta
+    from torch.torch_version import TorchVersion
+
+    inert = [(_InertRecord, name) for name in _INERT_GLOBALS]
+    return [*_numpy_safe_globals(), *inert, TorchVersion]
+
+
+TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+
+
+def sniff_format(path: Path) -> str | None:
+    """What a file that is not a torch.save checkpoint is, from its first bytes; None when
+    it looks like one (zip with data.pkl, or torch's legacy format)."""
+    import zipfile
+
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return "a damaged zip archive"
+        if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
+            return None
+        return f"a zip archive of something else ({', '.join(names[:3]) or 'empty'})"
+    if head.startswith(TORCH_LEGACY_MAGIC):
+        return None
+    if len(head) >= 10 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 1 << 30:
+        return "a safetensors file (rtmw reads mmpose .pth checkpoints: torch.save of a dict)"
+    if head[:1] == b"\x08" and (b"pytorch" in head[:256] or b"onnx" in head[:256].lower()):
+        return "an ONNX model, not a checkpoint (export from the .pth it was made from)"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return (
+            "a plain Python pickle, not a torch.save checkpoint; rtmw does not unpickle "
+            "arbitrary pickles (they can run code)"
+        )
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "a JSON/text file, not a checkpoint"
+    return None
 
 
 @dataclass
@@ -131,6 +170,9 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
         raise CheckpointError(f"checkpoint is not a file: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"cannot read checkpoint {path}: the file is empty")
+    kind = sniff_format(path)
+    if kind is not None:
+        raise CheckpointError(f"cannot read checkpoint {path}: it is {kind}")
     obj = _torch_load(path)
     meta: dict[str, Any] = {}
     if isinstance(obj, Mapping) and "state_dict" in obj:

@@ -18,6 +18,9 @@ from rtmw.pipeline.decode import check_simcc, crop_to_image, decode_simcc, fuse_
 from rtmw.pipeline.preprocess import CropBatch, preprocess
 
 InferFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+# crops per inference call unless told otherwise: 1000 boxes in one frame must not build a
+# 2000-crop float batch (8.5 GB measured); persons are processed in chunks that fit
+DEFAULT_MAX_BATCH = 32
 
 
 @dataclass
@@ -44,7 +47,9 @@ class TopDown:
 
     ``infer`` takes an (N,3,H,W) float32 batch and returns (simcc_x, simcc_y) as numpy
     arrays. With flip test the original and mirrored crops go through one call of
-    2N, so batched backends see one batch; ``max_batch`` splits larger batches.
+    2N, so batched backends see one batch; ``max_batch`` (default 32) bounds the crops
+    per call, and a frame with more persons is processed in chunks of persons, so memory
+    stays bounded however many boxes come in.
     """
 
     def __init__(
@@ -54,8 +59,10 @@ class TopDown:
         *,
         flip_test: bool = True,
         split_ratio: float = 2.0,
-        max_batch: int | None = None,
+        max_batch: int | None = DEFAULT_MAX_BATCH,
     ) -> None:
+        if max_batch is not None and max_batch < 1:
+            raise InputError(f"max_batch must be ≥ 1, got {max_batch}")
         self.infer = infer
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.flip_test = flip_test
@@ -94,6 +101,13 @@ class TopDown:
         return PoseResult(image_kpts, scores, batch.centers, batch.scales)
 
     def __call__(self, image: np.ndarray, boxes_xyxy: np.ndarray) -> PoseResult:
+        boxes = np.asarray(boxes_xyxy)
+        persons = self.max_batch // (2 if self.flip_test else 1) if self.max_batch else 0
+        if persons and boxes.ndim == 2 and len(boxes) > max(persons, 1):
+            step = max(persons, 1)
+            parts = [self(image, boxes[i : i + step]) for i in range(0, len(boxes), step)]
+            return PoseResult(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                                ("keypoints", "scores", "centers", "scales")))  # fmt: skip
         batch = self.preprocess(image, boxes_xyxy)
         if len(batch) == 0:
             return PoseResult(

@@ -58,6 +58,22 @@ class TrainConfig:
     threads: int | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
+    def check(self) -> None:
+        """Refuse settings that would crash mid-run or train nothing (e.g. 0 iterations)."""
+        from rtmw.errors import UsageError
+
+        positive = {"iters": self.iters, "batch": self.batch_size, "lr": self.lr,
+                    "val-every": self.val_every}  # fmt: skip
+        bad = [f"--{name} {value}" for name, value in positive.items() if not value > 0]
+        if self.warmup_iters < 0 or self.weight_decay < 0 or not 0 <= self.min_lr_ratio <= 1:
+            bad.append("--warmup/weight decay/min lr ratio out of range")
+        if self.threads is not None and self.threads < 1:
+            bad.append(f"--threads {self.threads}")
+        if self.val_images is not None and self.val_images < 1:
+            bad.append(f"--val-count {self.val_images}")
+        if bad:
+            raise UsageError(f"invalid training settings: {', '.join(bad)} (must be positive)")
+
 
 def init_head_like_mmpose(head: nn.Module) -> None:
     """RTMWHead's default_init_cfg: Conv2d N(0, 0.001), BatchNorm 1/0, Linear N(0, 0.01).
@@ -141,6 +157,7 @@ def validate(model: RTMW, eval_set: EvalSet, *, flip: bool) -> dict[str, float]:
 
 def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     """Run one training job; returns the final checkpoint and the learning curve."""
+    cfg.check()
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
