@@ -176,19 +176,24 @@ def write_manifest(folder: Path, manifest: Manifest) -> Path:
 
 @contextlib.contextmanager
 def _destination_lock(destination: Path) -> Iterator[None]:
-    """An exclusive lock per destination folder: concurrent exports of one target into one
-    folder run one after the other instead of silently replacing each other's result."""
-    lock_path = destination.parent / f".{destination.name}.lock"
-    with lock_path.open("a") as handle:
+    """An exclusive lock on the output folder: concurrent exports into one folder run one
+    after the other instead of silently replacing each other's result. The lock is the
+    folder itself (flock on its descriptor), so nothing is left behind."""
+    import os
+
+    handle = os.open(destination.parent, os.O_RDONLY)
+    try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            logger.warning("waiting for another export into %s to finish", destination)
+            logger.warning("waiting for another export into %s to finish", destination.parent)
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        os.close(handle)
 
 
 def _remove_stale_work(destination: Path) -> list[Path]:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rtmw.errors import RtmwError
+from rtmw.errors import RtmwError, UsageError
 
 # bench device profile → device name handed to the runtimes
 RUNTIME_DEVICE = {"cpu": "cpu", "arm": "cpu", "cuda": "cuda", "jetson": "cuda"}
@@ -165,7 +165,7 @@ PROFILES: dict[str, Callable[[], dict[str, Any]]] = {
 def environment(device: str) -> dict[str, Any]:
     """The environment record of a run; raises DeviceNotPresent for an absent device."""
     if device not in PROFILES:
-        raise RtmwError(f"unknown --device {device!r}; known: {', '.join(PROFILES)}")
+        raise UsageError(f"unknown --device {device!r}; known: {', '.join(PROFILES)}")
     profile = PROFILES[device]()
     return {
         "host": socket.gethostname(),

@@ -141,6 +141,15 @@ def budget_for(budgets: dict[str, Any], target: str, precision: str) -> Budget:
         missing = [p for p in PARTS if p not in table]
         if missing:
             raise GateConfigError(f"budget {key} for {target} lacks parts: {', '.join(missing)}")
+    try:
+        return _budget(merged)
+    except (TypeError, ValueError) as exc:
+        raise GateConfigError(
+            f"budget for {target}: every budget must be a number ({exc})"
+        ) from None
+
+
+def _budget(merged: dict[str, Any]) -> Budget:
     apply_to = str(merged.get("apply_to", "point"))
     if apply_to not in APPLY_TO:
         raise GateConfigError(f"apply_to must be one of {APPLY_TO}, got {apply_to!r}")

@@ -25,7 +25,7 @@ from rtmw.bench.environment import RUNTIME_DEVICE, environment
 from rtmw.bench.report import SCHEMA, render
 from rtmw.bench.timing import TimingPlan, time_frame, time_inference
 from rtmw.data.predict import EvalSet, load_eval_set, read_image
-from rtmw.errors import MissingDependency, RtmwError
+from rtmw.errors import MissingDependency, RtmwError, UsageError
 from rtmw.hashing import sha256_file
 from rtmw.pipeline.draw import draw_poses
 from rtmw.pipeline.preprocess import preprocess
@@ -266,7 +266,7 @@ def bench(
     eval_set = None
     if settings.ann_file:
         if not settings.image_dir:
-            raise RtmwError("--ann needs --data (the image folder)")
+            raise UsageError("--ann needs --data (the image folder)")
         eval_set = load_eval_set(
             settings.image_dir, settings.ann_file, settings.det_file, limit=settings.limit
         )

@@ -61,17 +61,30 @@ def _batches(value: str) -> tuple[int, ...]:
     show_default=True,
 )
 @click.option("--batch", "batch", default="1,8", show_default=True, help="Batch sizes.")
-@click.option("--threads", type=int, default=None, help="Threads per runtime (pinned).")
-@click.option("--warmup", default=1.0, show_default=True, help="Warm-up seconds.")
-@click.option("--seconds", type=float, default=2.0, show_default=True, help="Seconds per repeat.")
 @click.option(
-    "--iters", type=int, default=None, help="Iterations per repeat (overrides --seconds)."
+    "--threads", type=click.IntRange(min=1), default=None, help="Threads per runtime (pinned)."
 )
-@click.option("--repeats", default=3, show_default=True)
+@click.option(
+    "--warmup", type=click.FloatRange(min=0), default=1.0, show_default=True,
+    help="Warm-up seconds.",
+)  # fmt: skip
+@click.option(
+    "--seconds", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+    help="Seconds per repeat.",
+)  # fmt: skip
+@click.option(
+    "--iters",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Iterations per repeat (overrides --seconds).",
+)
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--data", "image_dir", type=click.Path(file_okay=False), help="Image folder.")
 @click.option("--ann", "ann_file", type=click.Path(dir_okay=False), help="COCO-WholeBody JSON.")
 @click.option("--dets", "det_file", type=click.Path(dir_okay=False), help="Person detections.")
-@click.option("--limit", type=int, default=None, help="Evaluate the first N images only.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="Evaluate the first N images only."
+)
 @click.option("--flip/--no-flip", default=True, show_default=True, help="Flip test.")
 @click.option("--reference", type=click.Path(file_okay=False), help="FP32 artifact for fidelity.")
 @click.option("--targets", default="", help="With a checkpoint: export these targets first.")
@@ -211,7 +224,7 @@ def report_command(files: tuple[str, ...], out: str | None) -> None:
 @click.option("--data", "image_dir", type=click.Path(file_okay=False))
 @click.option("--ann", "ann_file", type=click.Path(dir_okay=False))
 @click.option("--dets", "det_file", type=click.Path(dir_okay=False))
-@click.option("--limit", type=int, default=None)
+@click.option("--limit", type=click.IntRange(min=1), default=None)
 @click.option("--out", type=click.Path(file_okay=False), help="One-shot form: work folder.")
 @click.option(
     "--allow-onnx-only",

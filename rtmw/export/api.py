@@ -17,7 +17,7 @@ from tqdm import tqdm
 from rtmw import __version__
 from rtmw.artifact import Manifest, hash_files, now_utc, read_artifact, staging, write_manifest
 from rtmw.calib.calibset import CalibrationSet, check_matches_model, load_calibration_set
-from rtmw.errors import MissingDependency, RtmwError
+from rtmw.errors import MissingDependency, RtmwError, UsageError
 from rtmw.export.context import DEFAULT_OPSET, ExportContext
 from rtmw.export.int8 import VERIFY_HOLDOUT
 from rtmw.export.registry import TargetOutput, TargetSpec, get_target, list_targets
@@ -84,6 +84,8 @@ def expand_targets(targets: str | Sequence[str], *, include_int8: bool = True) -
             and (include_int8 or get_target(t).precision != "int8")
             and unavailable_reason(get_target(t)) is None
         ]
+    if not flat:
+        raise UsageError("no targets given (see rtmw-export --list)")
     for name in flat:
         get_target(name)  # unknown names fail here, listing the known ones
     return list(dict.fromkeys(flat))

@@ -50,7 +50,12 @@ def check_boxes(boxes: object, image_shape: tuple[int, ...] | None = None) -> np
     A box partly outside the image is normal (a truncated person); one entirely
     outside it, or degenerate, is a caller's bug and is refused.
     """
-    array = np.asarray(boxes, dtype=np.float64)
+    try:
+        array = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"boxes must be numbers, (N, 4) xyxy; got {type(boxes).__name__}"
+        ) from None
     if array.size == 0:
         return np.zeros((0, 4), dtype=np.float64)
     if array.ndim == 1 and array.shape[0] == 4:

@@ -65,7 +65,11 @@ class Runtime(ABC):
     def activate(self) -> Runtime:
         if self.active:
             return self
-        base_device = self.requested_device.split(":")[0]
+        base_device, _, index = self.requested_device.partition(":")
+        if base_device == "cpu" and index:
+            raise DeviceUnavailable(f"{self.name}: 'cpu' takes no device index, got {index!r}")
+        if index and not index.isdigit():
+            raise DeviceUnavailable(f"{self.name}: device index must be a number, got {index!r}")
         if base_device not in self.devices:
             raise DeviceUnavailable(
                 f"{self.name} cannot run on {self.requested_device!r}; it supports "
