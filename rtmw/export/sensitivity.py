@@ -83,17 +83,15 @@ def scan(
 
 
 def table(rows: list[dict[str, Any]]) -> str:
+    from rtmw.markdown import table as markdown_table
+
     header = ["Block", "Kept in float", "argmax agree", *(f"{p} p99 px" for p in PARTS)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        keep = "yes" if row.get("kept") else ""
-        lines.append(
-            "| " + " | ".join([
-                row["block"], keep, f"{row['argmax_agreement']:.1%}",
-                *(f"{row[f'{p}_px_p99']:.2f}" for p in PARTS),
-            ]) + " |"
-        )  # fmt: skip
-    return "\n".join(lines) + "\n"
+    body = [
+        [row["block"], "yes" if row.get("kept") else "", f"{row['argmax_agreement']:.1%}",
+         *(f"{row[f'{p}_px_p99']:.2f}" for p in PARTS)]
+        for row in rows
+    ]  # fmt: skip
+    return "\n".join(markdown_table(header, body)) + "\n"
 
 
 def write(rows: list[dict[str, Any]], out_dir: Path, name: str) -> Path:
