@@ -77,7 +77,10 @@ class OnnxRuntimeRunner(Runtime):
             options["use_tf32"] = "1" if reduced else "0"
         if base == "tensorrt":
             options["trt_fp16_enable"] = "1" if reduced else "0"
-            options["trt_int8_enable"] = "0"  # INT8 artifacts are explicit Q/DQ graphs
+            # INT8 artifacts are explicit Q/DQ graphs: the flag lets TensorRT honour their
+            # scales; nothing else is ever reduced below the contract
+            int8 = self.artifact.manifest.precision == "int8"
+            options["trt_int8_enable"] = "1" if int8 else "0"
         return options
 
     def _read_back(self, options: Any, wanted: str, asked: dict[str, str]) -> None:
