@@ -24,7 +24,10 @@ COMPUTE_LAYERS = {"Convolution", "FullyConnected", "MatMul", "Eltwise", "Reduce"
 
 
 def runtime_precisions(compiled: Any, prefixes: tuple[str, ...] = ()) -> dict[str, int]:
-    """Counts of compute nodes per runtime precision (only those under ``prefixes``)."""
+    """Compute nodes counted by the precision their kernel computes in (the suffix of the
+    runtime model's ``primitiveType``, e.g. ``brgconv_avx512_f32``), only those under
+    ``prefixes``. Not ``runtimePrecision``: that follows the weights' storage type (an FP16
+    IR's convolutions report f16 there while their kernels compute f32)."""
     counts: dict[str, int] = {}
     for op in compiled.get_runtime_model().get_ops():
         info = op.get_rt_info()
@@ -35,7 +38,8 @@ def runtime_precisions(compiled: Any, prefixes: tuple[str, ...] = ()) -> dict[st
             names = info["originalLayersNames"].astype(str)
         if prefixes and not any(n.startswith(prefixes) for n in names.split(",")):
             continue
-        precision = info["runtimePrecision"].astype(str) if "runtimePrecision" in info else "?"
+        kernel = info["primitiveType"].astype(str) if "primitiveType" in info else "?"
+        precision = kernel.rsplit("_", 1)[-1].lower()
         counts[precision] = counts.get(precision, 0) + 1
     return counts
 
