@@ -272,7 +272,8 @@ def test_cli_export_and_errors(rtmw_m_checkpoint: Path, tmp_path: Path) -> None:
         export_main, [str(rtmw_m_checkpoint), "--target", "onnx", "--out", str(tmp_path)]
     )
     assert ok.exit_code == 0, ok.output
-    assert ok.output.strip().splitlines()[-1].startswith("onnx ")
+    *_, line, summary = ok.output.strip().splitlines()
+    assert line.startswith("onnx ") and summary == "export: 1 ok"
     again = runner.invoke(
         export_main, [str(rtmw_m_checkpoint), "--target", "onnx", "--out", str(tmp_path)]
     )
@@ -280,7 +281,7 @@ def test_cli_export_and_errors(rtmw_m_checkpoint: Path, tmp_path: Path) -> None:
     unknown = runner.invoke(
         export_main, [str(rtmw_m_checkpoint), "--target", "coreml", "--out", str(tmp_path)]
     )
-    assert unknown.exit_code == 1
+    assert unknown.exit_code == 2  # a usage error (README's exit-code table)
     assert unknown.output.strip() == (
         "error: unknown target 'coreml'; known: " + ", ".join(list_targets())
     )

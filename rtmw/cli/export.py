@@ -7,7 +7,7 @@ import sys
 import click
 
 from rtmw.cli._common import INT8_POLICY_CHOICES, one_line_errors, setup_logging, status_summary
-from rtmw.errors import RtmwError
+from rtmw.errors import RtmwError, UsageError
 
 
 @click.command(
@@ -113,7 +113,7 @@ def main(
     try:
         expand_targets(requested)  # unknown names are a usage error before any work
     except RtmwError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise UsageError(str(exc)) from None  # one line, exit 2
     results = export(
         checkpoint,
         requested,

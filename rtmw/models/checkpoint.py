@@ -90,7 +90,7 @@ def sniff_format(path: Path) -> str | None:
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
         except (zipfile.BadZipFile, OSError):
-            return "a damaged zip archive"
+            return None  # a torch.save file cut short: torch.load's error says truncated
         if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
             return None
         return f"a zip archive of something else ({', '.join(names[:3]) or 'empty'})"
