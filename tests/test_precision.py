@@ -22,7 +22,7 @@ from rtmw.artifact import read_artifact, write_manifest
 from rtmw.export import export
 from rtmw.export.api import unavailable_reason
 from rtmw.export.registry import get_target
-from rtmw.host import cpu_fingerprint
+from rtmw.host import CAP_VARIABLES, cpu_fingerprint
 from rtmw.models import demo_checkpoint
 from rtmw.runtimes.precision import (
     PrecisionMismatch,
@@ -159,7 +159,7 @@ CAP_PROBE = """
 import json, sys
 import torch
 from rtmw import runtimes
-from rtmw.host import cpu_fingerprint
+from rtmw.host import CAP_VARIABLES, cpu_fingerprint
 with runtimes.open(sys.argv[1]) as runner:
     kernels = {}
     for op in runner.compiled.get_runtime_model().get_ops():
@@ -173,7 +173,7 @@ print(json.dumps({"kernels": kernels, "torch": torch.backends.cpu.get_cpu_capabi
 
 
 def _probe(artifact: Path, env: dict[str, str]) -> dict:
-    clean = {k: v for k, v in os.environ.items() if k not in (*CAP_ENV, "DNNL_MAX_CPU_ISA")}
+    clean = {k: v for k, v in os.environ.items() if k not in CAP_VARIABLES}
     done = subprocess.run(
         [sys.executable, "-c", CAP_PROBE, str(artifact)],
         env={**clean, **env},

@@ -74,17 +74,8 @@ def keypoint_errors_per_image(
     return per_part
 
 
-def keypoint_errors(
-    candidate: dict[int, PoseResult],
-    reference: dict[int, PoseResult],
-    mask: dict[int, np.ndarray] | None = None,
-) -> dict[str, np.ndarray]:
-    """Per-part pixel distances between candidate and reference keypoints (same boxes)."""
-    per_image = keypoint_errors_per_image(candidate, reference, mask)
-    return {
-        part: np.concatenate(values) if values else np.zeros(0)
-        for part, values in per_image.items()
-    }
+def _flat(per_image: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(per_image) if per_image else np.zeros(0)
 
 
 # the keypoint-error statistic the gate judges: p99 of a few hundred keypoints is the
@@ -102,8 +93,7 @@ def quantile_interval(
     seed: int = 0,
 ) -> tuple[float, float] | None:
     """Bootstrap interval (images drawn with replacement) of a keypoint-error quantile."""
-    sizes = np.array([len(v) for v in per_image])
-    if sizes.sum() == 0:
+    if not any(len(v) for v in per_image):
         return None
     rng = np.random.default_rng(seed)
     values = []
@@ -184,17 +174,17 @@ def fidelity(
     bootstrap interval over images for p95 (the statistic the gate judges);
     ``px_p99_all`` covers every keypoint, for the record.
     """
-    every = keypoint_errors(candidate.predictions, reference.predictions)
+    all_per_image = keypoint_errors_per_image(candidate.predictions, reference.predictions)
+    every = {part: _flat(values) for part, values in all_per_image.items()}
+    per_image = all_per_image
     if eval_set is not None:
         mask = reference_correct(reference.predictions, eval_set)
         per_image = keypoint_errors_per_image(candidate.predictions, reference.predictions, mask)
-    else:
-        per_image = keypoint_errors_per_image(candidate.predictions, reference.predictions)
     parts: dict[str, Any] = {}
     for part in PARTS:
         cand = candidate.evaluation.parts[part]
         ref = reference.evaluation.parts[part]
-        judged = np.concatenate(per_image[part]) if per_image[part] else np.zeros(0)
+        judged = _flat(per_image[part])
         p50, p99 = _percentiles(judged)
         parts[part] = {
             "px_p50": p50,

@@ -103,7 +103,9 @@ def _check_keys(data: dict[str, Any], path: Path) -> None:
         if not isinstance(data.get(group, {}), dict):
             raise GateConfigError(f"{path}: [{group}] must be a table of tables")
         layers += [(f"{group}.{k}", v) for k, v in data.get(group, {}).items()]
-    unknown_precisions = set(data.get("precision", {})) - {"fp32", "fp16", "bf16", "int8"}
+    from rtmw.runtimes.precision import PRECISIONS
+
+    unknown_precisions = set(data.get("precision", {})) - set(PRECISIONS)
     if unknown_precisions:
         raise GateConfigError(f"{path}: unknown precision table(s) {sorted(unknown_precisions)}")
     for name, layer in layers:

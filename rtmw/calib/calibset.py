@@ -31,6 +31,8 @@ from rtmw.pipeline.preprocess import BBOX_PADDING, MEAN_RGB, STD_RGB, preprocess
 logger = logging.getLogger(__name__)
 
 SCHEMA = "rtmw.calib/1"
+# crop sides (pixels) a model input can have: anything else is a typo, not a model
+INPUT_SIDE_RANGE = (16, 4096)
 MANIFEST_KEYS = {"schema", "input_size", "n", "seed", "normalisation", "source", "images",
                  "shares", "requested_shares", "tensor_sha256"}  # fmt: skip
 MIN_CROPS = 32
@@ -174,7 +176,8 @@ def build_calibration_set(
     progress: bool = True,
 ) -> CalibrationSet:
     """Sample ``n`` person crops (seeded, stratified) and preprocess them like inference."""
-    if len(input_size) != 2 or min(input_size) < 16 or max(input_size) > 4096:
+    low, high = INPUT_SIDE_RANGE
+    if len(input_size) != 2 or min(input_size) < low or max(input_size) > high:
         raise CalibrationError(
             f"input size {input_size[0]}x{input_size[1]} is not a model input (WIDTHxHEIGHT, "
             "e.g. 192x256)"

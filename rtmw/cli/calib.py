@@ -14,7 +14,9 @@ def _size(value: str) -> tuple[int, int]:
         raise click.BadParameter(
             f"WIDTHxHEIGHT expected, e.g. 192x256; got {value!r}", param_hint="--input-size"
         ) from None
-    if min(width, height) < 16 or max(width, height) > 4096:
+    from rtmw.calib.calibset import INPUT_SIDE_RANGE
+
+    if min(width, height) < INPUT_SIDE_RANGE[0] or max(width, height) > INPUT_SIDE_RANGE[1]:
         raise click.BadParameter(
             f"{value!r} is not a model input size (e.g. 192x256)", param_hint="--input-size"
         )

@@ -50,12 +50,13 @@ class NcnnRunner(Runtime):
         net.opt.use_fp16_arithmetic = arithmetic
         net.opt.use_bf16_storage = False
         net.opt.use_bf16_packed = False
-        net.opt.use_int8_inference = self.artifact.manifest.precision == "int8"
+        int8 = self.artifact.manifest.precision == "int8"
+        net.opt.use_int8_inference = int8
         wanted = {
             "use_fp16_storage": fp16,
             "use_fp16_arithmetic": arithmetic,
             "use_bf16_storage": False,
-            "use_int8_inference": bool(net.opt.use_int8_inference),
+            "use_int8_inference": int8,
         }
         got = {key: bool(getattr(net.opt, key)) for key in wanted}
         if got != wanted:
