@@ -53,7 +53,7 @@ def run_demo(
     from rtmw.calib import build_calibration_set, save_calibration_set
     from rtmw.data.synthetic import make_dataset
     from rtmw.export import export, get_target
-    from rtmw.export.api import unavailable_reason
+    from rtmw.export import unavailable_reason
     from rtmw.host import cpu_fingerprint, describe
     from rtmw.models import DEMO_NAME, demo_checkpoint
 

@@ -382,7 +382,8 @@ def test_non_finite_keypoints_are_never_scored(tiny_val: object, value: float) -
 def test_image_size_must_match_the_annotation(tiny_val: object, tmp_path: Path) -> None:
     import cv2
 
-    from rtmw.data.predict import load_eval_set, predict
+    from rtmw.data.evalset import load_eval_set
+    from rtmw.harness import predict
     from rtmw.pipeline import TopDown
 
     images = tmp_path / "images"

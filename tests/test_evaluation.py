@@ -204,7 +204,8 @@ def test_image_subset_scores_only_those_images(synthetic_val: SyntheticDataset) 
 
 def test_eval_set_boxes_and_prediction_loop(synthetic_val: SyntheticDataset) -> None:
     """GT and detector boxes both feed the shared predict/evaluate loop."""
-    from rtmw.data.predict import evaluate_pose, load_eval_set
+    from rtmw.data.evalset import load_eval_set
+    from rtmw.harness import evaluate_pose
     from rtmw.pipeline import TopDown
 
     gt = load_eval_set(synthetic_val.image_dir, synthetic_val.ann_file, limit=3)

@@ -15,7 +15,8 @@ from rtmw.artifact import read_artifact
 from rtmw.calib import CalibrationSet, build_calibration_set
 from rtmw.data.synthetic import make_dataset
 from rtmw.export import export, get_target
-from rtmw.export.int8 import HEAD_HIGH_PRECISION, block_of, crop_oks_metric
+from rtmw.export.quant_policy import HEAD_HIGH_PRECISION, block_of
+from rtmw.harness import crop_similarity as crop_oks_metric
 from rtmw.models import demo_checkpoint
 
 pytestmark = [
@@ -109,7 +110,7 @@ needs_ncnn = pytest.mark.skipif(
 @needs_ncnn
 def test_ncnn_int8_runs_ncnns_int8_layers(int8_artifacts: dict) -> None:
     from rtmw import runtimes
-    from rtmw.export.ncnn_int8 import TAG_INT8, read_param
+    from rtmw.export.targets.ncnn.int8_format import TAG_INT8, read_param
 
     result = int8_artifacts["results"]["ncnn-int8"]
     assert result.status == "ok", result.reason
@@ -287,6 +288,6 @@ def test_cli_int8_and_listing(calib_set: CalibrationSet, tmp_path: Path) -> None
 
 def test_cli_policy_choices_match_policies() -> None:
     from rtmw.cli._common import INT8_POLICY_CHOICES
-    from rtmw.export.int8 import POLICIES
+    from rtmw.export.quant_policy import POLICIES
 
     assert set(INT8_POLICY_CHOICES) == set(POLICIES)

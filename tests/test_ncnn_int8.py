@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtmw.export.ncnn_int8 import (
+from rtmw.export.targets.ncnn.int8_format import (
     TAG_FP16,
     TAG_INT8,
     NcnnInt8Error,

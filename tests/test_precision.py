@@ -20,7 +20,7 @@ from conftest import has_module
 from rtmw import runtimes
 from rtmw.artifact import read_artifact, write_manifest
 from rtmw.export import export
-from rtmw.export.api import unavailable_reason
+from rtmw.export.registry import unavailable_reason
 from rtmw.export.registry import get_target
 from rtmw.host import CAP_VARIABLES, cpu_fingerprint
 from rtmw.models import demo_checkpoint

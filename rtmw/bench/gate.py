@@ -23,8 +23,8 @@ from typing import Any, TypeGuard
 import numpy as np
 import tomllib
 
-from rtmw.data.wholebody import PARTS
 from rtmw.errors import RtmwError
+from rtmw.keypoints import PARTS
 
 DEFAULT_BUDGETS_FILE = Path(__file__).with_name("gates.toml")
 APPLY_TO = ("point", "interval")

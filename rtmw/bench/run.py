@@ -20,12 +20,12 @@ from tqdm import tqdm
 
 from rtmw import runtimes
 from rtmw.artifact import Artifact, read_artifact
-from rtmw.bench.accuracy import AccuracyRun, fidelity, run_accuracy
 from rtmw.bench.environment import RUNTIME_DEVICE, environment
 from rtmw.bench.report import SCHEMA, render
 from rtmw.bench.timing import TimingPlan, time_frame, time_inference
-from rtmw.data.predict import EvalSet, load_eval_set, read_image
+from rtmw.data.evalset import EvalSet, load_eval_set, read_image
 from rtmw.errors import MissingDependency, RtmwError, UsageError
+from rtmw.harness import AccuracyRun, fidelity, run_accuracy
 from rtmw.hashing import sha256_file
 from rtmw.pipeline.draw import draw_poses
 from rtmw.pipeline.preprocess import preprocess

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from rtmw.data.predict import read_image
+from rtmw.data.evalset import read_image
 from rtmw.data.wholebody import PART_SLICES, load_annotations, load_detections
 from rtmw.errors import DataError, RtmwError
 from rtmw.hashing import sha256_file

@@ -15,7 +15,7 @@ from rtmw.errors import RtmwError
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# rtmw.export.int8.POLICIES, spelled here so that --help does not import torch
+# rtmw.export.quant_policy.POLICIES, spelled here so that --help does not import torch
 # (tests/test_int8.py holds the two equal).
 INT8_POLICY_CHOICES = ("head-fp32", "head-neck-fp32", "none")
 

@@ -1,4 +1,10 @@
-"""``export(checkpoint, targets, out_dir)``: the Python surface of ``rtmw-export``."""
+"""``export(checkpoint, targets, out_dir)``: the Python surface of ``rtmw-export``.
+
+Orchestration only: read the checkpoint, build the typed options, then per target
+stage → build (the target's function) → manifest → verify against torch (on the
+target's verification device, with its verification inputs) → rename. Everything that
+differs per backend is a hook on the target's :class:`~rtmw.export.registry.TargetSpec`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,8 @@ import logging
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +25,23 @@ from rtmw import __version__
 from rtmw.artifact import Manifest, hash_files, now_utc, read_artifact, staging, write_manifest
 from rtmw.calib.calibset import CalibrationSet, check_matches_model, load_calibration_set
 from rtmw.errors import MissingDependency, RtmwError, UsageError
-from rtmw.export.context import DEFAULT_OPSET, ExportContext
-from rtmw.export.int8 import VERIFY_HOLDOUT
-from rtmw.export.registry import TargetOutput, TargetSpec, get_target, list_targets
+from rtmw.export import targets as _builtin_targets  # noqa: F401  (registers the targets)
+from rtmw.export.context import (
+    DEFAULT_OPSET,
+    AccuracyControl,
+    EngineOptions,
+    ExportContext,
+    ExportOptions,
+)
+from rtmw.export.onnx_step import check_opset
+from rtmw.export.quant_policy import check_policy
+from rtmw.export.registry import (
+    TargetFn,
+    TargetSpec,
+    get_target,
+    list_targets,
+    unavailable_reason,
+)
 from rtmw.export.verify import (
     DEFAULT_TOLERANCES,
     Tolerances,
@@ -30,28 +51,31 @@ from rtmw.export.verify import (
 )
 from rtmw.host import cpu_fingerprint
 from rtmw.models import model_from_contents, read_checkpoint
+from rtmw.models.inference import TorchInference
 
 logger = logging.getLogger(__name__)
-
-# Installed-package name per importable module, for "pip install" hints.
-EXTRAS = {
-    "onnx": "onnx",
-    "onnxruntime": "onnx",
-    "onnxconverter_common": "onnx",
-    "openvino": "openvino-runtime",
-    "pnnx": "ncnn",
-    "ncnn": "ncnn",
-}
 
 
 class VerificationFailed(RtmwError):
     """The exported model does not reproduce torch within the precision's tolerances."""
 
 
+class ExportStatus(str, Enum):
+    """How one target's export ended. A ``str`` so that it reads and compares as text."""
+
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # a missing package or a host that cannot run the target
+    ONNX_ONLY = "onnx-only"  # the backend is absent: its verified ONNX stand-in was written
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass
 class ExportResult:
     target: str
-    status: str  # ok | failed | skipped | onnx-only
+    status: ExportStatus
     path: Path | None = None
     reason: str = ""
     seconds: float = 0.0
@@ -60,7 +84,7 @@ class ExportResult:
     exit_code: int = 0
 
     def line(self) -> str:
-        if self.status == "ok" and self.verification:
+        if self.status == ExportStatus.OK and self.verification:
             v = self.verification
             figures = (
                 f"max|Δ| {max(v['max_abs_diff_x'], v['max_abs_diff_y']):.3g} "
@@ -68,7 +92,7 @@ class ExportResult:
             )
             size = f"{self.size_mb:7.1f} MB {self.seconds:6.1f} s"
             return f"{self.target:<14} ok        {size}  {figures}"
-        return f"{self.target:<14} {self.status:<9} {self.reason}"
+        return f"{self.target:<14} {self.status.value:<9} {self.reason}"
 
 
 def expand_targets(targets: str | Sequence[str], *, include_int8: bool = True) -> list[str]:
@@ -91,6 +115,41 @@ def expand_targets(targets: str | Sequence[str], *, include_int8: bool = True) -
     return list(dict.fromkeys(flat))
 
 
+def export_options(
+    *,
+    opset: int = DEFAULT_OPSET,
+    simplify: bool = True,
+    int8_policy: str = "head-fp32",
+    int8_keep: Sequence[str] = (),
+    accuracy_control: float | None = None,
+    accuracy_control_seconds: float | None = None,
+    engine: EngineOptions | dict[str, Any] | None = None,
+    progress: bool = False,
+) -> ExportOptions:
+    """Checked :class:`ExportOptions` from plain values: a bad value is a usage error
+    before any work, not one failure per target."""
+    check_opset(opset)
+    check_policy(int8_policy)
+    if accuracy_control is not None and not 0 < accuracy_control < 1:
+        raise UsageError(f"accuracy control max drop must be in (0, 1), got {accuracy_control}")
+    if isinstance(engine, dict):
+        try:
+            engine = EngineOptions(**engine)
+        except TypeError as exc:
+            raise UsageError(f"engine settings: {exc}") from None
+    return ExportOptions(
+        opset=opset,
+        simplify=simplify,
+        int8_policy=int8_policy,
+        int8_keep=tuple(int8_keep),
+        accuracy_control=None
+        if accuracy_control is None
+        else AccuracyControl(accuracy_control, accuracy_control_seconds),
+        engine=engine or EngineOptions(),
+        progress=progress,
+    )
+
+
 def _tools(extra: dict[str, str]) -> dict[str, str]:
     import cv2
     import torch
@@ -105,62 +164,48 @@ def _tools(extra: dict[str, str]) -> dict[str, str]:
     }
 
 
-def unavailable_reason(spec: TargetSpec) -> str | None:
-    """Why this host cannot build and verify ``spec`` (hardware, not packages), or None."""
-    return spec.unavailable() if spec.unavailable is not None else None
-
-
 def _missing_modules(spec: TargetSpec) -> list[str]:
     return [m for m in spec.requires if importlib.util.find_spec(m) is None]
 
 
-class _TorchReference:
-    def __init__(self, ctx: ExportContext) -> None:
-        import torch
+@dataclass(frozen=True)
+class _Build:
+    """One artifact to build: under which name and format, with which function, verified
+    on which device."""
 
-        from rtmw.runtimes.torch import pin_ieee_fp32
-
-        pin_ieee_fp32(torch)  # the reference is IEEE f32 on every host
-        self.model = ctx.model
-
-    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
-        with torch.inference_mode():
-            x, y = self.model(torch.from_numpy(batch))
-        return x.numpy(), y.numpy()
+    name: str
+    format: str
+    build: TargetFn
+    device: str
 
 
 def _write_artifact(
     ctx: ExportContext,
+    spec: TargetSpec,
+    build: _Build,
     destination: Path,
-    target: str,
-    fmt: str,
-    precision: str,
-    build: Any,
     inputs: dict[str, np.ndarray],
     tolerances: Tolerances,
-    device: str,
     overwrite: bool,
 ) -> tuple[Path, dict[str, Any]]:
     """Build into a staging folder, verify against torch, then rename into place."""
     from rtmw import runtimes
 
     with staging(destination, overwrite=overwrite) as stage:
-        output: TargetOutput = build(ctx, stage)
+        output = build.build(ctx, stage)
         manifest = Manifest(
             model=ctx.config.name,
             input_size=ctx.config.input_size,
-            target=target,
-            format=fmt,
-            precision=precision,
+            target=build.name,
+            format=build.format,
+            precision=spec.precision,
             files=hash_files(stage, output.files),
             source={"checkpoint": str(ctx.checkpoint.path), "sha256": ctx.checkpoint.sha256},
             tools=_tools(output.tools),
             num_keypoints=ctx.config.num_keypoints,
             simcc_split_ratio=ctx.config.simcc_split_ratio,
             calibration=ctx.calibration.describe()
-            if precision == "int8" and ctx.calibration is not None
+            if spec.precision == "int8" and ctx.calibration is not None
             else None,
             io=output.io,
             options=output.options,
@@ -168,20 +213,21 @@ def _write_artifact(
             created=now_utc(),
         )
         write_manifest(stage, manifest)
-        runner = runtimes.open(read_artifact(stage, allow_staging=True), device=device)
+        runner = runtimes.open(read_artifact(stage, allow_staging=True), device=build.device)
         try:
-            report = compare(runner, _TorchReference(ctx), inputs, tolerances)
+            report = compare(runner, TorchInference(ctx.model), inputs, tolerances)
             ran_on, execution = runner.device, dict(runner.execution)
         finally:
             runner.close()
         manifest.verification = report.to_dict()
-        manifest.verification["device"] = device
+        manifest.verification["device"] = build.device
         manifest.verification["device_used"] = ran_on
         manifest.verification["execution"] = execution
         write_manifest(stage, manifest)
         if not report:
             raise VerificationFailed(
-                f"{target}: verification failed: {'; '.join(report.failures)} ({report.summary()})"
+                f"{build.name}: verification failed: {'; '.join(report.failures)} "
+                f"({report.summary()})"
             )
     return destination, manifest.verification
 
@@ -195,24 +241,32 @@ def export(
     simplify: bool = True,
     overwrite: bool = False,
     tolerances: dict[str, Tolerances] | None = None,
-    engine: dict[str, Any] | None = None,
+    engine: EngineOptions | dict[str, Any] | None = None,
     progress: bool = False,
     calib: str | Path | CalibrationSet | None = None,
     int8_policy: str = "head-fp32",
+    int8_keep: Sequence[str] = (),
     accuracy_control: float | None = None,
     accuracy_control_seconds: float | None = None,
+    options: ExportOptions | None = None,
 ) -> list[ExportResult]:
     """Export one checkpoint to each target under ``out_dir/<target>``; never raises per target.
 
-    Each result carries its status and exit code: 0 ok, 1 failed, 3 a missing backend
-    (for ``trt-fp16`` without TensorRT, the verified TensorRT-ready ONNX is written to
-    ``out_dir/trt-fp16-onnx``). INT8 targets need ``calib`` (a set made by
-    rtmw-calib, checked against the model's input size); they are verified on person
-    crops and held-out calibration crops, not on noise.
+    Each result carries its status and exit code: 0 ok, 1 failed, 2 usage (INT8 without
+    a calibration set), 3 a missing backend (for ``trt-fp16`` without TensorRT, the
+    verified TensorRT-ready ONNX is written to ``out_dir/trt-fp16-onnx``), 4 a host that
+    cannot run the target. INT8 targets need ``calib`` (a set made by rtmw-calib, checked
+    against the model's input size); they are verified on person crops and held-out
+    calibration crops, not on noise. ``options`` replaces the keyword settings at once.
     """
-    from rtmw.export.onnx import check_opset
-
-    check_opset(opset)  # before any work: a bad opset is a usage error, not 12 failures
+    if options is None:
+        options = export_options(
+            opset=opset, simplify=simplify, int8_policy=int8_policy, int8_keep=int8_keep,
+            accuracy_control=accuracy_control, accuracy_control_seconds=accuracy_control_seconds,
+            engine=engine, progress=progress,
+        )  # fmt: skip
+    else:
+        options = replace(options, progress=progress or options.progress)
     names = expand_targets(targets, include_int8=calib is not None)
     contents = read_checkpoint(checkpoint)
     model, config = model_from_contents(contents)
@@ -220,22 +274,8 @@ def export(
     if calib is not None:
         calibration = calib if isinstance(calib, CalibrationSet) else load_calibration_set(calib)
         check_matches_model(calibration, config.input_size, config.name)
-    ctx = ExportContext(
-        model,
-        config,
-        contents,
-        opset=opset,
-        simplify=simplify,
-        options={
-            "engine": engine or {},
-            "int8_policy": int8_policy,
-            "accuracy_control": accuracy_control,
-            "accuracy_control_seconds": accuracy_control_seconds,
-            "progress": progress,
-        },
-        calibration=calibration,
-    )
-    inputs = verification_inputs(config.input_size)
+    ctx = ExportContext(model, config, contents, options=options, calibration=calibration)
+    shared_inputs = verification_inputs(config.input_size)
     limits = {**DEFAULT_TOLERANCES, **(tolerances or {})}
     out = Path(out_dir)
     results = []
@@ -243,7 +283,9 @@ def export(
     try:
         for name in bar:
             bar.set_postfix_str(name)
-            results.append(_export_one(ctx, get_target(name), out, inputs, limits, overwrite))
+            spec = get_target(name)
+            results.append(_export_one(ctx, spec, out, shared_inputs, limits[spec.precision],
+                                       overwrite))  # fmt: skip
     finally:
         ctx.close()
     return results
@@ -253,56 +295,53 @@ def _export_one(
     ctx: ExportContext,
     spec: TargetSpec,
     out: Path,
-    inputs: dict[str, np.ndarray],
-    limits: dict[str, Tolerances],
+    shared_inputs: dict[str, np.ndarray],
+    tolerances: Tolerances,
     overwrite: bool,
 ) -> ExportResult:
     start = time.perf_counter()
     missing = _missing_modules(spec)
     if missing:
-        extra = EXTRAS.get(missing[0], missing[0])
         return ExportResult(
             spec.name,
-            "skipped",
-            reason=f"{', '.join(missing)} not installed (pip install 'rtmw[{extra}]')",
-            exit_code=3,
+            ExportStatus.SKIPPED,
+            reason=f"{', '.join(missing)} not installed (pip install 'rtmw[{spec.extra}]')",
+            exit_code=MissingDependency.exit_code,
         )
     reason = unavailable_reason(spec)
     if reason is not None:
-        return ExportResult(spec.name, "skipped", reason=reason, exit_code=4)
-    if spec.precision == "int8":
-        if ctx.calibration is None:
+        return ExportResult(spec.name, ExportStatus.SKIPPED, reason=reason, exit_code=4)
+    try:
+        inputs = shared_inputs
+        if spec.verify_inputs is not None:
+            inputs = spec.verify_inputs(ctx, shared_inputs)
+        fallback = spec.onnx_fallback
+        stand_in = fallback.missing() if fallback is not None else None
+        if fallback is not None and stand_in is not None:
+            name = spec.name + fallback.suffix
+            path, verification = _write_artifact(
+                ctx, spec, _Build(name, "onnx", fallback.build, "cpu"), out / name, inputs,
+                tolerances, overwrite,
+            )  # fmt: skip
             return ExportResult(
                 spec.name,
-                "failed",
-                reason="INT8 needs a calibration set (--calib, made by rtmw-calib); "
-                "there is no random-data fallback",
-                exit_code=2,
+                ExportStatus.ONNX_ONLY,
+                path,
+                reason=f"{stand_in}; the ONNX for building on the target is at "
+                f"{path / 'model.onnx'} (verified in onnxruntime)",
+                verification=verification,
+                seconds=time.perf_counter() - start,
+                exit_code=MissingDependency.exit_code,
+                size_mb=read_artifact(path).size_bytes / 1e6,
             )
-        _, holdout = ctx.calibration.split(VERIFY_HOLDOUT)
-        inputs = {"persons": inputs["persons"], "calib_holdout": holdout}
-    try:
-        if spec.format == "tensorrt":
-            from rtmw.runtimes.tensorrt import tensorrt_available
-
-            if not tensorrt_available() and spec.onnx_fallback is not None:
-                return _tensorrt_ready_onnx(ctx, spec, out, inputs, limits, overwrite, start)
+        build = _Build(spec.name, spec.format, spec.build, spec.verify_device)
         path, verification = _write_artifact(
-            ctx,
-            out / spec.name,
-            spec.name,
-            spec.format,
-            spec.precision,
-            spec.build,
-            inputs,
-            limits[spec.precision],
-            "cuda" if spec.format == "tensorrt" else "cpu",
-            overwrite,
+            ctx, spec, build, out / spec.name, inputs, tolerances, overwrite
         )
     except RtmwError as exc:
         return ExportResult(
             spec.name,
-            "failed",
+            ExportStatus.FAILED,
             reason=str(exc),
             exit_code=exc.exit_code,
             seconds=time.perf_counter() - start,
@@ -311,78 +350,17 @@ def _export_one(
         logger.debug("export of %s failed", spec.name, exc_info=True)
         reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
         return ExportResult(
-            spec.name, "failed", reason=reason, exit_code=1, seconds=time.perf_counter() - start
+            spec.name,
+            ExportStatus.FAILED,
+            reason=reason,
+            exit_code=1,
+            seconds=time.perf_counter() - start,
         )
-    artifact = read_artifact(path)
     return ExportResult(
         spec.name,
-        "ok",
+        ExportStatus.OK,
         path,
         seconds=time.perf_counter() - start,
-        size_mb=artifact.size_bytes / 1e6,
-        verification=verification,
-    )
-
-
-def _tensorrt_ready_onnx(
-    ctx: ExportContext,
-    spec: TargetSpec,
-    out: Path,
-    inputs: dict[str, np.ndarray],
-    limits: dict[str, Tolerances],
-    overwrite: bool,
-    start: float,
-) -> ExportResult:
-    assert spec.onnx_fallback is not None
-    name = f"{spec.name}-onnx"
-    path, verification = _write_artifact(
-        ctx,
-        out / name,
-        name,
-        "onnx",
-        spec.precision,
-        spec.onnx_fallback,
-        inputs,
-        limits[spec.precision],
-        "cpu",
-        overwrite,
-    )
-    reason = (
-        f"TensorRT not installed; the ONNX for building on the target is at "
-        f"{path / 'model.onnx'} (verified in onnxruntime)"
-    )
-    return ExportResult(
-        spec.name,
-        "onnx-only",
-        path,
-        reason=reason,
-        verification=verification,
-        seconds=time.perf_counter() - start,
-        exit_code=MissingDependency.exit_code,
         size_mb=read_artifact(path).size_bytes / 1e6,
+        verification=verification,
     )
-
-
-def sensitivity_scan(
-    checkpoint: str | Path,
-    calib: str | Path | CalibrationSet,
-    out_dir: str | Path,
-    *,
-    int8_policy: str = "head-fp32",
-    progress: bool = True,
-) -> tuple[Path, str]:
-    """Quantise one block at a time; write and return the per-part damage table."""
-    from rtmw.export import sensitivity
-    from rtmw.export.int8 import POLICIES
-
-    contents = read_checkpoint(checkpoint)
-    model, config = model_from_contents(contents)
-    calibration = calib if isinstance(calib, CalibrationSet) else load_calibration_set(calib)
-    check_matches_model(calibration, config.input_size, config.name)
-    ctx = ExportContext(model, config, contents, calibration=calibration)
-    try:
-        rows = sensitivity.scan(ctx, POLICIES[int8_policy], progress=progress)
-    finally:
-        ctx.close()
-    path = sensitivity.write(rows, Path(out_dir), config.name)
-    return path, sensitivity.table(rows)

@@ -1,12 +1,17 @@
-"""State shared by the targets of one export run: the model and the shared ONNX step."""
+"""The typed options of an export run and the state its targets share.
+
+A leaf of ``rtmw.export``: it imports no other export module. Targets receive an
+:class:`ExportContext` whose ``options`` is a frozen :class:`ExportOptions`, never a dict.
+"""
 
 from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 from rtmw.calib.calibset import CalibrationSet
 from rtmw.models import RTMW, RTMWConfig
@@ -15,6 +20,46 @@ from rtmw.models.checkpoint import CheckpointContents
 logger = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
+DEFAULT_INT8_POLICY = "head-fp32"
+TrtInt8Route = Literal["qdq", "calibrator"]
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """TensorRT engine settings: the batch profile, workspace, timing cache, INT8 route.
+
+    ``int8_route`` "qdq" builds from the explicit Q/DQ ONNX (TensorRT 10 and 11);
+    "calibrator" is TensorRT 10's implicit entropy calibration on our crops.
+    """
+
+    min_batch: int = 1
+    opt_batch: int = 8
+    max_batch: int = 32
+    workspace_bytes: int = 2 << 30
+    timing_cache: Path | None = None
+    int8_route: TrtInt8Route = "qdq"
+
+
+@dataclass(frozen=True)
+class AccuracyControl:
+    """NNCF accuracy-controlled quantisation: the largest keypoint-OKS drop and a time limit."""
+
+    max_drop: float
+    seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Everything a target may read besides the model: one frozen record per export run."""
+
+    opset: int = DEFAULT_OPSET
+    simplify: bool = True
+    int8_policy: str = DEFAULT_INT8_POLICY
+    # node-name prefixes kept in float on top of the policy's (rtmw-export --int8-keep)
+    int8_keep: tuple[str, ...] = ()
+    accuracy_control: AccuracyControl | None = None
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    progress: bool = False
 
 
 @dataclass
@@ -22,12 +67,10 @@ class ExportContext:
     model: RTMW
     config: RTMWConfig
     checkpoint: CheckpointContents
-    opset: int = DEFAULT_OPSET
-    simplify: bool = True
-    options: dict[str, Any] = field(default_factory=dict)
+    options: ExportOptions = field(default_factory=ExportOptions)
     calibration: CalibrationSet | None = None
     _scratch: tempfile.TemporaryDirectory[str] | None = None
-    _onnx: dict[str, Path] = field(default_factory=dict)
+    _made: dict[str, Path] = field(default_factory=dict)
 
     @property
     def scratch(self) -> Path:
@@ -35,27 +78,15 @@ class ExportContext:
             self._scratch = tempfile.TemporaryDirectory(prefix="rtmw-export-")
         return Path(self._scratch.name)
 
-    def onnx_fp32(self) -> Path:
-        """The verified-shape FP32 ONNX every other target starts from (made once)."""
-        if "fp32" not in self._onnx:
-            from rtmw.export.onnx import export_onnx
+    def once(self, key: str, make: Callable[[Path], Path], name: str) -> Path:
+        """``make(scratch / name)`` the first time ``key`` is asked for; its path after.
 
-            self._onnx["fp32"] = export_onnx(
-                self.model,
-                self.config,
-                self.scratch / "model_fp32.onnx",
-                opset=self.opset,
-                simplify=self.simplify,
-            )
-        return self._onnx["fp32"]
-
-    def onnx_fp16(self) -> Path:
-        """FP16 ONNX with FP32 islands for the numerically sensitive head ops (made once)."""
-        if "fp16" not in self._onnx:
-            from rtmw.export.onnx import convert_fp16
-
-            self._onnx["fp16"] = convert_fp16(self.onnx_fp32(), self.scratch / "model_fp16.onnx")
-        return self._onnx["fp16"]
+        How the targets of one run share intermediate files (the FP32 and FP16 ONNX, pnnx
+        output) without each making its own.
+        """
+        if key not in self._made:
+            self._made[key] = make(self.scratch / name)
+        return self._made[key]
 
     def close(self) -> None:
         if self._scratch is not None:

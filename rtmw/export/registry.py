@@ -1,4 +1,10 @@
-"""Export targets, one function each, registered by name (no branch-per-format function)."""
+"""Export targets, one function each, registered by name with their backend's hooks.
+
+A leaf of ``rtmw.export``: backends register here (``rtmw.export.targets.*``) and the
+export API reads it; it imports neither. Everything that differs per backend is a field
+of :class:`TargetSpec` (what verifies it, on which device, with which inputs, and what
+stands in where the backend is absent), so the export API carries no backend branches.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rtmw.errors import RtmwError
+import numpy as np
+
+from rtmw.errors import UsageError
 
 if TYPE_CHECKING:
     from rtmw.export.context import ExportContext
@@ -24,6 +32,23 @@ class TargetOutput:
 
 
 TargetFn = Callable[["ExportContext", Path], TargetOutput]
+# the verification inputs a target gets: the shared ones (random tensors and person
+# crops), or what its hook makes of them (INT8: person crops and held-out calibration crops)
+InputsFn = Callable[["ExportContext", dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class OnnxFallback:
+    """What a target writes instead when its backend cannot build here.
+
+    ``missing()`` says why the real build cannot run on this host (None: it can); then
+    ``build`` writes an ONNX artifact named ``<target><suffix>`` that is verified in
+    onnxruntime on the CPU, and the export reports "onnx-only" with exit code 3.
+    """
+
+    missing: Callable[[], str | None]
+    build: TargetFn
+    suffix: str = "-onnx"
 
 
 @dataclass(frozen=True)
@@ -33,11 +58,13 @@ class TargetSpec:
     precision: str
     build: TargetFn
     requires: tuple[str, ...] = ()  # python modules needed to build
+    extra: str = ""  # the rtmw[...] extra that installs them
     description: str = ""
-    # TensorRT targets: what to write and verify in onnxruntime when TensorRT is absent
-    onnx_fallback: TargetFn | None = None
     # why this host cannot build and verify the target (e.g. no native bf16), or None
     unavailable: Callable[[], str | None] | None = None
+    verify_device: str = "cpu"  # where the exported artifact is run to be verified
+    verify_inputs: InputsFn | None = None
+    onnx_fallback: OnnxFallback | None = None
 
 
 TARGETS: dict[str, TargetSpec] = {}
@@ -49,27 +76,32 @@ def register_target(
     format: str,
     precision: str,
     requires: tuple[str, ...] = (),
+    extra: str = "",
     description: str = "",
-    onnx_fallback: TargetFn | None = None,
     unavailable: Callable[[], str | None] | None = None,
+    verify_device: str = "cpu",
+    verify_inputs: InputsFn | None = None,
+    onnx_fallback: OnnxFallback | None = None,
 ) -> Callable[[TargetFn], TargetFn]:
+    """Register the decorated function as target ``name`` (once)."""
+
     def decorator(fn: TargetFn) -> TargetFn:
         if name in TARGETS:
             raise ValueError(f"target registered twice: {name}")
         TARGETS[name] = TargetSpec(
-            name, format, precision, fn, requires, description, onnx_fallback, unavailable
-        )
+            name, format, precision, fn, requires, extra, description, unavailable,
+            verify_device, verify_inputs, onnx_fallback,
+        )  # fmt: skip
         return fn
 
     return decorator
 
 
 def get_target(name: str) -> TargetSpec:
-    _load_builtin_targets()
     try:
         return TARGETS[name]
     except KeyError:
-        raise RtmwError(f"unknown target {name!r}; known: {', '.join(list_targets())}") from None
+        raise UsageError(f"unknown target {name!r}; known: {', '.join(list_targets())}") from None
 
 
 FORMAT_ORDER = ("onnx", "openvino", "ncnn", "tensorrt", "torch")
@@ -77,8 +109,6 @@ PRECISION_ORDER = ("fp32", "fp16", "bf16", "int8")
 
 
 def list_targets() -> list[str]:
-    _load_builtin_targets()
-
     def order(spec: TargetSpec) -> tuple[int, int, str]:
         fmt = FORMAT_ORDER.index(spec.format) if spec.format in FORMAT_ORDER else 99
         return (fmt, PRECISION_ORDER.index(spec.precision), spec.name)
@@ -86,6 +116,6 @@ def list_targets() -> list[str]:
     return [spec.name for spec in sorted(TARGETS.values(), key=order)]
 
 
-def _load_builtin_targets() -> None:
-    # Importing the modules registers their targets; backends are imported lazily inside.
-    from rtmw.export import int8, ncnn, onnx, openvino, tensorrt, torch_target  # noqa: F401
+def unavailable_reason(spec: TargetSpec) -> str | None:
+    """Why this host cannot build and verify ``spec`` (hardware, not packages), or None."""
+    return spec.unavailable() if spec.unavailable is not None else None

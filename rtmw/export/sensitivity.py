@@ -15,29 +15,34 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from rtmw.data.wholebody import PART_SLICES, PARTS
+from rtmw.calib.calibset import CalibrationSet, check_matches_model, load_calibration_set
 from rtmw.export.context import ExportContext
-from rtmw.export.int8 import VERIFY_HOLDOUT, blocks, calibration_crops, quantize_qdq
+from rtmw.export.onnx_step import fp32_onnx
+from rtmw.export.quant_policy import POLICIES, blocks, calibration_crops, holdout_crops
+from rtmw.export.targets.onnxruntime import quantize_qdq
+from rtmw.keypoints import PART_SLICES, PARTS
+from rtmw.models import model_from_contents, read_checkpoint
+from rtmw.optional import import_backend
 from rtmw.pipeline.decode import decode_simcc
-from rtmw.runtimes._imports import import_backend
 
 QUANTISABLE = {"Conv", "MatMul", "Gemm"}
 
 
-def _session(path: Path) -> Any:
-    ort: Any = import_backend("onnxruntime", "onnx")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+def _keypoints(
+    path: Path, crops: np.ndarray, precision: str, input_size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decoded keypoints and argmaxes of one ONNX model, run as an artifact of its precision
+    runs (the onnxruntime adapter with its pinned CPU settings)."""
+    from rtmw import runtimes
 
-
-def _keypoints(path: Path, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    session = _session(path)
     xs, ys = [], []
-    for start in range(0, len(crops), 8):
-        x, y = session.run(None, {session.get_inputs()[0].name: crops[start : start + 8]})
-        xs.append(x)
-        ys.append(y)
+    with runtimes.open_model(
+        path, format="onnx", precision=precision, input_size=input_size
+    ) as runner:
+        for start in range(0, len(crops), 8):
+            x, y = runner(np.ascontiguousarray(crops[start : start + 8]))
+            xs.append(x)
+            ys.append(y)
     simcc_x, simcc_y = np.concatenate(xs), np.concatenate(ys)
     keypoints, _ = decode_simcc(simcc_x, simcc_y)
     return keypoints, simcc_x.argmax(-1), simcc_y.argmax(-1)
@@ -53,10 +58,10 @@ def scan(
     """
     onnx: Any = import_backend("onnx", "onnx")
     crops = calibration_crops(ctx)
-    assert ctx.calibration is not None
-    _, holdout = ctx.calibration.split(VERIFY_HOLDOUT)
-    fp32 = ctx.onnx_fp32()
-    ref_kpts, ref_ax, ref_ay = _keypoints(fp32, holdout)
+    holdout = holdout_crops(ctx)
+    fp32 = fp32_onnx(ctx)
+    size = ctx.config.input_size
+    ref_kpts, ref_ax, ref_ay = _keypoints(fp32, holdout, "fp32", size)
     op_types = {n.name: n.op_type for n in onnx.load(str(fp32)).graph.node}
     cache = ctx.scratch / "sensitivity_calibration.cache"
     rows = []
@@ -65,7 +70,7 @@ def scan(
     for block, nodes in tqdm(grouped, desc="sensitivity", unit="block", disable=not progress):
         out = ctx.scratch / "sensitivity_block.onnx"
         quantize_qdq(fp32, out, crops, include=nodes, symmetric=False, cache=cache)
-        kpts, ax, ay = _keypoints(out, holdout)
+        kpts, ax, ay = _keypoints(out, holdout, "int8", size)
         error = np.linalg.norm(kpts - ref_kpts, axis=-1)
         row: dict[str, Any] = {
             "block": block,
@@ -104,3 +109,25 @@ def write(rows: list[dict[str, Any]], out_dir: Path, name: str) -> Path:
     )
     (out_dir / f"sensitivity-{name}.json").write_text(json.dumps(rows, indent=2) + "\n")
     return md
+
+
+def sensitivity_scan(
+    checkpoint: str | Path,
+    calib: str | Path | CalibrationSet,
+    out_dir: str | Path,
+    *,
+    int8_policy: str = "head-fp32",
+    progress: bool = True,
+) -> tuple[Path, str]:
+    """Quantise one block at a time; write and return the per-part damage table."""
+    contents = read_checkpoint(checkpoint)
+    model, config = model_from_contents(contents)
+    calibration = calib if isinstance(calib, CalibrationSet) else load_calibration_set(calib)
+    check_matches_model(calibration, config.input_size, config.name)
+    ctx = ExportContext(model, config, contents, calibration=calibration)
+    try:
+        rows = scan(ctx, POLICIES[int8_policy], progress=progress)
+    finally:
+        ctx.close()
+    path = write(rows, Path(out_dir), config.name)
+    return path, table(rows)

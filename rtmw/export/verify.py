@@ -8,16 +8,14 @@ and a failure lists all checks that missed, not only the first.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from rtmw.data.wholebody import PART_SLICES
+from rtmw.keypoints import PART_SLICES
+from rtmw.pipeline import InferFn
 from rtmw.pipeline.decode import decode_simcc
-
-InferFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)

@@ -394,7 +394,7 @@ def build(name: str, *, seed: int | None = None) -> RTMW:
 
 def wholebody_dataset_meta() -> dict[str, Any]:
     """``dataset_meta`` as mmpose stores it: plain types plus numpy arrays."""
-    from rtmw.data import wholebody
+    from rtmw import keypoints as wholebody
 
     return {
         "dataset_name": "coco_wholebody",

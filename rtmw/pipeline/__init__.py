@@ -14,12 +14,14 @@ from rtmw.pipeline.preprocess import (
     preprocess,
     warp_matrices,
 )
-from rtmw.pipeline.topdown import PoseResult, TopDown
+from rtmw.pipeline.topdown import DEFAULT_MAX_BATCH, InferFn, PoseResult, TopDown
 
 __all__ = [
+    "DEFAULT_MAX_BATCH",
     "MEAN_RGB",
     "STD_RGB",
     "CropBatch",
+    "InferFn",
     "PoseResult",
     "TopDown",
     "boxes_to_center_scale",

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from rtmw.data.wholebody import NUM_KEYPOINTS, SKELETON, part_of
+from rtmw.keypoints import NUM_KEYPOINTS, SKELETON, part_of
 
 # BGR colours per part; left and right hands differ so swaps are visible at a glance.
 PART_COLORS: dict[str, tuple[int, int, int]] = {

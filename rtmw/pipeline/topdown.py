@@ -12,11 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rtmw.data.wholebody import FLIP_INDICES, NUM_KEYPOINTS
 from rtmw.errors import InputError
+from rtmw.keypoints import FLIP_INDICES, NUM_KEYPOINTS
 from rtmw.pipeline.decode import check_simcc, crop_to_image, decode_simcc, fuse_flip
 from rtmw.pipeline.preprocess import CropBatch, preprocess
 
+# the one inference signature of the project: every runtime adapter, the torch reference
+# and the pipeline speak it: (N,3,H,W) float32 → (simcc_x, simcc_y)
 InferFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 # crops per inference call unless told otherwise: 1000 boxes in one frame must not build a
 # 2000-crop float batch (8.5 GB measured); persons are processed in chunks that fit

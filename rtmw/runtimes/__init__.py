@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from rtmw.artifact import Artifact, read_artifact
+from rtmw.artifact import Artifact, Manifest, hash_files, read_artifact
 from rtmw.errors import RtmwError
 from rtmw.runtimes.base import DeviceUnavailable, Runtime, TensorSpec
 
@@ -48,4 +48,37 @@ def open(
     return runner.activate() if activate else runner
 
 
-__all__ = ["RUNTIMES", "DeviceUnavailable", "Runtime", "TensorSpec", "open", "runtime_class"]
+def open_model(
+    model_file: str | Path,
+    *,
+    format: str,
+    precision: str,
+    input_size: tuple[int, int],
+    device: str = "cpu",
+    threads: int | None = None,
+    files: tuple[str, ...] = (),
+) -> Runtime:
+    """Open a bare model file (no artifact folder) with the adapter and precision contract
+    an artifact of ``format``/``precision`` gets: for work files of an export (quantiser
+    references, per-block sensitivity models), which must run as artifacts run.
+    ``files`` names the model's companion files (an IR's .bin) beside it."""
+    path = Path(model_file)
+    manifest = Manifest(
+        model="work-file", input_size=input_size, target=f"{format}-{precision}",
+        format=format, precision=precision,
+        files=hash_files(path.parent, [path.name, *files]), source={"file": str(path)},
+        tools={}, io={"file": path.name, "input": "input", "batch": "dynamic"},
+    )  # fmt: skip
+    runner = runtime_class(format)(Artifact(path.parent, manifest), device=device, threads=threads)
+    return runner.activate()
+
+
+__all__ = [
+    "RUNTIMES",
+    "DeviceUnavailable",
+    "Runtime",
+    "TensorSpec",
+    "open",
+    "open_model",
+    "runtime_class",
+]

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rtmw.runtimes._imports import import_backend
+from rtmw.optional import import_backend
 from rtmw.runtimes.base import DeviceUnavailable, Runtime
 
 

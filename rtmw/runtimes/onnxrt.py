@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rtmw.runtimes._imports import import_backend
+from rtmw.optional import import_backend
 from rtmw.runtimes.base import DeviceUnavailable, Runtime
 
 ARM_BF16_FASTMATH = "mlas.enable_gemm_fastmath_arm64_bfloat16"

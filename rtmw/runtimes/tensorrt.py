@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rtmw.errors import MissingDependency
-from rtmw.runtimes._imports import import_backend
+from rtmw.optional import import_backend
 from rtmw.runtimes.base import DeviceUnavailable, Runtime
 
 
@@ -66,7 +66,7 @@ class TensorRTRunner(Runtime):
             trt.DataType.HALF: torch.float16,
         }
         self.stream = torch.cuda.Stream()
-        # the precision is fixed when the engine is built (rtmw.export.tensorrt): TF32
+        # the precision is fixed when the engine is built (rtmw.export.targets.tensorrt): TF32
         # off, f16 only in FP16 engines; the build's record is checked against the contract
         float_parts = str(self.artifact.manifest.options.get("float_parts", "unrecorded"))
         if not float_parts.startswith(self.execution_precision):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from rtmw.data.wholebody import FLIP_INDICES
+from rtmw.keypoints import FLIP_INDICES
 from rtmw.pipeline.preprocess import boxes_to_center_scale, warp_crop
 
 LOWER_BODY_IDS = np.arange(11, 23)  # hips, knees, ankles and feet (coco_wholebody 'lower')

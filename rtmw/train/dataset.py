@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from rtmw.data.predict import read_image
+from rtmw.data.evalset import read_image
 from rtmw.data.wholebody import PersonAnnotation, load_annotations
 from rtmw.errors import DataError
 from rtmw.pipeline.preprocess import normalize_crops

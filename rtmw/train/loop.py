@@ -23,10 +23,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from rtmw.data.predict import EvalSet, evaluate_pose, load_eval_set
+from rtmw.data.evalset import EvalSet, load_eval_set
 from rtmw.errors import DataError
+from rtmw.harness import run_accuracy
 from rtmw.models import RTMW, RTMWConfig, get_config, load_checkpoint, save_checkpoint
-from rtmw.pipeline.topdown import TopDown
+from rtmw.models.inference import TorchInference
 from rtmw.train.augment import AugmentConfig
 from rtmw.train.dataset import WholeBodyTrainSet
 from rtmw.train.targets import kl_simcc_loss
@@ -129,15 +130,6 @@ def _batches(loader: DataLoader[Any], dataset: WholeBodyTrainSet) -> Iterator[An
         epoch += 1
 
 
-def torch_infer(model: RTMW) -> Any:
-    def infer(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        with torch.inference_mode():
-            x, y = model(torch.from_numpy(batch))
-        return x.numpy(), y.numpy()
-
-    return infer
-
-
 @dataclass
 class TrainResult:
     checkpoint: Path
@@ -148,11 +140,12 @@ class TrainResult:
 
 
 def validate(model: RTMW, eval_set: EvalSet, *, flip: bool) -> dict[str, float]:
-    model.eval()
-    pose = TopDown(torch_infer(model), model.config.input_size, flip_test=flip)
-    evaluation, _ = evaluate_pose(pose, eval_set)
-    model.train()
-    return {part: metrics.ap for part, metrics in evaluation.parts.items()}
+    infer = TorchInference(model)  # the export reference's adapter: IEEE f32, eval mode
+    try:
+        run = run_accuracy(infer, model.config.input_size, eval_set, flip=flip)
+    finally:
+        infer.restore()
+    return {part: metrics.ap for part, metrics in run.evaluation.parts.items()}
 
 
 def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:

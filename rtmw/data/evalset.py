@@ -1,24 +1,19 @@
-"""Run a top-down pose pipeline over an annotated image set and score it.
+"""An evaluation set: annotated images and the person boxes a pose model is run on.
 
-Training (validation), the benchmark and the gates all score a model this one way:
-the same boxes (ground truth or detector), the same pipeline, the same evaluator.
+The boxes come from the ground truth or from a detector file, chosen once here, so that
+training validation, the benchmark, the gates and calibration all see the same boxes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
-from rtmw.data.evaluation import WholeBodyEvaluation, evaluate_wholebody, instance_result
 from rtmw.data.wholebody import WholeBodyAnnotations, load_annotations, load_detections
 from rtmw.errors import DataError
-from rtmw.pipeline.topdown import PoseResult, TopDown
 
 
 @dataclass(frozen=True)
@@ -112,47 +107,3 @@ def read_image(path: Path) -> np.ndarray:
     if image is None:
         raise DataError(f"could not read image {path}")
     return image
-
-
-def predict(
-    pose: TopDown, items: Iterable[BoxedImage], *, progress: bool = False, desc: str = "predict"
-) -> tuple[list[dict[str, Any]], dict[int, PoseResult]]:
-    """COCO-WholeBody results (before rescoring) and the raw pose result per image."""
-    results: list[dict[str, Any]] = []
-    raw: dict[int, PoseResult] = {}
-    for item in tqdm(list(items), desc=desc, unit="img", disable=not progress, leave=False):
-        image = read_image(item.path)
-        if item.size is not None and (image.shape[1], image.shape[0]) != item.size:
-            # another image under the same name scores AP 0 without a word otherwise
-            raise DataError(
-                f"{item.path} is {image.shape[1]}x{image.shape[0]} but the annotation file says "
-                f"{item.size[0]}x{item.size[1]}: wrong image folder or annotation file?"
-            )
-        out = pose(image, item.boxes_xyxy)
-        raw[item.image_id] = out
-        areas = out.areas
-        for i in range(len(out)):
-            results.append(
-                instance_result(
-                    item.image_id,
-                    out.keypoints[i],
-                    out.scores[i],
-                    bbox_score=float(item.box_scores[i]),
-                    area=float(areas[i]),
-                )
-            )
-    return results, raw
-
-
-def evaluate_pose(
-    pose: TopDown, eval_set: EvalSet, *, progress: bool = False
-) -> tuple[WholeBodyEvaluation, dict[int, PoseResult]]:
-    """Six-part AP/AR of a pose pipeline on an evaluation set."""
-    results, raw = predict(pose, eval_set.items, progress=progress, desc="evaluate")
-    evaluation = evaluate_wholebody(
-        eval_set.ann_file,
-        results,
-        box_source=eval_set.box_source,
-        image_ids=[item.image_id for item in eval_set.items],
-    )
-    return evaluation, raw

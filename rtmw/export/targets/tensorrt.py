@@ -1,51 +1,46 @@
-"""``trt-fp16``: TensorRT engines for both APIs in the field.
+"""TensorRT targets, ``trt-fp16`` and ``trt-int8``, for both APIs in the field.
 
 * TensorRT 10: FP32 ONNX, builder FP16 flag, ScaleNorm/GAU layers pinned to FP32 with
   OBEY_PRECISION_CONSTRAINTS, an optimisation profile over the batch, a timing cache.
 * TensorRT 11+: a strongly typed network from the FP16 ONNX whose FP32 islands are
   explicit casts in the graph (weakly typed precision flags are gone there).
 
+INT8 is an explicit, symmetric Q/DQ ONNX (the only INT8 route TensorRT 11 accepts), made
+by onnxruntime's quantiser with the shared policy; TensorRT 10 can also take the implicit
+calibrator route from the FP32 ONNX (``EngineOptions.int8_route``).
+
 Where TensorRT is absent, the TensorRT-ready ONNX is still exported and verified in
-onnxruntime, written as its own artifact, and the export stops with exit code 3.
+onnxruntime, written as its own artifact (the spec's ``onnx_fallback``), and the export
+stops with exit code 3.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rtmw.errors import MissingDependency
-from rtmw.export.context import ExportContext
-from rtmw.export.onnx import FP32_ISLANDS, INPUT_NAME, onnx_versions, standard_io
-from rtmw.export.registry import TargetOutput, register_target
+from rtmw.export.context import EngineOptions, ExportContext
+from rtmw.export.onnx_step import FP32_ISLANDS, INPUT_NAME, fp16_onnx, fp32_onnx, standard_io
+from rtmw.export.quant_policy import calibration_crops, int8_verification_inputs
+from rtmw.export.registry import OnnxFallback, TargetOutput, register_target
+from rtmw.export.targets.onnxruntime import onnx_versions, write_qdq_onnx
 from rtmw.runtimes.tensorrt import tensorrt_available
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
 logger = logging.getLogger(__name__)
+DEFAULT_ENGINE = EngineOptions()
 
 
-class EngineNotBuilt(MissingDependency):
-    """TensorRT is missing: the verified TensorRT-ready ONNX is where the message says."""
-
-    def __init__(self, message: str, onnx_artifact: Path) -> None:
-        super().__init__(message)
-        self.onnx_artifact = onnx_artifact
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    min_batch: int = 1
-    opt_batch: int = 8
-    max_batch: int = 32
-    workspace_bytes: int = 2 << 30
-    timing_cache: Path | None = None
+def tensorrt_missing() -> str | None:
+    """Why no engine can be built here (None: TensorRT's Python API is importable)."""
+    return None if tensorrt_available() else "TensorRT not installed"
 
 
 def tensorrt_major() -> int:
@@ -82,7 +77,7 @@ def _batch_profile(
     builder: trt.Builder,
     config: trt.IBuilderConfig,
     input_size: tuple[int, int],
-    settings: EngineSettings,
+    settings: EngineOptions,
 ) -> trt.IOptimizationProfile:
     """min/opt/max batch for the dynamic batch axis, added to the builder config."""
     import tensorrt as trt
@@ -104,7 +99,7 @@ def build_engine(
     onnx_fp16: Path,
     engine_path: Path,
     input_size: tuple[int, int],
-    settings: EngineSettings = EngineSettings(),
+    settings: EngineOptions = DEFAULT_ENGINE,
 ) -> dict[str, object]:
     """Build and serialise an FP16 engine with the API of the installed TensorRT."""
     import tensorrt as trt
@@ -147,7 +142,7 @@ def build_engine(
     }
 
 
-def _base_config(builder: trt.Builder, settings: EngineSettings) -> trt.IBuilderConfig:
+def _base_config(builder: trt.Builder, settings: EngineOptions) -> trt.IBuilderConfig:
     """Workspace, detailed layer info for inspection, and TF32 off (on by default in TRT):
     what is not FP16 or INT8 by the artifact's contract is IEEE f32."""
     import tensorrt as trt
@@ -211,7 +206,7 @@ def build_int8_engine(
     crops: np.ndarray,
     engine_path: Path,
     input_size: tuple[int, int],
-    settings: EngineSettings = EngineSettings(),
+    settings: EngineOptions = DEFAULT_ENGINE,
     *,
     route: str = "qdq",
 ) -> dict[str, object]:
@@ -262,8 +257,8 @@ def build_int8_engine(
 
 def write_tensorrt_ready_onnx(ctx: ExportContext, stage: Path) -> TargetOutput:
     """Both ONNX inputs a TensorRT build takes, the FP16 one verified as the artifact."""
-    shutil.copyfile(ctx.onnx_fp16(), stage / "model.onnx")
-    shutil.copyfile(ctx.onnx_fp32(), stage / "model_fp32.onnx")
+    shutil.copyfile(fp16_onnx(ctx), stage / "model.onnx")
+    shutil.copyfile(fp32_onnx(ctx), stage / "model_fp32.onnx")
     return TargetOutput(
         files=["model.onnx", "model_fp32.onnx"],
         io=standard_io("model.onnx"),
@@ -282,16 +277,53 @@ def write_tensorrt_ready_onnx(ctx: ExportContext, stage: Path) -> TargetOutput:
     format="tensorrt",
     precision="fp16",
     requires=("onnx",),
+    extra="onnx",
     description="TensorRT FP16 engine (TensorRT 10 flags or TensorRT 11 strongly typed)",
-    onnx_fallback=write_tensorrt_ready_onnx,
+    verify_device="cuda",
+    onnx_fallback=OnnxFallback(tensorrt_missing, write_tensorrt_ready_onnx),
 )
 def target_trt_fp16(ctx: ExportContext, stage: Path) -> TargetOutput:
-    if not tensorrt_available():
-        raise MissingDependency("TensorRT is not installed")  # handled by the export API
-    settings = EngineSettings(**ctx.options.get("engine", {}))
+    if tensorrt_missing():
+        raise MissingDependency("TensorRT is not installed")  # the fallback runs instead
     details = build_engine(
-        ctx.onnx_fp32(), ctx.onnx_fp16(), stage / "model.engine", ctx.config.input_size, settings
+        fp32_onnx(ctx), fp16_onnx(ctx), stage / "model.engine", ctx.config.input_size,
+        ctx.options.engine,
+    )  # fmt: skip
+    return TargetOutput(
+        files=["model.engine"],
+        io=standard_io("model.engine"),
+        tools={"tensorrt": str(details["tensorrt"])},
+        options=details,
     )
+
+
+def write_trt_int8_onnx(ctx: ExportContext, stage: Path) -> TargetOutput:
+    """The explicit, symmetric Q/DQ ONNX a TensorRT INT8 build takes (verified in onnxruntime)."""
+    output = write_qdq_onnx(ctx, stage, symmetric=True)
+    output.options["for"] = "trt-int8"
+    return output
+
+
+@register_target(
+    "trt-int8",
+    format="tensorrt",
+    precision="int8",
+    requires=("onnx", "onnxruntime"),
+    extra="onnx",
+    description="TensorRT INT8 engine from an explicit Q/DQ ONNX (TensorRT 10 and 11)",
+    verify_device="cuda",
+    verify_inputs=int8_verification_inputs,
+    onnx_fallback=OnnxFallback(tensorrt_missing, write_trt_int8_onnx),
+)
+def target_trt_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
+    qdq = stage / "model_qdq.onnx"
+    write_trt_int8_onnx(ctx, stage)
+    (stage / "model.onnx").replace(qdq)
+    details = build_int8_engine(
+        qdq, fp32_onnx(ctx), calibration_crops(ctx), stage / "model.engine",
+        ctx.config.input_size, ctx.options.engine, route=ctx.options.engine.int8_route,
+    )  # fmt: skip
+    qdq.unlink()
     return TargetOutput(
         files=["model.engine"],
         io=standard_io("model.engine"),

@@ -1,4 +1,7 @@
-"""``ncnn-fp32`` / ``ncnn-fp16``: ncnn param/bin through pnnx (TorchScript trace).
+"""ncnn targets: ``ncnn-fp32`` / ``ncnn-fp16`` / ``ncnn-int8``, param/bin through pnnx.
+
+pnnx traces the torch model (TorchScript); ``ncnn-int8`` rewrites its FP32 model in
+ncnn's INT8 format (:mod:`.int8_format`, ncnn's own tools are in no package).
 
 pnnx stores weights in FP16 by default (max |Δ| 0.75 instead of 0.007 on RTMW): the
 FP32 target passes ``fp16=False``. ncnn networks are batch-1; the runtime loops.
@@ -17,18 +20,27 @@ from pathlib import Path
 from typing import Any
 
 from rtmw.export.context import ExportContext
+from rtmw.export.quant_policy import (
+    ACTIVATION_PERCENTILE,
+    calibration_crops,
+    int8_verification_inputs,
+    policy_patterns,
+    policy_record,
+)
 from rtmw.export.registry import TargetOutput, register_target
-from rtmw.runtimes._imports import import_backend
+from rtmw.export.targets.ncnn.int8_format import quantise_model
+from rtmw.optional import import_backend
 
 
 def pnnx_export(ctx: ExportContext, fp16: bool) -> Path:
     """Run pnnx once per precision; returns its folder (model.ncnn.*, model.pnnx.*)."""
+    return ctx.once(f"pnnx-fp16={fp16}", lambda work: _run_pnnx(ctx, work, fp16), f"ncnn_{fp16}")
+
+
+def _run_pnnx(ctx: ExportContext, work: Path, fp16: bool) -> Path:
     import torch
 
     pnnx: Any = import_backend("pnnx", "ncnn")
-    work = ctx.scratch / ("ncnn_fp16" if fp16 else "ncnn_fp32")
-    if (work / "model.ncnn.bin").is_file():
-        return work
     work.mkdir(exist_ok=True)
     width, height = ctx.config.input_size
     dummy = torch.zeros(1, 3, height, width)
@@ -108,6 +120,7 @@ def _ncnn_model(ctx: ExportContext, stage: Path, fp16: bool) -> TargetOutput:
     format="ncnn",
     precision="fp32",
     requires=("pnnx", "ncnn"),
+    extra="ncnn",
     description="ncnn param/bin via pnnx, FP32 weights",
 )
 def target_ncnn_fp32(ctx: ExportContext, stage: Path) -> TargetOutput:
@@ -119,6 +132,7 @@ def target_ncnn_fp32(ctx: ExportContext, stage: Path) -> TargetOutput:
     format="ncnn",
     precision="fp16",
     requires=("pnnx", "ncnn"),
+    extra="ncnn",
     description="ncnn with FP16 weights and FP16 storage/arithmetic options (ARM)",
 )
 def target_ncnn_fp16(ctx: ExportContext, stage: Path) -> TargetOutput:
@@ -130,24 +144,18 @@ def target_ncnn_fp16(ctx: ExportContext, stage: Path) -> TargetOutput:
     format="ncnn",
     precision="int8",
     requires=("pnnx", "ncnn"),
+    extra="ncnn",
     description="ncnn INT8 (its int8 weight format and kernels), table from our calibration set",
+    verify_inputs=int8_verification_inputs,
 )
 def target_ncnn_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
-    from rtmw.export.int8 import (
-        ACTIVATION_PERCENTILE,
-        DEFAULT_POLICY,
-        calibration_crops,
-        policy_patterns,
-    )
-    from rtmw.export.ncnn_int8 import quantise_model
-
     crops = calibration_crops(ctx)
-    patterns = policy_patterns(ctx)
+    patterns = policy_patterns(ctx.options)
     work = pnnx_export(ctx, fp16=False)
     details = quantise_model(
         work / "model.ncnn.param", work / "model.ncnn.bin",
         work / "model.pnnx.param", work / "model.pnnx.bin",
-        crops, patterns, stage, progress=bool(ctx.options.get("progress", True)),
+        crops, patterns, stage, progress=ctx.options.progress,
     )  # fmt: skip
     return TargetOutput(
         files=["model.ncnn.param", "model.ncnn.bin", "model.ncnn.table"],
@@ -159,8 +167,7 @@ def target_ncnn_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
             "activations": "int8 symmetric, per tensor (ncnn's only form)",
             "weights": "int8 symmetric, per output channel",
             "calibration": f"percentile {ACTIVATION_PERCENTILE} of |input|, ncnn FP32 run",
-            "policy": ctx.options.get("int8_policy", DEFAULT_POLICY),
-            "kept_patterns": list(patterns),
+            **policy_record(ctx.options),
             "weights_fp16": False,
             "fp16_arithmetic": False,
             "batching": "runtime loops over crops",

@@ -1,4 +1,4 @@
-"""Lazy imports of optional backends, failing with one line that names the extra."""
+"""Lazy imports of optional backends and tools, failing with one line that names the extra."""
 
 from __future__ import annotations
 

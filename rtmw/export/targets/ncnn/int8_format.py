@@ -1,4 +1,4 @@
-"""``ncnn-int8``: ncnn's own INT8 model format, calibrated on our crops.
+"""ncnn's own INT8 model format, written for ``ncnn-int8`` from our calibration crops.
 
 ncnn's quantisation tools (``ncnn2table``, ``ncnn2int8``) are in no package a registry
 offers: the ``ncnn`` wheel has the runtime only and its source distribution carries
@@ -34,6 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rtmw.errors import RtmwError
+from rtmw.optional import import_backend
 
 logger = logging.getLogger(__name__)
 
@@ -304,7 +305,7 @@ def input_thresholds(
 
     Only the top tail is kept per blob (a running top-k), so memory stays flat.
     """
-    from rtmw.export.int8 import ACTIVATION_PERCENTILE
+    from rtmw.export.quant_policy import ACTIVATION_PERCENTILE
 
     tails: dict[str, np.ndarray] = {}
     for crop in tqdm(crops, desc="ncnn calibration", unit="crop", disable=not progress):
@@ -388,8 +389,6 @@ def quantise_model(
     crops: np.ndarray, patterns: Sequence[str], out_dir: Path, *, progress: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
     """Write model.ncnn.param/.bin (INT8) and model.ncnn.table into ``out_dir``."""
-    from rtmw.runtimes._imports import import_backend
-
     ncnn: Any = import_backend("ncnn", "ncnn")
     layers, blob_count = read_param(param_path)
     data = bin_path.read_bytes()

@@ -1,21 +1,32 @@
-"""Accuracy of one artifact on COCO-WholeBody data, and its fidelity to an FP32 reference.
+"""The one evaluation harness: predict, six-part evaluation and fidelity.
 
-AP/AR come from the shared evaluator on the shared pipeline. Fidelity compares the
-decoded keypoints of candidate and reference on the same boxes, part by part, in image
-pixels; that is what a user sees move when a model is quantised.
+Training validation, the benchmark, the gates and INT8 accuracy control all score a
+model this one way: the same boxes (see :mod:`rtmw.data.evalset`), the shared pipeline
+(:class:`rtmw.pipeline.TopDown`), the COCO-WholeBody evaluator, and the same keypoint
+similarity. Fidelity compares the decoded keypoints of a candidate and a reference on
+the same boxes, part by part, in image pixels; that is what a user sees move when a
+model is quantised.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
-from rtmw.data.evaluation import WholeBodyEvaluation, evaluate_wholebody, keypoint_similarity
-from rtmw.data.predict import EvalSet, predict
-from rtmw.data.wholebody import PART_SLICES, PARTS
-from rtmw.pipeline.topdown import DEFAULT_MAX_BATCH, InferFn, PoseResult, TopDown
+from rtmw.data.evalset import BoxedImage, EvalSet, read_image
+from rtmw.data.evaluation import (
+    WholeBodyEvaluation,
+    evaluate_wholebody,
+    instance_result,
+    keypoint_similarity,
+)
+from rtmw.errors import DataError
+from rtmw.keypoints import PART_SLICES, PARTS
+from rtmw.pipeline import DEFAULT_MAX_BATCH, InferFn, PoseResult, TopDown
 
 
 @dataclass
@@ -28,6 +39,56 @@ class AccuracyRun:
         return self.evaluation.to_dict()
 
 
+def predict(
+    pose: TopDown, items: Iterable[BoxedImage], *, progress: bool = False, desc: str = "predict"
+) -> tuple[list[dict[str, Any]], dict[int, PoseResult]]:
+    """COCO-WholeBody results (before rescoring) and the raw pose result per image."""
+    results: list[dict[str, Any]] = []
+    raw: dict[int, PoseResult] = {}
+    for item in tqdm(list(items), desc=desc, unit="img", disable=not progress, leave=False):
+        image = read_image(item.path)
+        if item.size is not None and (image.shape[1], image.shape[0]) != item.size:
+            # another image under the same name scores AP 0 without a word otherwise
+            raise DataError(
+                f"{item.path} is {image.shape[1]}x{image.shape[0]} but the annotation file says "
+                f"{item.size[0]}x{item.size[1]}: wrong image folder or annotation file?"
+            )
+        out = pose(image, item.boxes_xyxy)
+        raw[item.image_id] = out
+        areas = out.areas
+        for i in range(len(out)):
+            results.append(
+                instance_result(
+                    item.image_id,
+                    out.keypoints[i],
+                    out.scores[i],
+                    bbox_score=float(item.box_scores[i]),
+                    area=float(areas[i]),
+                )
+            )
+    return results, raw
+
+
+def evaluate(pose: TopDown, eval_set: EvalSet, *, progress: bool = False) -> AccuracyRun:
+    """Six-part AP/AR of a pose pipeline on an evaluation set, with its raw predictions."""
+    results, raw = predict(pose, eval_set.items, progress=progress, desc="evaluate")
+    evaluation = evaluate_wholebody(
+        eval_set.ann_file,
+        results,
+        box_source=eval_set.box_source,
+        image_ids=[item.image_id for item in eval_set.items],
+    )
+    return AccuracyRun(evaluation, raw, results)
+
+
+def evaluate_pose(
+    pose: TopDown, eval_set: EvalSet, *, progress: bool = False
+) -> tuple[WholeBodyEvaluation, dict[int, PoseResult]]:
+    """:func:`evaluate` as (evaluation, predictions)."""
+    run = evaluate(pose, eval_set, progress=progress)
+    return run.evaluation, run.predictions
+
+
 def run_accuracy(
     infer: InferFn,
     input_size: tuple[int, int],
@@ -37,15 +98,22 @@ def run_accuracy(
     max_batch: int | None = DEFAULT_MAX_BATCH,
     progress: bool = False,
 ) -> AccuracyRun:
+    """:func:`evaluate` of ``infer`` behind the shared pipeline."""
     pose = TopDown(infer, input_size, flip_test=flip, max_batch=max_batch)
-    results, raw = predict(pose, eval_set.items, progress=progress, desc="evaluate")
-    evaluation = evaluate_wholebody(
-        eval_set.ann_file,
-        results,
-        box_source=eval_set.box_source,
-        image_ids=[item.image_id for item in eval_set.items],
-    )
-    return AccuracyRun(evaluation, raw, results)
+    return evaluate(pose, eval_set, progress=progress)
+
+
+def crop_similarity(
+    reference: np.ndarray, candidate: np.ndarray, input_size: tuple[int, int] = (192, 256)
+) -> float:
+    """Mean OKS of candidate keypoints against reference ones, in crop pixels.
+
+    The metric of accuracy-controlled quantisation, where there is no ground truth: the
+    evaluator's keypoint similarity with COCO-WholeBody sigmas, the FP32 model's keypoints
+    as ground truth, the person inside the padded (w, h) crop as area.
+    """
+    area = input_size[0] * input_size[1] / 1.25**2
+    return float(np.mean(keypoint_similarity(reference, candidate, area)))
 
 
 def keypoint_errors_per_image(

@@ -1,7 +1,9 @@
-"""The shared ONNX step, and the ``onnx`` / ``onnx-fp16`` targets.
+"""The shared ONNX step: torch → FP32 ONNX once per export run, and its FP16 form.
 
-torch → ONNX with the TorchScript exporter (``dynamo=False``): the dynamo exporter
-silently writes opset 18 when asked for 17. The opset actually written is recorded.
+Every target but ``torch`` starts from these graphs. torch → ONNX with the TorchScript
+exporter (``dynamo=False``): the dynamo exporter silently writes opset 18 when asked for
+17. The opset actually written is recorded. A leaf of ``rtmw.export``: it uses the
+``onnx`` format library (and onnxsim, onnxconverter-common), never a backend runtime.
 """
 
 from __future__ import annotations
@@ -9,16 +11,16 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import shutil
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rtmw.errors import UsageError
-from rtmw.export.context import ExportContext
-from rtmw.export.registry import TargetOutput, register_target
 from rtmw.models import RTMW, RTMWConfig
-from rtmw.runtimes._imports import import_backend
+from rtmw.optional import import_backend
+
+if TYPE_CHECKING:
+    from rtmw.export.context import ExportContext
 
 logger = logging.getLogger(__name__)
 
@@ -31,14 +33,8 @@ OUTPUT_NAMES = ("simcc_x", "simcc_y")
 FP32_ISLANDS = ("/mlp/mlp.0/", "/mlp2/mlp2.0/", "/gau/")
 
 
-def onnx_versions() -> dict[str, str]:
-    onnx: Any = import_backend("onnx", "onnx")
-    versions = {"onnx": str(onnx.__version__)}
-    with contextlib.suppress(ImportError):
-        import onnxruntime
-
-        versions["onnxruntime"] = str(onnxruntime.__version__)
-    return versions
+def onnx_version() -> dict[str, str]:
+    return {"onnx": str(import_backend("onnx", "onnx").__version__)}
 
 
 # opsets the shared ONNX step is exported and tested with: below 13 the head's ops
@@ -136,37 +132,17 @@ def standard_io(file: str) -> dict[str, Any]:
     return {"file": file, "input": INPUT_NAME, "outputs": list(OUTPUT_NAMES), "batch": "dynamic"}
 
 
-def _onnx_artifact(ctx: ExportContext, source: Path, stage: Path, precision: str) -> TargetOutput:
-    shutil.copyfile(source, stage / "model.onnx")
-    return TargetOutput(
-        files=["model.onnx"],
-        io=standard_io("model.onnx"),
-        tools=onnx_versions(),
-        options={
-            "opset": written_opset(source),
-            "precision": precision,
-            "fp32_islands": list(FP32_ISLANDS) if precision == "fp16" else [],
-        },
+def fp32_onnx(ctx: ExportContext) -> Path:
+    """The FP32 ONNX every other target starts from (made once per run)."""
+    return ctx.once(
+        "onnx-fp32",
+        lambda path: export_onnx(
+            ctx.model, ctx.config, path, opset=ctx.options.opset, simplify=ctx.options.simplify
+        ),
+        "model_fp32.onnx",
     )
 
 
-@register_target(
-    "onnx",
-    format="onnx",
-    precision="fp32",
-    requires=("onnx", "onnxruntime"),
-    description="FP32 ONNX, dynamic batch, opset 17 by default",
-)
-def target_onnx(ctx: ExportContext, stage: Path) -> TargetOutput:
-    return _onnx_artifact(ctx, ctx.onnx_fp32(), stage, "fp32")
-
-
-@register_target(
-    "onnx-fp16",
-    format="onnx",
-    precision="fp16",
-    requires=("onnx", "onnxruntime", "onnxconverter_common"),
-    description="FP16 ONNX (FP32 I/O; ScaleNorm and GAU kept FP32); half the size, for GPU/NPU",
-)
-def target_onnx_fp16(ctx: ExportContext, stage: Path) -> TargetOutput:
-    return _onnx_artifact(ctx, ctx.onnx_fp16(), stage, "fp16")
+def fp16_onnx(ctx: ExportContext) -> Path:
+    """FP16 ONNX with FP32 islands for the numerically sensitive head ops (made once)."""
+    return ctx.once("onnx-fp16", lambda path: convert_fp16(fp32_onnx(ctx), path), "model_fp16.onnx")

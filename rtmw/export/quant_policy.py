@@ -1,0 +1,123 @@
+"""The mixed-precision policy every INT8 target shares, and its calibration crops.
+
+Quantising everything breaks RTMW's SimCC head in every toolchain (argmax agreement
+with FP32 falls to 11–93%); the default policy keeps the head's token projections
+(ScaleNorm + Linear), the GAU and the cls_x/cls_y classifiers in floating point and
+quantises the convolutional backbone, neck and head convolutions; ``head-neck-fp32``
+also keeps the PAFPN neck (needed by narrow models such as the demo). ``--sensitivity``
+measures, block by block, what quantising each one alone costs per body part.
+
+A leaf of ``rtmw.export``: the backends' INT8 targets read it; it imports none of them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rtmw.errors import UsageError
+from rtmw.optional import import_backend
+
+if TYPE_CHECKING:
+    from rtmw.export.context import ExportContext, ExportOptions
+
+# ONNX node-name prefixes (torch exporter scopes) kept in floating point by default
+HEAD_HIGH_PRECISION = (
+    "/head/mlp/",
+    "/head/mlp2/",
+    "/head/gau/",
+    "/head/cls_x/",
+    "/head/cls_y/",
+)
+POLICIES: dict[str, tuple[str, ...]] = {
+    "head-fp32": HEAD_HIGH_PRECISION,  # the default
+    # also the PAFPN neck: for narrow models (the demo's 0.125 width) whose few-channel
+    # neck features lose too much to per-tensor INT8 activations (see --sensitivity)
+    "head-neck-fp32": (*HEAD_HIGH_PRECISION, "/neck/"),
+    "none": (),  # quantise everything quantisable (shown to break the head)
+}
+DEFAULT_POLICY = "head-fp32"
+CALIB_BATCH = 8
+# activation ranges clip the top 0.001% of calibration values: on the demo model this
+# halved the body-AP loss of ort-int8 against MinMax ranges (1.52 → 0.74 points)
+ACTIVATION_PERCENTILE = 99.999
+VERIFY_HOLDOUT = 16
+
+
+class CalibrationRequired(UsageError):
+    """An INT8 target was asked for without a calibration set."""
+
+
+def check_policy(name: str) -> None:
+    if name not in POLICIES:
+        raise UsageError(f"unknown INT8 policy {name!r}; known: {', '.join(POLICIES)}")
+
+
+def policy_patterns(options: ExportOptions) -> tuple[str, ...]:
+    """The node-name prefixes kept in float: the policy's, plus ``--int8-keep``."""
+    check_policy(options.int8_policy)
+    return POLICIES[options.int8_policy] + tuple(options.int8_keep)
+
+
+def policy_record(options: ExportOptions) -> dict[str, Any]:
+    """What artifact.json says about the policy of an INT8 artifact."""
+    return {"policy": options.int8_policy, "kept_patterns": list(policy_patterns(options))}
+
+
+def kept_nodes(onnx_path: Path, patterns: Sequence[str]) -> list[str]:
+    onnx: Any = import_backend("onnx", "onnx")
+    model = onnx.load(str(onnx_path))
+    return [n.name for n in model.graph.node if any(n.name.startswith(p) for p in patterns)]
+
+
+def calibration_crops(ctx: ExportContext) -> np.ndarray:
+    """The crops quantisers calibrate on: the set minus the verification hold-out."""
+    return _split(ctx)[0]
+
+
+def holdout_crops(ctx: ExportContext) -> np.ndarray:
+    """Calibration crops no quantiser saw: what INT8 verification and accuracy control use."""
+    return _split(ctx)[1]
+
+
+def _split(ctx: ExportContext) -> tuple[np.ndarray, np.ndarray]:
+    if ctx.calibration is None:
+        raise CalibrationRequired(
+            "INT8 needs a calibration set (--calib, made by rtmw-calib); "
+            "there is no random-data fallback"
+        )
+    return ctx.calibration.split(VERIFY_HOLDOUT)
+
+
+def int8_verification_inputs(
+    ctx: ExportContext, shared: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """INT8 is verified on person crops and held-out calibration crops, not on noise."""
+    return {"persons": shared["persons"], "calib_holdout": holdout_crops(ctx)}
+
+
+def block_of(node_name: str) -> str:
+    """'/backbone/stage2/stage2.1/…' → 'backbone.stage2'; '/head/gau/…' → 'head.gau'."""
+    parts = [p for p in node_name.split("/") if p]
+    if len(parts) < 2:
+        return "other"
+    if parts[0] == "neck" and len(parts) >= 3 and re.fullmatch(r"\w+\.\d+", parts[2]):
+        return f"neck.{parts[2]}"
+    if parts[0] == "head" and parts[1] in ("cls_x", "cls_y"):
+        return "head.cls"
+    return f"{parts[0]}.{parts[1]}"
+
+
+def blocks(onnx_path: Path) -> OrderedDict[str, list[str]]:
+    onnx: Any = import_backend("onnx", "onnx")
+    model = onnx.load(str(onnx_path))
+    grouped: OrderedDict[str, list[str]] = OrderedDict()
+    for node in model.graph.node:
+        if node.name and node.op_type not in ("Constant", "Shape"):
+            grouped.setdefault(block_of(node.name), []).append(node.name)
+    return grouped

@@ -1,0 +1,58 @@
+"""The one torch-inference adapter: an RTMW module as an ``InferFn`` on numpy batches.
+
+Export verification (the reference), training validation and the torch runtime all run
+torch through this class, so the reference is computed one way everywhere: IEEE f32
+(oneDNN's bf16/TF32 fast-math modes and cuDNN's TF32 convolutions, torch's default, are
+pinned off and read back), inference mode, outputs as float32 numpy arrays.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+FP32_SWITCHES = ("mkldnn.matmul", "mkldnn.conv", "cuda.matmul", "cudnn.conv")
+
+
+def pin_ieee_fp32() -> dict[str, str]:
+    """Set every fp32 fast-math switch torch has to IEEE; return them as read back."""
+    switches: dict[str, Any] = {
+        "mkldnn.matmul": torch.backends.mkldnn.matmul,
+        "mkldnn.conv": torch.backends.mkldnn.conv,
+        "cuda.matmul": torch.backends.cuda.matmul,
+        "cudnn.conv": torch.backends.cudnn.conv,
+    }
+    for backend in switches.values():
+        backend.fp32_precision = "ieee"
+    return {name: str(backend.fp32_precision) for name, backend in switches.items()}
+
+
+def not_ieee(reported: dict[str, str]) -> dict[str, str]:
+    """The switches that did not read back as IEEE (empty when the pin held)."""
+    return {name: value for name, value in reported.items() if value != "ieee"}
+
+
+class TorchInference:
+    """``(N,3,H,W) float32 → (simcc_x, simcc_y)`` with a torch module, IEEE f32.
+
+    Calling it switches the module to eval mode; ``restore`` puts training mode back for
+    a caller (training validation) that needs it.
+    """
+
+    def __init__(self, model: nn.Module, device: str = "cpu", *, pin: bool = True) -> None:
+        self.switches = pin_ieee_fp32() if pin else {}
+        self.device = torch.device(device)
+        self.model = model
+        self._was_training = model.training
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.model.eval()
+        with torch.inference_mode():
+            x, y = self.model(torch.from_numpy(np.ascontiguousarray(batch)).to(self.device))
+        return x.float().cpu().numpy(), y.float().cpu().numpy()
+
+    def restore(self) -> None:
+        self.model.train(self._was_training)
