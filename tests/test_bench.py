@@ -222,9 +222,9 @@ def test_fidelity_is_judged_where_the_reference_is_right(synthetic_val: Syntheti
     """A reference that is right on the first person and wrong on the others: only the first
     person's labelled keypoints are judged, and a candidate that moves the wrong ones does
     not count against the export while one that moves the right ones does."""
-    from rtmw.harness import AccuracyRun, fidelity, reference_correct
-    from rtmw.data.evaluation import evaluate_wholebody, instance_result
     from rtmw.data.evalset import load_eval_set
+    from rtmw.data.evaluation import evaluate_wholebody, instance_result
+    from rtmw.harness import AccuracyRun, fidelity, reference_correct
     from rtmw.pipeline.topdown import PoseResult
 
     eval_set = load_eval_set(synthetic_val.image_dir, synthetic_val.ann_file, limit=3)

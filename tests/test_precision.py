@@ -20,8 +20,7 @@ from conftest import has_module
 from rtmw import runtimes
 from rtmw.artifact import read_artifact, write_manifest
 from rtmw.export import export
-from rtmw.export.registry import unavailable_reason
-from rtmw.export.registry import get_target
+from rtmw.export.registry import get_target, unavailable_reason
 from rtmw.host import CAP_VARIABLES, cpu_fingerprint
 from rtmw.models import demo_checkpoint
 from rtmw.runtimes.precision import (

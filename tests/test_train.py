@@ -197,7 +197,7 @@ def test_cli_fine_tunes_a_checkpoint(
             "--init", str(rtmw_m_checkpoint),
             "--images", str(synthetic_val.image_dir),
             "--ann", str(synthetic_val.ann_file),
-            "--iters", "1", "--batch", "2", "--warmup", "1",
+            "--iters", "1", "--batch-size", "2", "--warmup", "1",
             "--out", str(tmp_path / "ft"), "--quiet",
         ],
     )  # fmt: skip

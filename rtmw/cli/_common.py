@@ -1,4 +1,6 @@
-"""What every rtmw command shares: logging set-up and one-line errors."""
+"""What every rtmw command shares: one option vocabulary, one exit-code table, logging
+and one-line errors. Commands declare their options through the helpers here, so the
+same thing has the same flag everywhere (tests/test_cli.py holds them to it)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import functools
 import logging
 import sys
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import click
 
@@ -14,15 +16,122 @@ from rtmw.errors import RtmwError
 
 P = ParamSpec("P")
 R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
 
 # rtmw.export.quant_policy.POLICIES, spelled here so that --help does not import torch
 # (tests/test_int8.py holds the two equal).
 INT8_POLICY_CHOICES = ("head-fp32", "head-neck-fp32", "none")
 
+# The exit codes of every rtmw command (README's table is this one).
+EXIT_CODES: dict[int, str] = {
+    0: "success (every target, artifact or check passed, or was skipped with its reason)",
+    1: "failure: a target, a benchmark or a gate check failed; the reason is printed",
+    2: "usage: a bad option, value, configuration or input; nothing was done",
+    3: "missing dependency: a backend or extra is not installed (pip install 'rtmw[...]')",
+    4: "this host's device or precision is unavailable (never a silent fallback)",
+    130: "interrupted",
+}
 
-def setup_logging(verbose: int) -> None:
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+# One flag per concept, in every command that has the concept. Older spellings still
+# parse (hidden in --help) so that scripts keep working.
+VOCABULARY: dict[str, tuple[str, ...]] = {
+    "image_dir": ("--images", "--data"),
+    "ann_file": ("--ann",),
+    "det_file": ("--dets", "--boxes"),
+    "limit": ("--limit",),
+    "calib": ("--calib",),
+    "int8_policy": ("--int8-policy",),
+    "targets": ("--targets",),
+    "out": ("--out",),
+    "seed": ("--seed",),
+    "threads": ("--threads",),
+    "batch": ("--batch",),  # inference batch sizes, comma-separated
+    "batch_size": ("--batch-size",),  # rtmw-train's mini-batch (bench's --batch is a list)
+    "quiet": ("-q", "--quiet"),
+    "verbose": ("-v", "--verbose"),
+}
+
+
+def exit_code_epilog(meaning_of_one: str = "") -> str:
+    """The exit-code table for a command's --help (click keeps \\b blocks as written)."""
+    lines = [f"  {code:<3} {text}" for code, text in EXIT_CODES.items()]
+    if meaning_of_one:
+        lines[1] = f"  1   {meaning_of_one}"
+    return "\n\n\b\nExit codes:\n" + "\n".join(lines)
+
+
+class _VocabularyOption(click.Option):
+    """Shows only its canonical flag in --help; older spellings stay accepted."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        every = self.opts
+        self.opts = every[:1]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = every
+
+
+def vocab_option(concept: str, **kwargs: Any) -> Callable[[F], F]:
+    """``click.option`` for one concept of :data:`VOCABULARY`."""
+    flags = VOCABULARY[concept]
+    if concept in ("quiet", "verbose"):
+        return click.option(*flags, concept, **kwargs)
+    return click.option(*flags, concept, cls=_VocabularyOption, **kwargs)
+
+
+def data_options(func: F) -> F:
+    """--images/--ann/--dets/--limit: the evaluation data, as every command names it."""
+    for decorator in reversed(
+        (
+            vocab_option("image_dir", type=click.Path(file_okay=False), help="Image folder."),
+            vocab_option("ann_file", type=click.Path(dir_okay=False), help="COCO-WholeBody JSON."),
+            vocab_option(
+                "det_file",
+                type=click.Path(dir_okay=False),
+                help="Person detections (COCO results JSON); default: ground-truth boxes.",
+            ),
+            vocab_option(
+                "limit",
+                type=click.IntRange(min=1),
+                default=None,
+                help="Evaluate the first N images only.",
+            ),
+        )
+    ):
+        func = decorator(func)
+    return func
+
+
+def int8_policy_option(func: F) -> F:
+    return vocab_option(
+        "int8_policy",
+        type=click.Choice(INT8_POLICY_CHOICES),
+        default="head-fp32",
+        show_default=True,
+        help="Which layers INT8 targets keep in float: the SimCC head (ScaleNorm, GAU, "
+        "classifiers), also the neck (narrow models), or none.",
+    )(func)
+
+
+def setup_logging(verbose: int, quiet: bool = False) -> None:
+    level = logging.ERROR if quiet else logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+
+
+def verbosity(func: Callable[P, R]) -> Callable[P, R]:
+    """-q/--quiet and -v/--verbose on a command: sets logging up before the command runs;
+    the command receives ``quiet`` (no progress bars) and not ``verbose``."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        verbose = int(kwargs.pop("verbose", 0) or 0)  # type: ignore[call-overload]
+        setup_logging(verbose, bool(kwargs.get("quiet", False)))
+        return func(*args, **kwargs)
+
+    with_quiet = vocab_option("quiet", is_flag=True, help="Only results and errors; no progress.")
+    with_verbose = vocab_option("verbose", count=True, help="More logging (-vv for debug).")
+    return with_quiet(with_verbose(one_line_errors(wrapper)))  # type: ignore[no-any-return]
 
 
 def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -46,8 +155,8 @@ def status_summary(rows: list[tuple[str, str, str]]) -> str:
     """'10 ok, 1 failed: openvino-fp16 — reason': every status counted, none hidden."""
     counts: dict[str, int] = {}
     for _, status, _ in rows:
-        counts[status] = counts.get(status, 0) + 1
+        counts[str(status)] = counts.get(str(status), 0) + 1
     order = sorted(counts, key=lambda s: (s != "ok", s))
     text = ", ".join(f"{counts[s]} {s}" for s in order)
-    bad = [f"{name} — {reason}" for name, status, reason in rows if status == "failed"]
+    bad = [f"{name} — {reason}" for name, status, reason in rows if str(status) == "failed"]
     return text + (": " + "; ".join(bad) if bad else "")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from rtmw.cli._common import INT8_POLICY_CHOICES, one_line_errors, setup_logging
-
-if TYPE_CHECKING:
-    from rtmw.bench.gate import Check
+from rtmw.cli._common import (
+    data_options,
+    exit_code_epilog,
+    int8_policy_option,
+    verbosity,
+    vocab_option,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +48,12 @@ def _batches(value: str) -> tuple[int, ...]:
     epilog=(
         "Examples:\n\n\b\n"
         "  rtmw-bench artifacts/ --batch 1,8 --out results/cpu-rtmw-m\n"
-        "  rtmw-bench artifacts/onnx artifacts/openvino-fp16 --data val2017/ \\\n"
+        "  rtmw-bench artifacts/onnx artifacts/openvino-fp16 --images val2017/ \\\n"
         "      --ann coco_wholebody_val_v1.0.json \\\n"
         "      --dets COCO_val2017_detections_AP_H_56_person.json \\\n"
         "      --reference artifacts/onnx --out results/val\n"
-        "  rtmw-bench rtmw-m.pth --targets onnx,openvino-fp16 --out results/quick\n\n"
-        "Exit codes: 0 every artifact ok or skipped; 1 one failed; 2 usage; 4 device absent."
+        "  rtmw-bench rtmw-m.pth --targets onnx,openvino-fp16 --out results/quick"
+        + exit_code_epilog("an artifact failed to open, run or evaluate (its row says why)")
     ),
 )
 @click.argument("inputs", nargs=-1, required=True)
@@ -60,9 +63,9 @@ def _batches(value: str) -> tuple[int, ...]:
     default="cpu",
     show_default=True,
 )
-@click.option("--batch", "batch", default="1,8", show_default=True, help="Batch sizes.")
-@click.option(
-    "--threads", type=click.IntRange(min=1), default=None, help="Threads per runtime (pinned)."
+@vocab_option("batch", default="1,8", show_default=True, help="Batch sizes, comma-separated.")
+@vocab_option(
+    "threads", type=click.IntRange(min=1), default=None, help="Threads per runtime (pinned)."
 )
 @click.option(
     "--warmup", type=click.FloatRange(min=0), default=1.0, show_default=True,
@@ -79,19 +82,12 @@ def _batches(value: str) -> tuple[int, ...]:
     help="Iterations per repeat (overrides --seconds).",
 )
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--data", "image_dir", type=click.Path(file_okay=False), help="Image folder.")
-@click.option("--ann", "ann_file", type=click.Path(dir_okay=False), help="COCO-WholeBody JSON.")
-@click.option("--dets", "det_file", type=click.Path(dir_okay=False), help="Person detections.")
-@click.option(
-    "--limit", type=click.IntRange(min=1), default=None, help="Evaluate the first N images only."
-)
+@data_options
 @click.option("--flip/--no-flip", default=True, show_default=True, help="Flip test.")
 @click.option("--reference", type=click.Path(file_okay=False), help="FP32 artifact for fidelity.")
-@click.option("--targets", default="", help="With a checkpoint: export these targets first.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="results/NAME")
-@click.option("--quiet", is_flag=True)
-@click.option("-v", "--verbose", count=True)
-@one_line_errors
+@vocab_option("targets", default="", help="With a checkpoint: export these targets first.")
+@vocab_option("out", required=True, type=click.Path(file_okay=False), help="results/NAME")
+@verbosity
 def run_command(
     inputs: tuple[str, ...],
     device: str,
@@ -110,16 +106,14 @@ def run_command(
     targets: str,
     out: str,
     quiet: bool,
-    verbose: int,
 ) -> None:
     """Measure latency, end-to-end speed and per-part AP of ARTIFACTS (folders)."""
-    setup_logging(verbose)
     from rtmw.bench.run import BenchSettings, bench
     from rtmw.bench.timing import TimingPlan
 
     paths: list[str | Path] = list(inputs)
     if targets:
-        paths = _export_first(inputs, targets, Path(out) / "artifacts")
+        paths = _export_first(inputs, targets, Path(out) / "artifacts", quiet)
     settings = BenchSettings(
         device=device,
         batches=_batches(batch),
@@ -141,13 +135,15 @@ def run_command(
         raise SystemExit(1)
 
 
-def _export_first(inputs: tuple[str, ...], targets: str, out: Path) -> list[str | Path]:
+def _export_first(
+    inputs: tuple[str, ...], targets: str, out: Path, quiet: bool
+) -> list[str | Path]:
     from rtmw.errors import InputError
     from rtmw.export import expand_targets, export
 
     if len(inputs) != 1 or not Path(inputs[0]).is_file():
         raise InputError("--targets needs exactly one checkpoint file as input")
-    made = export(inputs[0], expand_targets(targets), out, overwrite=True, progress=True)
+    made = export(inputs[0], expand_targets(targets), out, overwrite=True, progress=not quiet)
     return [r.path for r in made if r.path is not None and r.status == "ok"]
 
 
@@ -174,13 +170,13 @@ def _summary(results: dict[str, Any]) -> None:
     epilog=(
         "Example:\n\n\b\n"
         "  rtmw-bench report results/cpu/results.json results/jetson/results.json \\\n"
-        "      --out results/compare"
+        "      --out results/compare" + exit_code_epilog()
     ),
 )
 @click.argument("files", nargs=-1, required=True, type=click.Path())
-@click.option("--out", type=click.Path(file_okay=False), help="Folder for results.md and plots.")
-@one_line_errors
-def report_command(files: tuple[str, ...], out: str | None) -> None:
+@vocab_option("out", type=click.Path(file_okay=False), help="Folder for results.md and plots.")
+@verbosity
+def report_command(files: tuple[str, ...], out: str | None, quiet: bool) -> None:
     """Re-render one or more results files; several are compared side by side."""
     from rtmw.bench.report import load_results, markdown, render
 
@@ -199,9 +195,11 @@ def report_command(files: tuple[str, ...], out: str | None) -> None:
         "  rtmw-bench gate --reference results/fp32/results.json \\\n"
         "      --candidate results/int8/results.json --junit gate.xml\n"
         "  rtmw-bench gate rtmw-m.pth --targets ort-int8,openvino-int8 --calib calib.npz \\\n"
-        "      --data val2017/ --ann coco_wholebody_val_v1.0.json --out results/gate\n\n"
-        "Exit codes: 0 every check passed; 1 a check failed (or failed closed); 2 usage,\n"
-        "a budgets file with unknown keys, or runs from different ISA classes."
+        "      --images val2017/ --ann coco_wholebody_val_v1.0.json --out results/gate"
+        + exit_code_epilog(
+            "a check failed (or failed closed); 2 also for a budgets file "
+            "with unknown keys, or runs from different ISA classes"
+        )
     ),
 )
 @click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
@@ -212,20 +210,11 @@ def report_command(files: tuple[str, ...], out: str | None) -> None:
 @click.option("--budgets", type=click.Path(dir_okay=False), help="gates.toml (default: built in).")
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write JUnit XML here.")
 @click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False), help="Write Markdown.")
-@click.option("--targets", default="", help="One-shot form: targets to export and gate.")
-@click.option("--calib", type=click.Path(dir_okay=False), help="One-shot form: calibration set.")
-@click.option(
-    "--int8-policy",
-    type=click.Choice(INT8_POLICY_CHOICES),
-    default="head-fp32",
-    show_default=True,
-    help="One-shot form: which layers INT8 targets keep in float (rtmw-export --help).",
-)
-@click.option("--data", "image_dir", type=click.Path(file_okay=False))
-@click.option("--ann", "ann_file", type=click.Path(dir_okay=False))
-@click.option("--dets", "det_file", type=click.Path(dir_okay=False))
-@click.option("--limit", type=click.IntRange(min=1), default=None)
-@click.option("--out", type=click.Path(file_okay=False), help="One-shot form: work folder.")
+@vocab_option("targets", default="", help="One-shot form: targets to export and gate.")
+@vocab_option("calib", type=click.Path(dir_okay=False), help="One-shot form: calibration set.")
+@int8_policy_option
+@data_options
+@vocab_option("out", type=click.Path(file_okay=False), help="One-shot form: work folder.")
 @click.option(
     "--allow-onnx-only",
     is_flag=True,
@@ -237,8 +226,7 @@ def report_command(files: tuple[str, ...], out: str | None) -> None:
     is_flag=True,
     help="Compare results measured on different ISA classes (refused by default, exit 2).",
 )
-@click.option("-v", "--verbose", count=True)
-@one_line_errors
+@verbosity
 def gate_command(
     checkpoint: str | None,
     reference: str | None,
@@ -258,49 +246,33 @@ def gate_command(
     out: str | None,
     allow_onnx_only: bool,
     allow_cross_host: bool,
-    verbose: int,
+    quiet: bool,
 ) -> None:
     """Fail when a quantised artifact loses more than its budget on any body part."""
-    setup_logging(verbose)
-    from rtmw.bench.gate import (
-        GateResult,
-        NothingToGate,
-        gate,
-        junit_xml,
-        load_budgets,
-        markdown,
-        write_step_summary,
-    )
-    from rtmw.bench.report import load_results
+    from rtmw.bench.gate import junit_xml, load_budgets, markdown, write_step_summary
+    from rtmw.workflows.gate import gate_results, one_shot_gate
 
     budget_table = load_budgets(budgets)
-    export_failures: list[Check] = []
+    candidates = [e for e in entries.split(",") if e] or None
     if checkpoint is not None:
         if reference or candidate:
             raise click.UsageError("give a CHECKPOINT or --reference/--candidate, not both")
         if not (targets and image_dir and ann_file and out):
-            raise click.UsageError("the one-shot form needs --targets, --data, --ann and --out")
-        run_path, export_failures = _one_shot(
-            checkpoint, targets, calib, int8_policy, image_dir, ann_file, det_file, limit, out,
-            allow_onnx_only=allow_onnx_only,
-        )  # fmt: skip
-        reference = candidate = str(run_path)
-    if not reference or not candidate:
+            raise click.UsageError("the one-shot form needs --targets, --images, --ann and --out")
+        result = one_shot_gate(
+            checkpoint, targets, out=out, image_dir=image_dir, ann_file=ann_file,
+            det_file=det_file, limit=limit, calib=calib, int8_policy=int8_policy,
+            budgets=budget_table, allow_onnx_only=allow_onnx_only,
+            allow_cross_host=allow_cross_host, reference_entry=reference_entry,
+            candidates=candidates, say=click.echo,
+        ).result  # fmt: skip
+    elif not reference or not candidate:
         raise click.UsageError("give --reference and --candidate results files")
-    try:
-        result = gate(
-            load_results(reference),
-            load_results(candidate),
-            budget_table,
-            reference_entry=reference_entry,
-            candidates=[e for e in entries.split(",") if e] or None,
-            allow_cross_host=allow_cross_host,
-        )
-    except NothingToGate:
-        if not export_failures:
-            raise
-        result = GateResult()  # every requested target failed to export
-    result.checks.extend(export_failures)
+    else:
+        result = gate_results(
+            reference, candidate, budgets=budget_table, reference_entry=reference_entry,
+            candidates=candidates, allow_cross_host=allow_cross_host,
+        )  # fmt: skip
     text = markdown(result)
     click.echo(text, nl=False)
     if markdown_out:
@@ -309,68 +281,3 @@ def gate_command(
         Path(junit).write_text(junit_xml(result))
     write_step_summary(text)
     raise SystemExit(0 if result.passed else 1)
-
-
-def _one_shot(
-    checkpoint: str,
-    targets: str,
-    calib: str | None,
-    int8_policy: str,
-    image_dir: str,
-    ann_file: str,
-    det_file: str | None,
-    limit: int | None,
-    out: str,
-    *,
-    allow_onnx_only: bool = False,
-) -> tuple[Path, list[Check]]:
-    """Export the FP32 reference and the targets, bench them all with fidelity.
-
-    A requested target that did not export comes back as a failed check: the gate
-    fails closed instead of judging only what happened to build.
-    """
-    from rtmw.bench.gate import Check
-    from rtmw.bench.run import BenchSettings, bench
-    from rtmw.bench.timing import TimingPlan
-    from rtmw.export import expand_targets, export
-
-    work = Path(out)
-    names = ["onnx", *[t for t in expand_targets(targets) if t != "onnx"]]
-    made = export(checkpoint, names, work / "artifacts", overwrite=True, progress=True,
-                  calib=calib, int8_policy=int8_policy)  # fmt: skip
-    for result in made:
-        click.echo(result.line())
-    reference = work / "artifacts" / "onnx"
-    if not any(r.target == "onnx" and r.status == "ok" for r in made):
-        from rtmw.errors import RtmwError
-
-        raise RtmwError("the FP32 reference (onnx) could not be exported; nothing to gate against")
-    # a TensorRT target built as its ONNX stand-in is not the engine that would ship: it is
-    # not gated (and fails the gate) unless the caller accepts the stand-in explicitly
-    stand_ins = [r for r in made if r.status == "onnx-only"]
-    gated = [r for r in made if r.path is not None and (r.status == "ok" or allow_onnx_only)]
-    paths: list[str | Path] = [r.path for r in gated if r.path is not None]
-    settings = BenchSettings(
-        batches=(1,),
-        plan=TimingPlan(warmup_s=0.2, seconds=0.5, repeats=1),
-        image_dir=image_dir,
-        ann_file=ann_file,
-        det_file=det_file,
-        limit=limit,
-        reference=str(reference),
-        draw=0,
-    )
-    bench(paths, settings, work / "bench", name="gate")
-    failures = [
-        Check(r.target, "all", "export", None, None, False, f"export {r.status}: {r.reason}")
-        for r in made
-        if r.status not in ("ok", "onnx-only")
-    ]
-    if not allow_onnx_only:
-        failures += [
-            Check(r.target, "all", "export", None, None, False,
-                  "not gated: only its ONNX stand-in was built (TensorRT absent); build the "
-                  "engine on the target, or pass --allow-onnx-only to gate the stand-in")
-            for r in stand_ins
-        ]  # fmt: skip
-    return work / "bench" / "results.json", failures

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from rtmw.cli._common import one_line_errors, setup_logging
+from rtmw.cli._common import exit_code_epilog, verbosity, vocab_option
 
 
 def _size(value: str) -> tuple[int, int]:
@@ -29,31 +29,30 @@ def _size(value: str) -> tuple[int, int]:
         "Examples:\n\n\b\n"
         "  rtmw-calib --images train2017/ --ann coco_wholebody_train_v1.0.json \\\n"
         "      --input-size 192x256 --n 512 --out calib-256x192.npz\n"
-        "  rtmw-calib --images frames/ --boxes person_dets.json --input-size 288x384 \\\n"
+        "  rtmw-calib --images frames/ --dets person_dets.json --input-size 288x384 \\\n"
         "      --n 256 --out calib-384x288.npz\n\n"
-        "With --boxes, images are found by COCO naming (<image_id:012d>.jpg) and part shares\n"
-        "cannot be known. Exit codes: 0 ok; 1 refused (too few crops, bad files); 2 usage."
+        "With --dets, images are found by COCO naming (<image_id:012d>.jpg) and part shares\n"
+        "cannot be known."
+        + exit_code_epilog("refused: too few crops, unreadable or inconsistent files")
     ),
 )
-@click.option("--images", required=True, type=click.Path(file_okay=False), help="Image folder.")
-@click.option("--ann", type=click.Path(dir_okay=False), help="COCO-WholeBody annotation JSON.")
-@click.option("--boxes", type=click.Path(dir_okay=False), help="Person boxes (COCO results).")
+@vocab_option("image_dir", required=True, type=click.Path(file_okay=False), help="Image folder.")
+@vocab_option("ann_file", type=click.Path(dir_okay=False), help="COCO-WholeBody annotation JSON.")
+@vocab_option("det_file", type=click.Path(dir_okay=False), help="Person boxes (COCO results).")
 @click.option(
     "--input-size", "input_size", default="192x256", show_default=True, help="WIDTHxHEIGHT."
 )
 @click.option("--n", "n", default=512, show_default=True, help="Number of person crops.")
-@click.option("--seed", default=0, show_default=True)
+@vocab_option("seed", default=0, show_default=True, help="Seed of the crop sampling.")
 @click.option("--hand-share", default=0.4, show_default=True, help="Wanted share with a hand.")
 @click.option("--face-share", default=0.4, show_default=True, help="Wanted share with a face.")
-@click.option("--min-score", default=0.5, show_default=True, help="Box score floor (--boxes).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False))
-@click.option("--quiet", is_flag=True)
-@click.option("-v", "--verbose", count=True)
-@one_line_errors
+@click.option("--min-score", default=0.5, show_default=True, help="Box score floor (--dets).")
+@vocab_option("out", required=True, type=click.Path(dir_okay=False), help="The .npz to write.")
+@verbosity
 def main(
-    images: str,
-    ann: str | None,
-    boxes: str | None,
+    image_dir: str,
+    ann_file: str | None,
+    det_file: str | None,
     input_size: str,
     n: int,
     seed: int,
@@ -62,17 +61,15 @@ def main(
     min_score: float,
     out: str,
     quiet: bool,
-    verbose: int,
 ) -> None:
     """Crop N persons through rtmw.pipeline and store them with a manifest."""
-    setup_logging(verbose)
     from rtmw.calib import build_calibration_set, save_calibration_set
 
     calib = build_calibration_set(
-        images,
+        image_dir,
         input_size=_size(input_size),
-        ann_file=ann,
-        boxes_file=boxes,
+        ann_file=ann_file,
+        boxes_file=det_file,
         n=n,
         seed=seed,
         hand_share=hand_share,

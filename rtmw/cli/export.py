@@ -6,7 +6,13 @@ import sys
 
 import click
 
-from rtmw.cli._common import INT8_POLICY_CHOICES, one_line_errors, setup_logging, status_summary
+from rtmw.cli._common import (
+    exit_code_epilog,
+    int8_policy_option,
+    status_summary,
+    verbosity,
+    vocab_option,
+)
 from rtmw.errors import RtmwError, UsageError
 
 
@@ -18,35 +24,40 @@ from rtmw.errors import RtmwError, UsageError
         "  rtmw-export rtmw-m.pth --targets onnx,openvino-fp16,ncnn-fp32 --out artifacts/\n"
         "  rtmw-export rtmw-m.pth --targets all --out artifacts/ --overwrite\n"
         "  rtmw-export rtmw-m.pth --targets ort-int8,openvino-int8,trt-int8 \\\n"
-        "      --calib calib.npz --sensitivity --out artifacts/\n\n"
-        "Exit codes: 0 all ok; 1 a target failed (verification figures printed); 2 usage; "
-        "3 a backend is missing (trt-fp16 without TensorRT: the verified ONNX is written)."
+        "      --calib calib.npz --sensitivity --out artifacts/"
+        + exit_code_epilog(
+            "a target failed (verification figures printed); 3 also for trt-* without "
+            "TensorRT, whose verified ONNX stand-in is written"
+        )
     ),
 )
 @click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
 @click.option("--target", "target", multiple=True, help="A target; repeatable.")
-@click.option("--targets", "targets", default="", help="Comma-separated targets, or 'all'.")
-@click.option(
-    "--out",
-    "out",
-    type=click.Path(file_okay=False),
-    help="Folder that receives one subfolder per target.",
+@vocab_option("targets", default="", help="Comma-separated targets, or 'all'.")
+@vocab_option(
+    "out", type=click.Path(file_okay=False), help="Folder that receives one subfolder per target."
 )
 @click.option("--opset", default=17, show_default=True, help="ONNX opset for the shared ONNX step.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
 @click.option("--overwrite", is_flag=True, help="Replace existing artifact folders.")
-@click.option(
-    "--calib",
+@vocab_option(
+    "calib",
     type=click.Path(dir_okay=False),
     help="Calibration set from rtmw-calib (required by INT8 targets).",
 )
+@int8_policy_option
 @click.option(
-    "--int8-policy",
-    type=click.Choice(INT8_POLICY_CHOICES),
-    default="head-fp32",
+    "--int8-keep",
+    multiple=True,
+    metavar="PREFIX",
+    help="ONNX node-name prefix kept in float on top of the policy (e.g. /neck/); repeatable.",
+)
+@click.option(
+    "--trt-int8-route",
+    type=click.Choice(["qdq", "calibrator"]),
+    default="qdq",
     show_default=True,
-    help="Mixed precision: keep the SimCC head (ScaleNorm, GAU, classifiers) in float, "
-    "also the neck (narrow models), or quantise everything.",
+    help="trt-int8: explicit Q/DQ (TensorRT 10/11) or TensorRT 10's entropy calibrator.",
 )
 @click.option(
     "--accuracy-control",
@@ -68,8 +79,7 @@ from rtmw.errors import RtmwError, UsageError
     help="Per-block INT8 sensitivity scan (needs --calib); table printed and saved in --out.",
 )
 @click.option("--list", "list_only", is_flag=True, help="List the targets and exit.")
-@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
-@one_line_errors
+@verbosity
 def main(
     checkpoint: str | None,
     target: tuple[str, ...],
@@ -80,15 +90,16 @@ def main(
     overwrite: bool,
     calib: str | None,
     int8_policy: str,
+    int8_keep: tuple[str, ...],
+    trt_int8_route: str,
     accuracy_control: float | None,
     accuracy_control_seconds: float,
     sensitivity: bool,
     list_only: bool,
-    verbose: int,
+    quiet: bool,
 ) -> None:
     """Export an mmpose RTMW CHECKPOINT to deployable, verified artifacts."""
-    setup_logging(verbose)
-    from rtmw.export import expand_targets, export, get_target
+    from rtmw.export import expand_targets, export, export_options, get_target
 
     if list_only:
         for name in [*expand_targets("all"), "torch"]:
@@ -103,7 +114,9 @@ def main(
 
         if calib is None:
             raise click.UsageError("--sensitivity needs --calib")
-        table_path, table = sensitivity_scan(checkpoint, calib, out, int8_policy=int8_policy)
+        table_path, table = sensitivity_scan(
+            checkpoint, calib, out, int8_policy=int8_policy, progress=not quiet
+        )
         click.echo(table)
         click.echo(f"sensitivity table: {table_path}")
         if not requested:
@@ -114,19 +127,19 @@ def main(
         expand_targets(requested)  # unknown names are a usage error before any work
     except RtmwError as exc:
         raise UsageError(str(exc)) from None  # one line, exit 2
-    results = export(
-        checkpoint,
-        requested,
-        out,
+    options = export_options(
         opset=opset,
         simplify=not no_simplify,
-        overwrite=overwrite,
-        progress=True,
-        calib=calib,
         int8_policy=int8_policy,
+        int8_keep=int8_keep,
         accuracy_control=accuracy_control,
         accuracy_control_seconds=accuracy_control_seconds,
+        engine={"int8_route": trt_int8_route},
     )
+    results = export(
+        checkpoint, requested, out, overwrite=overwrite, progress=not quiet, calib=calib,
+        options=options,
+    )  # fmt: skip
     for result in results:
         click.echo(result.line())
     click.echo(f"export: {status_summary([(r.target, r.status, r.reason) for r in results])}")

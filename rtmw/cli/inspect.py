@@ -6,20 +6,19 @@ import json
 
 import click
 
-from rtmw.cli._common import one_line_errors, setup_logging
+from rtmw.cli._common import exit_code_epilog, verbosity
 
 
 @click.command(
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog="Example:\n\n\b\n  rtmw-inspect rtmw-dw-x-l_simcc-cocktail14_270e-256x192-20231122.pth",
+    epilog="Example:\n\n\b\n  rtmw-inspect rtmw-dw-x-l_simcc-cocktail14_270e-256x192-20231122.pth"
+    + exit_code_epilog("not an RTMW checkpoint, or one that does not load strictly"),
 )
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON record instead of text.")
-@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
-@one_line_errors
-def main(checkpoint: str, as_json: bool, verbose: int) -> None:
+@verbosity
+def main(checkpoint: str, as_json: bool, quiet: bool) -> None:
     """Identify an mmpose-format RTMW CHECKPOINT from its tensor shapes and load it strictly."""
-    setup_logging(verbose)
     from rtmw.models import load_checkpoint, read_checkpoint
 
     contents = read_checkpoint(checkpoint)

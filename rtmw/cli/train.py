@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from rtmw.cli._common import one_line_errors, setup_logging
+from rtmw.cli._common import exit_code_epilog, setup_logging, verbosity, vocab_option
 
 logger = logging.getLogger(__name__)
 
@@ -23,12 +23,13 @@ logger = logging.getLogger(__name__)
         "  rtmw-train --init rtmw-dw-l-m_simcc-cocktail14_270e-256x192-20231122.pth \\\n"
         "      --images data/train/ --ann data/train.json \\\n"
         "      --val-images data/val/ --val-ann data/val.json --lr 1e-4 --iters 2000 --out runs/ft"
+        + exit_code_epilog("training stopped: unreadable data, or a loss that is not finite")
     ),
 )
 @click.option("--model", default="rtmw-demo-256x192", show_default=True, help="Zoo architecture.")
 @click.option("--init", type=click.Path(dir_okay=False), help="Checkpoint to fine-tune from.")
-@click.option("--images", type=click.Path(file_okay=False), help="Training image folder.")
-@click.option("--ann", type=click.Path(dir_okay=False), help="Training COCO-WholeBody JSON.")
+@vocab_option("image_dir", type=click.Path(file_okay=False), help="Training image folder.")
+@vocab_option("ann_file", type=click.Path(dir_okay=False), help="Training COCO-WholeBody JSON.")
 @click.option("--val-images", type=click.Path(file_okay=False), help="Validation image folder.")
 @click.option("--val-ann", type=click.Path(dir_okay=False), help="Validation annotation JSON.")
 @click.option(
@@ -38,25 +39,26 @@ logger = logging.getLogger(__name__)
     help="Generate N synthetic training images (seed+1) and N/20 validation images (seed+2) "
     "under OUT/data instead of --images/--ann.",
 )
-@click.option("--val-count", default=100, show_default=True, help="Validation images used.")
+@click.option(
+    "--val-limit", "--val-count", "val_count", default=100, show_default=True,
+    help="Validation images used (the first N, as --limit elsewhere).",
+)  # fmt: skip
 @click.option("--iters", default=1000, show_default=True)
-@click.option("--batch", "batch_size", default=32, show_default=True)
+@vocab_option("batch_size", default=32, show_default=True, help="Training mini-batch size.")
 @click.option("--lr", default=1e-3, show_default=True, type=float)
 @click.option("--warmup", default=100, show_default=True, help="Warm-up iterations.")
 @click.option("--val-every", default=500, show_default=True)
 @click.option("--rotate-factor", default=30.0, show_default=True, help="Rotation jitter (deg).")
 @click.option("--dropout-prob", default=0.5, show_default=True, help="Coarse dropout prob.")
-@click.option("--seed", default=21, show_default=True)
-@click.option("--threads", type=int, default=None, help="torch intra-op threads.")
-@click.option("--out", required=True, type=click.Path(file_okay=False))
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.option("-v", "--verbose", count=True)
-@one_line_errors
+@vocab_option("seed", default=21, show_default=True, help="Seed of initialisation and sampling.")
+@vocab_option("threads", type=click.IntRange(min=1), default=None, help="torch intra-op threads.")
+@vocab_option("out", required=True, type=click.Path(file_okay=False), help="Run folder.")
+@verbosity
 def main(
     model: str,
     init: str | None,
-    images: str | None,
-    ann: str | None,
+    image_dir: str | None,
+    ann_file: str | None,
     val_images: str | None,
     val_ann: str | None,
     synthetic: int | None,
@@ -72,10 +74,11 @@ def main(
     threads: int | None,
     out: str,
     quiet: bool,
-    verbose: int,
 ) -> None:
     """Train RTMW with mmpose's recipe; writes OUT/<model>.pth, train_log.json, curve PNG."""
-    setup_logging(verbose + 1)
+    images, ann = image_dir, ann_file
+    if not quiet and logging.getLogger().level > logging.INFO:
+        setup_logging(1)  # training reports its validations at INFO
     from rtmw.errors import InputError, MissingDependency
     from rtmw.train import AugmentConfig, TrainConfig, plot_learning_curve, train
 

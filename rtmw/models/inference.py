@@ -19,11 +19,12 @@ FP32_SWITCHES = ("mkldnn.matmul", "mkldnn.conv", "cuda.matmul", "cudnn.conv")
 
 def pin_ieee_fp32() -> dict[str, str]:
     """Set every fp32 fast-math switch torch has to IEEE; return them as read back."""
+    backends: Any = torch.backends  # fp32_precision is not in torch's type stubs yet
     switches: dict[str, Any] = {
-        "mkldnn.matmul": torch.backends.mkldnn.matmul,
-        "mkldnn.conv": torch.backends.mkldnn.conv,
-        "cuda.matmul": torch.backends.cuda.matmul,
-        "cudnn.conv": torch.backends.cudnn.conv,
+        "mkldnn.matmul": backends.mkldnn.matmul,
+        "mkldnn.conv": backends.mkldnn.conv,
+        "cuda.matmul": backends.cuda.matmul,
+        "cudnn.conv": backends.cudnn.conv,
     }
     for backend in switches.values():
         backend.fp32_precision = "ieee"
