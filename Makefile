@@ -51,9 +51,11 @@ gate-demo:
 	$(VENV)/bin/rtmw-calib --images results/_scratch/gate-data/images/train --ann results/_scratch/gate-data/annotations/coco_wholebody_train_v1.0.json --n 96 --out results/_scratch/gate-calib.npz --quiet
 	$(VENV)/bin/rtmw-bench gate $$($(PY) -c "from rtmw.models import demo_checkpoint as d; print(d())") --targets onnx-fp16,ort-int8 --int8-policy head-neck-fp32 --budgets .ci/gates-demo.toml --calib results/_scratch/gate-calib.npz --data results/_scratch/gate-data/images/val --ann results/_scratch/gate-data/annotations/coco_wholebody_val_v1.0.json --out results/_scratch/gate --junit results/_scratch/gate.junit.xml
 
+# the layering (pyproject's [tool.importlinter]): layers, leaves, backends, no cycles
 lint:
-	$(VENV)/bin/ruff check rtmw tests
-	$(VENV)/bin/ruff format --check rtmw tests
+	$(VENV)/bin/ruff check rtmw tests tools
+	$(VENV)/bin/ruff format --check rtmw tests tools
+	$(VENV)/bin/lint-imports
 
 # tensorrt-stubs' .pyi files need a py.typed marker and a few syntax mends: see the script
 typecheck:

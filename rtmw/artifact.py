@@ -23,8 +23,9 @@ from typing import Any
 
 from rtmw.errors import RtmwError
 from rtmw.hashing import sha256_file
+from rtmw.schemas import ARTIFACT
 
-SCHEMA = "rtmw.artifact/1"
+SCHEMA = ARTIFACT.tag
 MANIFEST = "artifact.json"
 # ".<name>.staging-<hex>" while an export builds, ".<name>.old-<hex>" while it swaps in
 HIDDEN_WORK = re.compile(r"^\..+\.(staging|old)-[0-9a-f]{8}$")
@@ -71,11 +72,11 @@ class Manifest:
     def from_dict(cls, data: dict[str, Any], where: str, *, check_hash: bool = True) -> Manifest:
         if not isinstance(data, dict):
             raise ArtifactError(f"{where}: the manifest must be a JSON object")
-        if data.get("schema") != SCHEMA:
-            raise ArtifactError(f"{where}: unknown artifact schema {data.get('schema')!r}")
-        unknown = set(data) - set(cls.__dataclass_fields__) - {"manifest_sha256"}
-        if unknown:
-            raise ArtifactError(f"{where}: unknown manifest field(s) {sorted(unknown)}")
+        problems = ARTIFACT.problems(data)
+        if problems.wrong_tag:
+            raise ArtifactError(f"{where}: unknown artifact schema {problems.found_tag!r}")
+        if problems.unknown:
+            raise ArtifactError(f"{where}: unknown manifest field(s) {sorted(problems.unknown)}")
         content = {k: v for k, v in data.items() if k != "manifest_sha256"}
         if check_hash:
             recorded = data.get("manifest_sha256")

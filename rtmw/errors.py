@@ -43,3 +43,9 @@ class UsageError(RtmwError):
     """An option or configuration value that cannot work; nothing was done."""
 
     exit_code = 2
+
+
+class DeviceUnavailable(RtmwError):
+    """The requested device, execution provider or precision is not the one that would run."""
+
+    exit_code = 4

@@ -1,8 +1,16 @@
-"""Markdown tables whose cells cannot break the table (reasons and paths hold '|')."""
+"""Markdown tables whose cells cannot break the table (reasons and paths hold '|').
+
+Rendering is tabulate's GitHub-flavoured pipe table (cells unpadded, so rows stay
+greppable); what tabulate does not do, escaping a '|' inside a cell and folding line
+breaks, is done here. Every table rtmw writes (results, gates, sensitivity) comes from
+:func:`table`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+
+from tabulate import tabulate
 
 
 def cell(value: object) -> str:
@@ -11,6 +19,12 @@ def cell(value: object) -> str:
 
 
 def table(header: Sequence[object], rows: Iterable[Sequence[object]]) -> list[str]:
-    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return lines
+    text = tabulate(
+        [[cell(v) for v in row] for row in rows],
+        headers=[cell(h) for h in header],
+        tablefmt="github",
+        disable_numparse=True,  # figures are formatted by the caller, never re-parsed
+        stralign=None,
+        numalign=None,
+    )
+    return str(text).splitlines()

@@ -415,7 +415,13 @@ def test_training_without_data_is_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["--iters", "0"], ["--batch-size", "0"], ["--lr", "-1"], ["--val-every", "0"], ["--threads", "0"]],
+    [
+        ["--iters", "0"],
+        ["--batch-size", "0"],
+        ["--lr", "-1"],
+        ["--val-every", "0"],
+        ["--threads", "0"],
+    ],
 )
 def test_training_settings_that_cannot_work_are_refused(
     args: list[str], tiny_val: object, tmp_path: Path
@@ -423,7 +429,9 @@ def test_training_settings_that_cannot_work_are_refused(
     from rtmw.cli.train import main
 
     data = ["--images", str(tiny_val.image_dir), "--ann", str(tiny_val.ann_file)]  # type: ignore[attr-defined]
-    result = CliRunner().invoke(main, [*data, "--batch-size", "2", *args, "--out", str(tmp_path / "r")])
+    result = CliRunner().invoke(
+        main, [*data, "--batch-size", "2", *args, "--out", str(tmp_path / "r")]
+    )
     assert result.exit_code == 2
     assert "invalid training settings" in _one_error_line(result.output)
     assert not (tmp_path / "r").exists() or not list((tmp_path / "r").glob("*.pth"))

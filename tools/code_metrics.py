@@ -17,7 +17,9 @@ def package_lines(root: Path) -> dict[str, int]:
     counts: dict[str, int] = defaultdict(int)
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root)
-        package = f"{root.name}/{rel.parts[0]}" if len(rel.parts) > 1 else f"{root.name} (top level)"
+        package = (
+            f"{root.name}/{rel.parts[0]}" if len(rel.parts) > 1 else f"{root.name} (top level)"
+        )
         counts[package] += len(path.read_text().splitlines())
     return dict(counts)
 

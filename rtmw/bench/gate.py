@@ -87,17 +87,21 @@ def load_budgets(path: str | Path | None = None) -> dict[str, Any]:
         raise GateConfigError(f"budgets file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise GateConfigError(f"{path}: not valid TOML ({exc})") from None
-    if "defaults" not in data:
-        raise GateConfigError(f"{path}: needs a [defaults] table")
     _check_keys(data, path)
     return data
 
 
 def _check_keys(data: dict[str, Any], path: Path) -> None:
     """Unknown tables, keys or parts are refused: a typo must never loosen a budget."""
-    unknown_top = set(data) - {"defaults", "precision", "target"}
-    if unknown_top:
-        raise GateConfigError(f"{path}: unknown table(s) {sorted(unknown_top)}")
+    from rtmw.schemas import GATES
+
+    problems = GATES.problems(data)
+    if problems.wrong_tag:
+        raise GateConfigError(f"{path}: unknown budgets schema {problems.found_tag!r}")
+    if problems.missing:
+        raise GateConfigError(f"{path}: needs a [defaults] table")
+    if problems.unknown:
+        raise GateConfigError(f"{path}: unknown table(s) {sorted(problems.unknown)}")
     layers = [("defaults", data["defaults"])]
     for group in ("precision", "target"):
         if not isinstance(data.get(group, {}), dict):

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from rtmw.errors import DataError, MissingDependency
+from rtmw.schemas import RESULTS
 
-SCHEMA = "rtmw.bench/1"
+SCHEMA = RESULTS.tag
 PART_COLUMNS = ("body", "foot", "face", "lefthand", "righthand", "wholebody")
 PART_LABELS = {"lefthand": "l-hand", "righthand": "r-hand", "wholebody": "whole"}
 
@@ -29,12 +30,12 @@ def load_results(path: str | Path) -> dict[str, Any]:
         raise DataError(f"results file not found: {path}") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+    if not isinstance(data, dict) or RESULTS.problems(data).wrong_tag:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise DataError(f"{path}: not an rtmw-bench results file (schema {found!r})")
-    unknown = set(data) - RESULTS_KEYS
-    missing = {"environment", "settings", "entries"} - set(data)
-    if unknown or missing:
+    problems = RESULTS.problems(data)
+    unknown, missing = problems.unknown, problems.missing
+    if problems:
         raise DataError(
             f"{path}: malformed results file ("
             + "; ".join(
@@ -51,11 +52,6 @@ def load_results(path: str | Path) -> dict[str, Any]:
     _refuse_non_finite(entries, path)
     data["_path"] = str(path)
     return data
-
-
-# "_path" is set by this loader (files written from a loaded run carry it)
-RESULTS_KEYS = {"schema", "name", "created", "environment", "settings", "baseline", "entries",
-                "_path"}  # fmt: skip
 
 
 def _refuse_non_finite(entries: list[dict[str, Any]], path: Path) -> None:

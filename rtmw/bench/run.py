@@ -21,7 +21,7 @@ from tqdm import tqdm
 from rtmw import runtimes
 from rtmw.artifact import Artifact, read_artifact
 from rtmw.bench.environment import RUNTIME_DEVICE, environment
-from rtmw.bench.report import SCHEMA, render
+from rtmw.bench.report import render
 from rtmw.bench.timing import TimingPlan, time_frame, time_inference
 from rtmw.data.evalset import EvalSet, load_eval_set, read_image
 from rtmw.errors import MissingDependency, RtmwError, UsageError
@@ -31,6 +31,7 @@ from rtmw.pipeline.draw import draw_poses
 from rtmw.pipeline.preprocess import preprocess
 from rtmw.pipeline.topdown import TopDown
 from rtmw.runtimes.base import Runtime
+from rtmw.schemas import RESULTS
 
 logger = logging.getLogger(__name__)
 
@@ -302,8 +303,7 @@ def bench(
                     batch: frame["persons_per_s"] / baseline["persons_per_s"]
                     for batch, frame in entry["e2e"].items()
                 }
-    results = {
-        "schema": SCHEMA,
+    results = RESULTS.stamp({
         "name": name or out.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "environment": env,
@@ -334,7 +334,7 @@ def bench(
         },
         "baseline": baseline,
         "entries": entries,
-    }
+    })  # fmt: skip
     import json
 
     (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default) + "\n")

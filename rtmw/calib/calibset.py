@@ -27,14 +27,14 @@ from rtmw.data.wholebody import PART_SLICES, load_annotations, load_detections
 from rtmw.errors import DataError, RtmwError
 from rtmw.hashing import sha256_file
 from rtmw.pipeline.preprocess import BBOX_PADDING, MEAN_RGB, STD_RGB, preprocess
+from rtmw.schemas import CALIBRATION
 
 logger = logging.getLogger(__name__)
 
-SCHEMA = "rtmw.calib/1"
+SCHEMA = CALIBRATION.tag
 # crop sides (pixels) a model input can have: anything else is a typo, not a model
 INPUT_SIDE_RANGE = (16, 4096)
-MANIFEST_KEYS = {"schema", "input_size", "n", "seed", "normalisation", "source", "images",
-                 "shares", "requested_shares", "tensor_sha256"}  # fmt: skip
+MANIFEST_KEYS = CALIBRATION.keys
 MIN_CROPS = 32
 HAND_MIN_KEYPOINTS = 8  # of 21 labelled: the hand is really in the crop
 FACE_MIN_KEYPOINTS = 20  # of 68
@@ -227,8 +227,7 @@ def build_calibration_set(
         "available_hands": float(np.mean([c.hand for c in candidates])) if known_parts else None,
         "available_face": float(np.mean([c.face for c in candidates])) if known_parts else None,
     }
-    manifest = {
-        "schema": SCHEMA,
+    manifest = CALIBRATION.stamp({
         "input_size": [width, height],
         "n": n,
         "seed": seed,
@@ -244,7 +243,7 @@ def build_calibration_set(
         "shares": shares,
         "requested_shares": {"hands": hand_share, "face": face_share},
         "tensor_sha256": tensor_sha256(inputs),
-    }
+    })  # fmt: skip
     boxes_arr = np.stack([c.box for c in chosen]).astype(np.float32)
     ids = np.array([c.image_id for c in chosen], np.int64)
     return CalibrationSet(inputs, boxes_arr, ids, manifest)
@@ -285,11 +284,13 @@ def load_calibration_set(path: str | Path) -> CalibrationSet:
         ) from None
     if not isinstance(manifest, dict):
         raise CalibrationError(f"{path}: the calibration manifest must be a JSON object")
-    unknown = set(manifest) - MANIFEST_KEYS
-    if unknown:
-        raise CalibrationError(f"{path}: unknown calibration manifest key(s) {sorted(unknown)}")
-    if manifest.get("schema") != SCHEMA:
-        raise CalibrationError(f"{path}: unknown calibration schema {manifest.get('schema')!r}")
+    problems = CALIBRATION.problems(manifest)
+    if problems.unknown:
+        raise CalibrationError(
+            f"{path}: unknown calibration manifest key(s) {sorted(problems.unknown)}"
+        )
+    if problems.wrong_tag:
+        raise CalibrationError(f"{path}: unknown calibration schema {problems.found_tag!r}")
     if inputs.dtype != np.float32 or inputs.ndim != 4 or inputs.shape[1] != 3:
         raise CalibrationError(f"{path}: inputs must be float32 (N,3,H,W), got {inputs.shape}")
     if len(inputs) < MIN_CROPS:

@@ -128,3 +128,7 @@ def main(
             "validation AP (GT boxes, flip): "
             + json.dumps({k: round(v, 3) for k, v in result.final_ap.items()})
         )
+
+
+if __name__ == "__main__":
+    main()

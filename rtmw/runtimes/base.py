@@ -15,16 +15,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rtmw.artifact import Artifact
-from rtmw.errors import InputError, RtmwError
+from rtmw.errors import DeviceUnavailable, InputError
 from rtmw.host import cpu_fingerprint
 
 logger = logging.getLogger(__name__)
-
-
-class DeviceUnavailable(RtmwError):
-    """The requested device or execution provider is not the one that would run."""
-
-    exit_code = 4
 
 
 @dataclass(frozen=True)

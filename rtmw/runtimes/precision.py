@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rtmw.runtimes.base import DeviceUnavailable
+from rtmw.errors import DeviceUnavailable
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 EXECUTION_TYPES = ("f32", "f16", "bf16")

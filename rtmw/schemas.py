@@ -1,0 +1,123 @@
+"""The versioned file formats of rtmw, one definition shared by each writer and reader.
+
+``artifact.json`` (an export's manifest), ``results.json`` (a benchmark run), the gates
+budget TOML, and the calibration-set manifest inside ``calib.npz``. A writer stamps its
+document with :meth:`FileSchema.stamp` (which refuses keys the format does not have, so
+a writer cannot drift from its reader); a reader asks :meth:`FileSchema.problems` and
+words the refusal for its file. A new version is a new ``FileSchema`` with the next
+``version``; readers say which versions they accept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Problems:
+    """What keeps a document from being read as its format."""
+
+    wrong_tag: bool
+    found_tag: object
+    unknown: frozenset[str]
+    missing: frozenset[str]
+
+    def __bool__(self) -> bool:
+        return self.wrong_tag or bool(self.unknown) or bool(self.missing)
+
+
+@dataclass(frozen=True)
+class FileSchema:
+    kind: str
+    version: int
+    required: frozenset[str]
+    optional: frozenset[str] = frozenset()
+    # files users write by hand (the gates TOML) may leave the tag out: it then means v1
+    tag_optional: bool = False
+    tag_key: str = "schema"
+
+    @property
+    def tag(self) -> str:
+        return f"rtmw.{self.kind}/{self.version}"
+
+    @property
+    def keys(self) -> frozenset[str]:
+        return self.required | self.optional | {self.tag_key}
+
+    def stamp(self, content: Mapping[str, Any]) -> dict[str, Any]:
+        """The document as written: the tag first, then ``content`` (checked: a key the
+        format lacks, or a required key missing, is a bug in the writer)."""
+        unknown = set(content) - self.keys
+        missing = self.required - set(content)
+        if unknown or missing:
+            raise ValueError(
+                f"{self.tag} writer: unknown {sorted(unknown)}, missing {sorted(missing)}"
+            )
+        return {self.tag_key: self.tag, **{k: v for k, v in content.items() if k != self.tag_key}}
+
+    def problems(self, data: Mapping[str, Any]) -> Problems:
+        found = data.get(self.tag_key)
+        wrong = found != self.tag and not (self.tag_optional and found is None)
+        return Problems(
+            wrong_tag=wrong,
+            found_tag=found,
+            unknown=frozenset(set(data) - self.keys),
+            missing=frozenset(self.required - set(data)),
+        )
+
+
+ARTIFACT = FileSchema(
+    "artifact",
+    1,
+    required=frozenset(
+        {"model", "input_size", "target", "format", "precision", "files", "source", "tools"}
+    ),
+    optional=frozenset(
+        {
+            "num_keypoints",
+            "simcc_split_ratio",
+            "calibration",
+            "verification",
+            "io",
+            "options",
+            "host",
+            "created",
+            "manifest_sha256",
+        }
+    ),
+)
+RESULTS = FileSchema(
+    "bench",
+    1,
+    required=frozenset({"environment", "settings", "entries"}),
+    # "_path" is set by the loader (files written from a loaded run carry it)
+    optional=frozenset({"name", "created", "baseline", "_path"}),
+)
+CALIBRATION = FileSchema(
+    "calib",
+    1,
+    required=frozenset(
+        {
+            "input_size",
+            "n",
+            "seed",
+            "normalisation",
+            "source",
+            "images",
+            "shares",
+            "requested_shares",
+            "tensor_sha256",
+        }
+    ),
+)
+GATES = FileSchema(
+    "gates",
+    1,
+    required=frozenset({"defaults"}),
+    optional=frozenset({"precision", "target"}),
+    tag_optional=True,
+)
+
+__all__ = ["ARTIFACT", "CALIBRATION", "GATES", "RESULTS", "FileSchema", "Problems"]

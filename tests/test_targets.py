@@ -1,0 +1,96 @@
+"""The contract every registered target keeps: it exports, verifies and opens.
+
+Parametrised over the registry itself, so a new target is tested by being registered.
+The trained demo model is used (random weights cannot pass INT8 verification), with a
+calibration set made by rtmw-calib's code from synthetic images. A target is skipped only
+for a real reason: its packages are missing (named), or this host cannot run it (the
+target's own ``unavailable`` hook, e.g. no native bf16).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtmw import runtimes
+from rtmw.artifact import read_artifact
+from rtmw.calib import CalibrationSet, build_calibration_set
+from rtmw.data.synthetic import make_dataset
+from rtmw.export import (
+    DEFAULT_TOLERANCES,
+    ExportResult,
+    ExportStatus,
+    export,
+    get_target,
+    list_targets,
+    unavailable_reason,
+)
+from rtmw.export.api import _missing_modules
+from rtmw.models import demo_checkpoint
+from rtmw.workflows.demo import DEMO_INT8_POLICY
+
+pytestmark = pytest.mark.precision
+
+
+@pytest.fixture(scope="module")
+def contract_calib(tmp_path_factory: pytest.TempPathFactory) -> CalibrationSet:
+    src = make_dataset(tmp_path_factory.mktemp("contract-calib"), 40, seed=31, split="train",
+                       progress=False)  # fmt: skip
+    return build_calibration_set(
+        src.image_dir, input_size=(192, 256), ann_file=src.ann_file, n=64, progress=False
+    )
+
+
+@pytest.fixture(scope="module")
+def every_target(
+    tmp_path_factory: pytest.TempPathFactory, contract_calib: CalibrationSet
+) -> tuple[Path, dict[str, ExportResult]]:
+    """Every registered target of the demo model, in one export run (one ONNX step), with
+    the demo's INT8 policy (its narrow neck needs float too: docs/gates.md)."""
+    out = tmp_path_factory.mktemp("contract")
+    results = export(demo_checkpoint(), list_targets(), out, calib=contract_calib,
+                     int8_policy=DEMO_INT8_POLICY)  # fmt: skip
+    return out, {r.target: r for r in results}
+
+
+@pytest.mark.parametrize("target", list_targets())
+def test_registered_target_exports_verifies_and_opens(every_target, target: str) -> None:
+    spec = get_target(target)
+    out, results = every_target
+    result = results[target]
+    missing = _missing_modules(spec)
+    if missing:
+        assert result.status == ExportStatus.SKIPPED and result.exit_code == 3
+        pytest.skip(f"{', '.join(missing)} not installed (rtmw[{spec.extra}])")
+    not_here = unavailable_reason(spec)
+    if not_here is not None:
+        assert result.status == ExportStatus.SKIPPED and result.exit_code == 4
+        assert result.reason == not_here
+        pytest.skip(not_here)
+    fallback = spec.onnx_fallback.missing() if spec.onnx_fallback is not None else None
+    expected = ExportStatus.OK if fallback is None else ExportStatus.ONNX_ONLY
+    assert result.status == expected, result.reason
+    assert result.path is not None and result.path.is_dir()
+    manifest = read_artifact(result.path).manifest
+    assert manifest.target == (target if fallback is None else target + "-onnx")
+    assert manifest.precision == spec.precision
+    assert manifest.format == (spec.format if fallback is None else "onnx")
+    verification = manifest.verification
+    assert verification["passed"] and verification["finite"], verification.get("failures")
+    assert verification["max_rel_diff"] <= DEFAULT_TOLERANCES[spec.precision].max_rel_diff
+    assert verification["device"] == (spec.verify_device if fallback is None else "cpu")
+    if spec.precision == "int8":
+        assert manifest.calibration is not None and "calib_holdout" in verification["inputs"]
+        assert "random" not in verification["inputs"]
+    device = verification["device"]
+    with runtimes.open(result.path, device=device) as runner:
+        width, height = manifest.input_size
+        batch = np.zeros((2, 3, height, width), np.float32)
+        simcc_x, simcc_y = runner(batch)
+    ratio = manifest.simcc_split_ratio
+    assert simcc_x.shape == (2, 133, int(width * ratio))
+    assert simcc_y.shape == (2, 133, int(height * ratio))
+    assert np.isfinite(simcc_x).all() and np.isfinite(simcc_y).all()
+    assert not list(out.glob(".*staging*"))
