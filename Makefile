@@ -37,19 +37,19 @@ demo:
 	@test -x $(VENV)/bin/rtmw-demo || $(MAKE) install
 	$(VENV)/bin/rtmw-demo --out results/demo
 
-# The committed CPU baseline: rtmw-m-256x192 (random weights: latency only), every FP32/FP16
-# artifact this machine runs, batch 1 and 8, against onnxruntime FP32 one crop at a time
+# The committed CPU baseline: rtmw-m-256x192, rtmw-l-256x192 and rtmw-l-384x288 (random
+# weights, exported latency-only) on every CPU target this machine runs, INT8 and bf16
+# included, batch 1 and 8, 2 threads for every runtime, with streaming; results/cpu-<model>/
+# and the comparison results/cpu-published/ (routes_across_models.png)
 bench-baseline:
-	$(PY) -c "from rtmw.models import build, save_checkpoint as s; s(build('rtmw-m-256x192', seed=0), 'results/_scratch/rtmw-m-random.pth')"
-	$(VENV)/bin/rtmw-export results/_scratch/rtmw-m-random.pth --targets onnx,onnx-fp16,openvino-fp32,openvino-fp16,ncnn-fp32,ncnn-fp16,torch --out results/_scratch/baseline-artifacts --overwrite
-	$(VENV)/bin/rtmw-bench results/_scratch/baseline-artifacts --batch 1,8 --threads 2 --out results/cpu-rtmw-m-256x192
+	$(VENV)/bin/rtmw-bench baseline --out results --threads 2
 
 # What CI gates: FP16 and ort-int8 artifacts of the demo model against its FP32, synthetic
 # data, budgets in .ci/gates-demo.toml (why they differ from the defaults is written there)
 gate-demo:
 	$(VENV)/bin/python -c "from rtmw.data.synthetic import make_dataset as m; m('results/_scratch/gate-data', 100, 303, split='val', progress=False); m('results/_scratch/gate-data', 60, 304, split='train', progress=False)"
 	$(VENV)/bin/rtmw-calib --images results/_scratch/gate-data/images/train --ann results/_scratch/gate-data/annotations/coco_wholebody_train_v1.0.json --n 96 --out results/_scratch/gate-calib.npz --quiet
-	$(VENV)/bin/rtmw-bench gate $$($(PY) -c "from rtmw.models import demo_checkpoint as d; print(d())") --targets onnx-fp16,ort-int8 --int8-policy head-neck-fp32 --budgets .ci/gates-demo.toml --calib results/_scratch/gate-calib.npz --data results/_scratch/gate-data/images/val --ann results/_scratch/gate-data/annotations/coco_wholebody_val_v1.0.json --out results/_scratch/gate --junit results/_scratch/gate.junit.xml
+	$(VENV)/bin/rtmw-bench gate $$($(PY) -c "from rtmw.models import demo_checkpoint as d; print(d())") --targets onnx-fp16,ort-int8 --int8-policy head-neck-fp32 --budgets .ci/gates-demo.toml --calib results/_scratch/gate-calib.npz --images results/_scratch/gate-data/images/val --ann results/_scratch/gate-data/annotations/coco_wholebody_val_v1.0.json --out results/_scratch/gate --junit results/_scratch/gate.junit.xml
 
 # the layering (pyproject's [tool.importlinter]): layers, leaves, backends, no cycles
 lint:

@@ -55,3 +55,29 @@ def demo_artifacts(tmp_path_factory: pytest.TempPathFactory, demo_random_checkpo
     results = export(demo_random_checkpoint, targets, out)
     assert all(r.status == "ok" for r in results), [r.line() for r in results]
     return out
+
+
+# The backend a parametrised test needs, from the target (or the configuration) it runs:
+# `pytest -m openvino`, `-m "not ncnn"` or `-m "not slow"` select by what a test touches.
+_BACKEND_OF_TARGET = (
+    ("openvino-", "openvino"),
+    ("ncnn-", "ncnn"),
+    ("onnx", "onnx"),
+    ("ort-", "onnx"),
+    ("trt-", "onnx"),  # without TensorRT, a trt-* target is its ONNX stand-in in onnxruntime
+)
+_LARGE_CONFIGS = ("rtmw-x-", "384x288")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        for value in params.values():
+            if not isinstance(value, str):
+                continue
+            for prefix, marker in _BACKEND_OF_TARGET:
+                if value.startswith(prefix):
+                    item.add_marker(getattr(pytest.mark, marker))
+                    break
+            if any(part in value for part in _LARGE_CONFIGS):
+                item.add_marker(pytest.mark.slow)

@@ -163,7 +163,7 @@ def test_bench_outputs_parse(bench_run: tuple[dict, Path], tmp_path: Path) -> No
     assert table == markdown([loaded])
     lines = [line for line in table.splitlines() if line.startswith("| ")]
     header = lines[0].strip("|").split("|")
-    assert len(header) == 17
+    assert len(header) == 21  # issue 17: threads, GMAC/s, % of peak, peak RSS
     # one row per ok artifact and batch, one per failed artifact
     ok = [e for e in results["entries"] if e["status"] == "ok"]
     failed = [e for e in results["entries"] if e["status"] != "ok"]

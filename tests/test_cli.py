@@ -18,6 +18,7 @@ COMMANDS: dict[str, click.Command] = {
     "rtmw-bench run": bench.main.commands["run"],  # type: ignore[attr-defined]
     "rtmw-bench gate": bench.main.commands["gate"],  # type: ignore[attr-defined]
     "rtmw-bench report": bench.main.commands["report"],  # type: ignore[attr-defined]
+    "rtmw-bench baseline": bench.main.commands["baseline"],  # type: ignore[attr-defined]
 }
 
 
@@ -80,6 +81,7 @@ def test_retired_spellings_are_hidden_but_accepted() -> None:
         ("rtmw-bench run", ["--out", "o"]),
         ("rtmw-bench gate", ["--reference", "only-one.json"]),
         ("rtmw-bench report", []),
+        ("rtmw-bench baseline", ["--batch", "0"]),
     ],
 )
 def test_usage_errors_exit_2(name: str, args: list[str]) -> None:

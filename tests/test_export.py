@@ -51,30 +51,43 @@ def _available(target: str) -> bool:
 # fixed size. FP16 and the TensorRT stand-in add nothing there that rtmw-m does not test.
 LARGE = "rtmw-l-384x288"
 LARGE_TARGETS = ["onnx", "openvino-fp32", "ncnn-fp32"]
-CASES = [("rtmw-m-256x192", t) for t in RUNNABLE] + [
-    pytest.param(LARGE, t, marks=pytest.mark.slow, id=f"{LARGE}-{t}") for t in LARGE_TARGETS
+CASES = [pytest.param("exported", t, id=f"rtmw-m-256x192-{t}") for t in RUNNABLE] + [
+    pytest.param("exported_large", t, marks=pytest.mark.slow, id=f"{LARGE}-{t}")
+    for t in LARGE_TARGETS
 ]
 
 
-@pytest.fixture(scope="session")
-def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """The targets of one random-init checkpoint (rtmw-m unless a test asks for another),
-    exported once for the session."""
-    name = getattr(request, "param", "rtmw-m-256x192")
-    root = tmp_path_factory.mktemp(name)
+def _export_all(name: str, targets: list[str], root: Path):
     checkpoint = save_checkpoint(build(name, seed=7), root / "model.pth")
-    wanted = LARGE_TARGETS if name == LARGE else [*RUNNABLE, "trt-fp16"]
-    targets = [t for t in wanted if _available(t)]
-    results = {r.target: r for r in export(checkpoint, targets, root / "artifacts")}
+    available = [t for t in targets if _available(t)]
+    results = {r.target: r for r in export(checkpoint, available, root / "artifacts")}
     return name, checkpoint, root / "artifacts", results
 
 
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory):
+    """Every runnable target of a random-init rtmw-m, exported once for the session."""
+    name = "rtmw-m-256x192"
+    return _export_all(name, [*RUNNABLE, "trt-fp16"], tmp_path_factory.mktemp(name))
+
+
+@pytest.fixture(scope="session")
+def exported_large(tmp_path_factory: pytest.TempPathFactory):
+    """What rtmw-l-384x288 adds over rtmw-m (LARGE_TARGETS), exported once."""
+    return _export_all(LARGE, LARGE_TARGETS, tmp_path_factory.mktemp(LARGE))
+
+
+@pytest.fixture
+def exported_case(request: pytest.FixtureRequest):
+    return request.getfixturevalue(request.param)
+
+
 @pytest.mark.precision
-@pytest.mark.parametrize(("exported", "target"), CASES, indirect=["exported"])
-def test_target_exports_and_verifies(exported, target: str) -> None:
+@pytest.mark.parametrize(("exported_case", "target"), CASES, indirect=["exported_case"])
+def test_target_exports_and_verifies(exported_case, target: str) -> None:
     if not _available(target):
         pytest.skip(f"{', '.join(NEEDS[target])} not installed")
-    name, checkpoint, out, results = exported
+    name, checkpoint, out, results = exported_case
     result = results[target]
     assert result.status == "ok", result.reason
     artifact = read_artifact(out / target)
@@ -91,11 +104,11 @@ def test_target_exports_and_verifies(exported, target: str) -> None:
 
 
 @pytest.mark.precision
-@pytest.mark.parametrize(("exported", "target"), CASES, indirect=["exported"])
-def test_runtime_and_pipeline_match_torch(exported, target: str) -> None:
+@pytest.mark.parametrize(("exported_case", "target"), CASES, indirect=["exported_case"])
+def test_runtime_and_pipeline_match_torch(exported_case, target: str) -> None:
     if not _available(target):
         pytest.skip(f"{', '.join(NEEDS[target])} not installed")
-    _, checkpoint, out, _ = exported
+    _, checkpoint, out, _ = exported_case
     model, config = load_checkpoint(checkpoint)
 
     def torch_infer(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -132,7 +132,7 @@ CHECKPOINT_USERS = {
             "FIX['val_ann']",
             "'--iters'",
             "'1'",
-            "'--batch'",
+            "'--batch-size'",
             "'2'",
             "'--out'",
             "CASE / 'run'",
@@ -395,7 +395,7 @@ def bench_cases() -> list[Case]:
         "--batch 0": ("'--batch'", "'0'"),
         "--batch abc": ("'--batch'", "'abc'"),
         "--threads 0": ("'--threads'", "'0'"),
-        "--ann without --data": ("'--ann'", "FIX['val_ann']"),
+        "--ann without --images": ("'--ann'", "FIX['val_ann']"),
         "--iters -1": ("'--iters'", "'-1'"),
     }
     cases = [Case("bench", kind, cli("rtmw.cli.bench", art, *extra, "'--out'", "CASE / 'r'"), 2)
@@ -405,14 +405,14 @@ def bench_cases() -> list[Case]:
     cases.append(Case("bench", "folder without artifacts",
                       cli("rtmw.cli.bench", "CASE", "'--out'", "CASE / 'r'"), 1))  # fmt: skip
     ref16 = ("a = CASE / 'a16'; shutil.copytree(FIX['artifact16'], a)\n"
-             + cli("rtmw.cli.bench", art, "'--data'", "FIX['val_images']", "'--ann'", "FIX['val_ann']",
+             + cli("rtmw.cli.bench", art, "'--images'", "FIX['val_images']", "'--ann'", "FIX['val_ann']",
                    "'--reference'", "a", "'--iters'", "'1'", "'--out'", "CASE / 'r'"))  # fmt: skip
     cases.append(Case("bench", "--reference not FP32", ref16, 1))
     wrong_ann = (
         "anns = json.loads(Path(FIX['val_ann']).read_text())\n"
         "for im in anns['images']: im['width'] *= 2\n"
         "(CASE / 'a.json').write_text(json.dumps(anns))\n"
-        + cli("rtmw.cli.bench", art, "'--data'", "FIX['val_images']", "'--ann'", "CASE / 'a.json'",
+        + cli("rtmw.cli.bench", art, "'--images'", "FIX['val_images']", "'--ann'", "CASE / 'a.json'",
               "'--iters'", "'1'", "'--out'", "CASE / 'r'")
     )  # fmt: skip
     cases.append(Case("bench", "images of another size than the annotation file", wrong_ann, 1))
@@ -463,7 +463,7 @@ def gate_cases(px_key: str) -> list[Case]:
         code = setup + cli("rtmw.cli.bench", "'gate'", "'--reference'", run, "'--candidate'",
                            "CASE / 'c.json'", "'--budgets'", "FIX['budgets']")  # fmt: skip
         cases.append(Case("gate", f"results: {kind}", code, expects[kind]))
-    only = cli("rtmw.cli.bench", "'gate'", "FIX['demo']", "'--targets'", "'trt-fp16'", "'--data'",
+    only = cli("rtmw.cli.bench", "'gate'", "FIX['demo']", "'--targets'", "'trt-fp16'", "'--images'",
                "FIX['val_images']", "'--ann'", "FIX['val_ann']", "'--budgets'", "FIX['budgets']",
                "'--out'", "CASE / 'w'")  # fmt: skip
     cases.append(Case("gate", "one-shot on a TensorRT ONNX stand-in", only, 1))
@@ -502,13 +502,13 @@ def training_cases() -> list[Case]:
         "'--out'",
         "CASE / 'run'",
     ]
-    options = {"--iters 0": ("'--iters'", "'0'"), "--batch 0": ("'--batch'", "'0'"),
+    options = {"--iters 0": ("'--iters'", "'0'"), "--batch-size 0": ("'--batch-size'", "'0'"),
                "--lr -1": ("'--lr'", "'-1'"), "--val-every 0": ("'--val-every'", "'0'"),
                "--threads 0": ("'--threads'", "'0'"), "--warmup -3": ("'--warmup'", "'-3'")}  # fmt: skip
-    cases = [Case("training", kind, cli("rtmw.cli.train", *base, "'--batch'", "'2'", *extra), 2,
+    cases = [Case("training", kind, cli("rtmw.cli.train", *base, "'--batch-size'", "'2'", *extra), 2,
                   leftovers="run/*.pth") for kind, extra in options.items()]  # fmt: skip
     cases.append(Case("training", "batch larger than the data",
-                      cli("rtmw.cli.train", *base, "'--batch'", "'500'", "'--iters'", "'1'"), 1,
+                      cli("rtmw.cli.train", *base, "'--batch-size'", "'500'", "'--iters'", "'1'"), 1,
                       leftovers="run/*.pth"))  # fmt: skip
     cases.append(Case("training", "images missing",
                       cli("rtmw.cli.train", "'--images'", "CASE / 'x'", "'--ann'", "FIX['val_ann']",

@@ -243,6 +243,11 @@ def gate_entry(
     if cand.get("status") != "ok":
         reason = f"candidate {cand.get('status')}: {cand.get('reason', '')}"
         return [Check(name, "all", "status", None, None, False, reason)]
+    unjudged = [who for who, entry in (("candidate", cand), ("reference", ref))
+                if entry.get("verification") == "latency-only"]  # fmt: skip
+    if unjudged:
+        reason = f"{' and '.join(unjudged)} latency-only: weights not judged, nothing to gate"
+        return [Check(name, "all", "verification", None, None, False, reason)]
     budget = budget_for(budgets, cand.get("target", name), cand.get("precision", ""))
     reasons = _compatibility(ref_run, cand_run, ref, cand)
     if reasons:

@@ -73,6 +73,14 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
 
 
+def _fraction(value: Any) -> str:
+    """A fraction of peak as a percentage, or a range where the clock is not known."""
+    if not value:
+        return "–"
+    low, high = (100 * float(v) for v in value)
+    return f"{low:.0f}%" if abs(high - low) < 0.5 else f"{low:.0f}–{high:.0f}%"
+
+
 def _ap(entry: dict[str, Any], part: str) -> float | None:
     parts = (entry.get("accuracy") or {}).get("parts") or {}
     value = (parts.get(part) or {}).get("ap")
@@ -88,6 +96,8 @@ def table_rows(results: dict[str, Any], run_label: str | None = None) -> list[li
             if entry["status"] == "ok"
             else f"{entry['status']}: {entry.get('reason', '')}"
         )
+        if entry["status"] == "ok" and entry.get("verification") == "latency-only":
+            status = "ok (latency-only)"
         latency = entry.get("latency") or {}
         e2e = entry.get("e2e") or {}
         batches = sorted(latency, key=int) or ["–"]
@@ -101,13 +111,27 @@ def table_rows(results: dict[str, Any], run_label: str | None = None) -> list[li
                 entry.get("precision", "–"),
                 entry.get("device_used") or device,
                 str(batch),
+                str(entry.get("threads", "–")),
                 status,
                 _fmt(entry.get("size_mb")),
                 _fmt(lat.get("p50"), 2),
                 _fmt(lat.get("p99"), 2),
                 _fmt(lat.get("throughput")),
+                _fmt(lat.get("gmacs")),
+                _fraction(lat.get("peak_fraction")),
                 _fmt(frame.get("persons_per_s")),
                 f"{ratio:.2f}×" if ratio is not None else "–",
+                _fmt(
+                    max(
+                        (
+                            v
+                            for v in (lat.get("peak_rss_mb"), frame.get("peak_rss_mb"))
+                            if v is not None
+                        ),
+                        default=None,
+                    ),
+                    0,
+                ),
                 *(_fmt(_ap(entry, part)) for part in PART_COLUMNS),
             ]
             rows.append(row)
@@ -119,8 +143,9 @@ def markdown(results_list: Sequence[dict[str, Any]]) -> str:
     several = len(results_list) > 1
     header = [
         *(["Run"] if several else []),
-        "Format", "Precision", "Device", "Batch", "Status", "Size MB", "p50 ms", "p99 ms",
-        "crops/s", "e2e persons/s", "× baseline",
+        "Format", "Precision", "Device", "Batch", "Threads", "Status", "Size MB", "p50 ms",
+        "p99 ms", "crops/s", "GMAC/s", "% of peak", "e2e persons/s", "× baseline",
+        "Peak RSS MB",
         *(f"AP {PART_LABELS.get(p, p)}" for p in PART_COLUMNS),
     ]  # fmt: skip
     from rtmw.host import describe
@@ -167,10 +192,44 @@ def markdown(results_list: Sequence[dict[str, Any]]) -> str:
                 "row's end-to-end persons/s over it, same run"
             )
     legend = (
-        "p50/p99/crops/s: model inference on a batch of fixed crops. e2e persons/s: one fixed "
-        "multi-person frame through preprocess → inference (flip test doubles the crops) → decode."
+        "p50/p99/crops/s: model inference on a batch of fixed crops. GMAC/s: crops/s × the "
+        "model's MACs per crop; % of peak: over the host's peak for the precision computed "
+        "(cores × clock × MACs/cycle, docs/speed.md; a range where the clock is not readable). "
+        "e2e persons/s: one fixed multi-person frame through preprocess → inference (flip test "
+        "doubles the crops) → decode. Peak RSS: the process's peak resident memory while the "
+        "row ran (model loaded). Threads: the same for every runtime of a run."
     )
-    return "\n".join([*lines, "", legend, "", *notes]) + "\n"
+    return "\n".join([*lines, "", legend, "", *_stream_table(results_list), *notes]) + "\n"
+
+
+def _stream_table(results_list: Sequence[dict[str, Any]]) -> list[str]:
+    """The streaming rows beside each route's best synchronous end-to-end figure."""
+    from rtmw.markdown import table
+
+    rows = []
+    for results in results_list:
+        for entry in results["entries"]:
+            run = entry.get("stream")
+            if entry["status"] != "ok" or not run:
+                continue
+            sync = max((f["persons_per_s"] for f in (entry.get("e2e") or {}).values()), default=0)
+            rows.append([
+                entry.get("target", entry["name"]), entry.get("precision", "–"), run["async"],
+                str(run["frames"]), str(run["in_flight"]), _fmt(run["persons_per_s"]),
+                _fmt(run["frame_latency_ms"]["p50"], 1), _fmt(run["frame_latency_ms"]["p99"], 1),
+                _fmt(sync), f"{run['persons_per_s'] / sync:.2f}×" if sync else "–",
+            ])  # fmt: skip
+    if not rows:
+        return []
+    header = ["Format", "Precision", "Asynchronous inference", "Frames", "In flight",
+              "stream persons/s", "frame p50 ms", "frame p99 ms", "sync persons/s (best)",
+              "stream / sync"]  # fmt: skip
+    intro = (
+        "**Streaming** (`--stream`): preprocessing of frame i+1, inference of frame i and "
+        "decoding of frame i-1 overlap; frame latency is from the start of its preprocessing "
+        "to its decoded keypoints."
+    )
+    return [intro, "", *table(header, rows), ""]
 
 
 def _pyplot() -> Any:
@@ -272,6 +331,40 @@ def plot_throughput(results_list: Sequence[dict[str, Any]], path: Path) -> Path 
     return path
 
 
+def plot_routes_across_models(
+    results_list: Sequence[dict[str, Any]], path: Path, batch: str = "8"
+) -> Path | None:
+    """Crops/s of every route (target) at one batch, one bar per model: how each route
+    scales from model to model. Drawn when the runs hold more than one model."""
+    speeds: dict[str, dict[str, float]] = {}
+    for results in results_list:
+        for entry in results["entries"]:
+            figures = (entry.get("latency") or {}).get(batch)
+            if entry["status"] == "ok" and figures:
+                model = str(entry.get("model", results.get("name", "")))
+                speeds.setdefault(model, {})[str(entry.get("target"))] = figures["throughput"]
+    if len(speeds) < 2:
+        return None
+    routes = sorted({route for by_route in speeds.values() for route in by_route})
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.7 * len(routes)), 4.5), dpi=110)
+    width = 0.8 / len(speeds)
+    for index, (model, by_route) in enumerate(sorted(speeds.items())):
+        xs = [r + index * width for r in range(len(routes))]
+        ax.bar(xs, [by_route.get(route, 0.0) for route in routes], width=width, label=model)
+    ax.set_xticks([r + 0.4 - width / 2 for r in range(len(routes))])
+    ax.set_xticklabels(routes, fontsize=8, rotation=45, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel(f"crops/s at batch {batch} (log)")
+    ax.set_title("throughput per route across models")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def render(results_list: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
     """Write results.md and the plots into out_dir; returns what was written."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -282,6 +375,7 @@ def render(results_list: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
             (plot_latency_vs_ap, "latency_vs_ap.png"),
             (plot_part_ap, "part_ap.png"),
             (plot_throughput, "throughput.png"),
+            (plot_routes_across_models, "routes_across_models.png"),
         ):
             made = maker(results_list, out_dir / name)
             if made is not None:

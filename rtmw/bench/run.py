@@ -21,7 +21,9 @@ from tqdm import tqdm
 from rtmw import runtimes
 from rtmw.artifact import Artifact, read_artifact
 from rtmw.bench.environment import RUNTIME_DEVICE, environment
+from rtmw.bench.peak import Peak, compute_precision, host_peak
 from rtmw.bench.report import render
+from rtmw.bench.stream import stream
 from rtmw.bench.timing import TimingPlan, time_frame, time_inference
 from rtmw.data.evalset import EvalSet, load_eval_set, read_image
 from rtmw.errors import MissingDependency, RtmwError, UsageError
@@ -36,6 +38,15 @@ from rtmw.schemas import RESULTS
 logger = logging.getLogger(__name__)
 
 BASELINE_TARGET = "onnx"
+LATENCY_ONLY = "latency-only"
+LATENCY_ONLY_REFUSAL = (
+    "latency-only artifact (weights not judged for accuracy): no AP, fidelity or gate"
+)
+
+
+def verification_mode(verification: dict[str, Any]) -> str:
+    """'accuracy' (verified against torch within tolerances) or 'latency-only' (structure)."""
+    return str(verification.get("mode", "accuracy"))
 
 
 @dataclass
@@ -53,6 +64,10 @@ class BenchSettings:
     reference: str | None = None
     draw: int = 3
     seed: int = 0
+    stream: int = 0  # frames fed through the overlapped streaming pipeline (0: not run)
+    # runtime name → its tuning knobs (Runtime.OPTIONS), e.g. {"openvino": {...}}
+    runtime_options: dict[str, dict[str, str]] = field(default_factory=dict)
+    flip_in_batch: bool = True
 
 
 def find_artifacts(paths: list[str | Path]) -> list[Path]:
@@ -108,6 +123,27 @@ def fixed_inputs(
     return np.concatenate(crops)[:batch], frame, frame_boxes
 
 
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark of this process (Linux: clear_refs 5), so that the
+    next reading is the peak of what ran since; False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_mb() -> float | None:
+    """VmHWM: the peak resident set since the last reset (or the process start)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def _rss_mb() -> tuple[float, float]:
     """(current RSS, peak RSS of the process) in MB."""
     current = 0.0
@@ -128,7 +164,10 @@ def _open(artifact: Artifact, settings: BenchSettings) -> tuple[Runtime | None, 
     if runtime_device not in cls.devices:
         return None, "skipped", f"{cls.name} has no {runtime_device} device"
     try:
-        runtime = runtimes.open(artifact, device=runtime_device, threads=settings.threads)
+        runtime = runtimes.open(
+            artifact, device=runtime_device, threads=settings.threads,
+            options=settings.runtime_options.get(cls.name),
+        )  # fmt: skip
     except MissingDependency as exc:
         return None, "skipped", str(exc)
     return runtime, "ok", ""
@@ -151,6 +190,7 @@ def bench_artifact(
         "input_size": list(manifest.input_size),
         "size_mb": artifact.size_bytes / 1e6,
         "source_sha256": manifest.source.get("sha256"),
+        "verification": verification_mode(manifest.verification),
     }
     rss_before, _ = _rss_mb()
     start = time.perf_counter()
@@ -161,6 +201,7 @@ def bench_artifact(
         return entry, None
     try:
         entry["load_s"] = time.perf_counter() - start
+        entry["load_rss_delta_mb"] = _rss_mb()[0] - rss_before  # the loaded model in memory
         entry["device_used"] = runtime.device
         entry["execution"] = dict(runtime.execution)  # the precision contract, read back
         entry["built_on"] = manifest.host.get("isa_class", "unrecorded")
@@ -170,15 +211,39 @@ def bench_artifact(
         )
         entry["latency"] = {}
         entry["e2e"] = {}
+        entry["threads"] = runtime.threads
+        entry["macs_per_crop"] = _macs(manifest.model)
+        peak = host_peak(runtime.host, compute_precision(manifest.precision, runtime.host))
+        entry["peak"] = peak.to_dict() if peak is not None else None
         for batch in settings.batches:
+            reset_peak_rss()
             stats = time_inference(runtime.infer, crops[:batch], settings.plan)
-            entry["latency"][str(batch)] = stats.to_dict()
+            entry["latency"][str(batch)] = {
+                **stats.to_dict(),
+                **_rate(stats.throughput, entry["macs_per_crop"], peak),
+                "peak_rss_mb": peak_rss_mb(),
+            }
             pose = TopDown(
-                runtime.infer, manifest.input_size, flip_test=settings.flip, max_batch=batch
-            )
-            entry["e2e"][str(batch)] = time_frame(pose, frame, boxes, settings.plan)
+                runtime.infer, manifest.input_size, flip_test=settings.flip, max_batch=batch,
+                flip_in_batch=settings.flip_in_batch,
+            )  # fmt: skip
+            reset_peak_rss()
+            entry["e2e"][str(batch)] = {
+                **time_frame(pose, frame, boxes, settings.plan),
+                "peak_rss_mb": peak_rss_mb(),
+            }
+        if settings.stream:
+            reset_peak_rss()
+            entry["stream"] = {
+                **stream(runtime, manifest.input_size, frame, boxes, settings.stream,
+                         flip=settings.flip),
+                "peak_rss_mb": peak_rss_mb(),
+            }  # fmt: skip
         accuracy = None
-        if eval_set is not None:
+        if eval_set is not None and entry["verification"] == LATENCY_ONLY:
+            entry["accuracy_refused"] = LATENCY_ONLY_REFUSAL
+            logger.warning("%s: %s", entry["name"], LATENCY_ONLY_REFUSAL)
+        elif eval_set is not None:
             accuracy = run_accuracy(
                 runtime.infer,
                 manifest.input_size,
@@ -189,13 +254,35 @@ def bench_artifact(
             entry["accuracy"] = accuracy.to_dict()
             entry["predictions"] = _save_predictions(accuracy, out_dir, entry["name"])
             entry["images"] = _draw_examples(accuracy, eval_set, out_dir, entry["name"], settings)
-        rss_after, peak = _rss_mb()
+        rss_after, process_peak = _rss_mb()
         entry["rss_mb"] = rss_after
         entry["rss_delta_mb"] = rss_after - rss_before
-        entry["peak_rss_mb"] = peak
+        entry["peak_rss_mb"] = process_peak
         return entry, accuracy
     finally:
         runtime.close()
+
+
+def _macs(model: str) -> int | None:
+    """MACs per crop of the artifact's configuration (None for a name the zoo lacks)."""
+    from rtmw.errors import RtmwError as _Unknown
+    from rtmw.models.macs import macs_per_crop
+
+    try:
+        return macs_per_crop(model)
+    except _Unknown:
+        return None
+
+
+def _rate(crops_per_s: float, macs: int | None, peak: Peak | None) -> dict[str, Any]:
+    """Achieved GMAC/s and its fraction of the host's peak (a range where the clock is)."""
+    if macs is None:
+        return {"gmacs": None, "peak_fraction": None}
+    gmacs = crops_per_s * macs / 1e9
+    if peak is None:
+        return {"gmacs": gmacs, "peak_fraction": None}
+    low, high = peak.gmacs
+    return {"gmacs": gmacs, "peak_fraction": [gmacs / high, gmacs / low]}
 
 
 def _save_predictions(accuracy: AccuracyRun, out_dir: Path, name: str) -> str:
@@ -267,7 +354,7 @@ def bench(
     eval_set = None
     if settings.ann_file:
         if not settings.image_dir:
-            raise UsageError("--ann needs --data (the image folder)")
+            raise UsageError("--ann needs --images (the image folder)")
         eval_set = load_eval_set(
             settings.image_dir, settings.ann_file, settings.det_file, limit=settings.limit
         )
@@ -303,38 +390,9 @@ def bench(
                     batch: frame["persons_per_s"] / baseline["persons_per_s"]
                     for batch, frame in entry["e2e"].items()
                 }
-    results = RESULTS.stamp({
-        "name": name or out.name,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "environment": env,
-        "settings": {
-            "batches": list(settings.batches),
-            "threads": settings.threads,
-            "flip": settings.flip,
-            "timing": {
-                "warmup_s": settings.plan.warmup_s,
-                "seconds": settings.plan.seconds,
-                "iters": settings.plan.iters,
-                "repeats": settings.plan.repeats,
-            },
-            "frame_persons": settings.frame_persons,
-            "data": None
-            if eval_set is None
-            else {
-                "image_dir": settings.image_dir,
-                "ann_file": settings.ann_file,
-                "det_file": settings.det_file,
-                "ann_sha256": sha256_file(Path(settings.ann_file or "")),
-                "image_ids": [item.image_id for item in eval_set.items],
-                "box_source": eval_set.box_source,
-                "num_images": len(eval_set.items),
-                "num_instances": eval_set.num_instances,
-            },
-            "reference": reference_name,
-        },
-        "baseline": baseline,
-        "entries": entries,
-    })  # fmt: skip
+    results = _results_document(
+        name or out.name, env, settings, eval_set, reference_name, baseline, entries
+    )
     import json
 
     (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
@@ -360,6 +418,8 @@ def _reference(
         raise RtmwError(
             f"--reference must be an FP32 artifact; {ref_path} is {artifact.manifest.precision}"
         )
+    if verification_mode(artifact.manifest.verification) == LATENCY_ONLY:
+        raise UsageError(f"--reference {ref_path}: {LATENCY_ONLY_REFUSAL}")
     with runtimes.open(artifact, device="cpu", threads=settings.threads) as runtime:
         run = run_accuracy(
             runtime.infer, artifact.manifest.input_size, eval_set, flip=settings.flip
@@ -373,3 +433,56 @@ def _json_default(value: object) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _settings_record(
+    settings: BenchSettings, eval_set: EvalSet | None, reference_name: str | None
+) -> dict[str, Any]:
+    """What results.json says about how the run was made (timing, data, reference)."""
+    data = None
+    if eval_set is not None:
+        data = {
+            "image_dir": settings.image_dir,
+            "ann_file": settings.ann_file,
+            "det_file": settings.det_file,
+            "ann_sha256": sha256_file(Path(settings.ann_file or "")),
+            "image_ids": [item.image_id for item in eval_set.items],
+            "box_source": eval_set.box_source,
+            "num_images": len(eval_set.items),
+            "num_instances": eval_set.num_instances,
+        }
+    return {
+        "batches": list(settings.batches),
+        "threads": settings.threads,
+        "flip": settings.flip,
+        "timing": {
+            "warmup_s": settings.plan.warmup_s,
+            "seconds": settings.plan.seconds,
+            "iters": settings.plan.iters,
+            "repeats": settings.plan.repeats,
+        },
+        "frame_persons": settings.frame_persons,
+        "data": data,
+        "reference": reference_name,
+    }
+
+
+def _results_document(
+    name: str,
+    env: dict[str, Any],
+    settings: BenchSettings,
+    eval_set: EvalSet | None,
+    reference_name: str | None,
+    baseline: dict[str, Any] | None,
+    entries: list[dict[str, Any]],
+) -> dict[str, Any]:
+    return RESULTS.stamp(
+        {
+            "name": name,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "environment": env,
+            "settings": _settings_record(settings, eval_set, reference_name),
+            "baseline": baseline,
+            "entries": entries,
+        }
+    )

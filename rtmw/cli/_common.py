@@ -131,7 +131,7 @@ def verbosity(func: Callable[P, R]) -> Callable[P, R]:
 
     with_quiet = vocab_option("quiet", is_flag=True, help="Only results and errors; no progress.")
     with_verbose = vocab_option("verbose", count=True, help="More logging (-vv for debug).")
-    return with_quiet(with_verbose(one_line_errors(wrapper)))  # type: ignore[no-any-return]
+    return with_quiet(with_verbose(one_line_errors(wrapper)))
 
 
 def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:

@@ -82,6 +82,27 @@ def _batches(value: str) -> tuple[int, ...]:
     help="Iterations per repeat (overrides --seconds).",
 )
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option(
+    "--stream",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="Also feed N frames through the overlapped (asynchronous) streaming pipeline.",
+)
+@click.option(
+    "--runtime-option",
+    "runtime_option",
+    multiple=True,
+    metavar="RUNTIME.KEY=VALUE",
+    help="A runtime's tuning knob, e.g. openvino.performance_hint=THROUGHPUT; repeatable "
+    "(each runtime's knobs: rtmw.runtimes.<adapter>.OPTIONS).",
+)
+@click.option(
+    "--flip-in-batch/--flip-separate",
+    default=True,
+    show_default=True,
+    help="Mirrored crops in the same inference call as the originals, or a second call.",
+)
 @data_options
 @click.option("--flip/--no-flip", default=True, show_default=True, help="Flip test.")
 @click.option("--reference", type=click.Path(file_okay=False), help="FP32 artifact for fidelity.")
@@ -97,6 +118,9 @@ def run_command(
     seconds: float,
     iters: int | None,
     repeats: int,
+    stream: int,
+    runtime_option: tuple[str, ...],
+    flip_in_batch: bool,
     image_dir: str | None,
     ann_file: str | None,
     det_file: str | None,
@@ -127,12 +151,28 @@ def run_command(
         det_file=det_file,
         limit=limit,
         reference=reference,
+        stream=stream,
+        runtime_options=_runtime_options(runtime_option),
+        flip_in_batch=flip_in_batch,
     )
     results = bench(paths, settings, out, progress=not quiet)
     _summary(results)
     click.echo(f"results: {Path(out) / 'results.json'} (+ results.md, plots)")
     if any(e["status"] == "failed" for e in results["entries"]):
         raise SystemExit(1)
+
+
+def _runtime_options(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    options: dict[str, dict[str, str]] = {}
+    for value in values:
+        key, sep, setting = value.partition("=")
+        runtime, dot, name = key.partition(".")
+        if not (sep and dot and runtime and name):
+            raise click.BadParameter(
+                f"RUNTIME.KEY=VALUE expected, got {value!r}", param_hint="--runtime-option"
+            )
+        options.setdefault(runtime, {})[name] = setting
+    return options
 
 
 def _export_first(
@@ -281,3 +321,41 @@ def gate_command(
         Path(junit).write_text(junit_xml(result))
     write_step_summary(text)
     raise SystemExit(0 if result.passed else 1)
+
+
+@main.command(
+    "baseline",
+    epilog=(
+        "Example:\n\n\b\n  rtmw-bench baseline --out results --threads 2"
+        + exit_code_epilog("an export or a benchmark run failed")
+    ),
+)
+@click.option(
+    "--models",
+    default="rtmw-m-256x192,rtmw-l-256x192,rtmw-l-384x288",
+    show_default=True,
+    help="Zoo configurations (random init, exported latency-only).",
+)
+@vocab_option("batch", default="1,8", show_default=True, help="Batch sizes, comma-separated.")
+@vocab_option(
+    "threads", type=click.IntRange(min=1), default=None,
+    help="Threads for every runtime (default: every usable core).",
+)  # fmt: skip
+@click.option("--stream", type=click.IntRange(min=0), default=16, show_default=True, metavar="N")
+@vocab_option(
+    "out", default="results", show_default=True, type=click.Path(file_okay=False),
+    help="Results root: cpu-<model>/ per model and cpu-published/ comparing them.",
+)  # fmt: skip
+@verbosity
+def baseline_command(
+    models: str, batch: str, threads: int | None, stream: int, out: str, quiet: bool
+) -> None:
+    """Latency of the published configurations on every CPU target of this host."""
+    from rtmw.workflows.baseline import BaselineSettings, bench_published
+
+    settings = BaselineSettings(batches=_batches(batch), threads=threads, stream_frames=stream)
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    files = bench_published(Path(out), settings, models=names, say=click.echo)
+    for path in files:
+        click.echo(f"results: {path}")
+    click.echo(f"comparison: {Path(out) / 'cpu-published' / 'results.md'}")

@@ -74,6 +74,20 @@ from rtmw.errors import RtmwError, UsageError
     help="Time budget of --accuracy-control; past it the export fails (never a silent result).",
 )
 @click.option(
+    "--ort-int8-activations",
+    type=click.Choice(["u8", "s8"]),
+    default="u8",
+    show_default=True,
+    help="ort-int8: U8S8 (asymmetric activations) or S8S8 (symmetric); speed depends on the ISA.",
+)
+@click.option(
+    "--latency-only",
+    is_flag=True,
+    help="For weights that cannot be judged (random-init published configurations): the same "
+    "graphs and quantisation, verified for structure only; rtmw-bench then reports latency "
+    "and refuses AP, fidelity and gates for them.",
+)
+@click.option(
     "--sensitivity",
     is_flag=True,
     help="Per-block INT8 sensitivity scan (needs --calib); table printed and saved in --out.",
@@ -94,6 +108,8 @@ def main(
     trt_int8_route: str,
     accuracy_control: float | None,
     accuracy_control_seconds: float,
+    ort_int8_activations: str,
+    latency_only: bool,
     sensitivity: bool,
     list_only: bool,
     quiet: bool,
@@ -135,6 +151,8 @@ def main(
         accuracy_control=accuracy_control,
         accuracy_control_seconds=accuracy_control_seconds,
         engine={"int8_route": trt_int8_route},
+        latency_only=latency_only,
+        ort_int8_activations=ort_int8_activations,
     )
     results = export(
         checkpoint, requested, out, overwrite=overwrite, progress=not quiet, calib=calib,

@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 @click.option("--rotate-factor", default=30.0, show_default=True, help="Rotation jitter (deg).")
 @click.option("--dropout-prob", default=0.5, show_default=True, help="Coarse dropout prob.")
 @vocab_option("seed", default=21, show_default=True, help="Seed of initialisation and sampling.")
-@vocab_option("threads", type=click.IntRange(min=1), default=None, help="torch intra-op threads.")
+@vocab_option("threads", type=int, default=None, help="torch intra-op threads.")
 @vocab_option("out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @verbosity
 def main(

@@ -44,7 +44,11 @@ from rtmw.export.registry import (
 )
 from rtmw.export.verify import (
     DEFAULT_TOLERANCES,
+    LATENCY_ONLY,
+    StructureReport,
     Tolerances,
+    VerificationReport,
+    check_structure,
     compare,
     format_px,
     verification_inputs,
@@ -84,6 +88,10 @@ class ExportResult:
     exit_code: int = 0
 
     def line(self) -> str:
+        if self.verification and self.verification.get("mode") == LATENCY_ONLY:
+            size = f"{self.size_mb:7.1f} MB {self.seconds:6.1f} s"
+            state = f"{self.target:<14} {self.status.value:<9} {size}"
+            return f"{state}  latency-only (structure verified)"
         if self.status == ExportStatus.OK and self.verification:
             v = self.verification
             figures = (
@@ -124,6 +132,8 @@ def export_options(
     accuracy_control: float | None = None,
     accuracy_control_seconds: float | None = None,
     engine: EngineOptions | dict[str, Any] | None = None,
+    latency_only: bool = False,
+    ort_int8_activations: str = "u8",
     progress: bool = False,
 ) -> ExportOptions:
     """Checked :class:`ExportOptions` from plain values: a bad value is a usage error
@@ -132,6 +142,8 @@ def export_options(
     check_policy(int8_policy)
     if accuracy_control is not None and not 0 < accuracy_control < 1:
         raise UsageError(f"accuracy control max drop must be in (0, 1), got {accuracy_control}")
+    if ort_int8_activations not in ("u8", "s8"):
+        raise UsageError(f"ort-int8 activations must be u8 or s8, got {ort_int8_activations!r}")
     if isinstance(engine, dict):
         try:
             engine = EngineOptions(**engine)
@@ -146,6 +158,8 @@ def export_options(
         if accuracy_control is None
         else AccuracyControl(accuracy_control, accuracy_control_seconds),
         engine=engine or EngineOptions(),
+        latency_only=latency_only,
+        ort_int8_activations="s8" if ort_int8_activations == "s8" else "u8",
         progress=progress,
     )
 
@@ -215,7 +229,12 @@ def _write_artifact(
         write_manifest(stage, manifest)
         runner = runtimes.open(read_artifact(stage, allow_staging=True), device=build.device)
         try:
-            report = compare(runner, TorchInference(ctx.model), inputs, tolerances)
+            torch_reference = TorchInference(ctx.model)
+            report: VerificationReport | StructureReport = (
+                check_structure(runner, torch_reference, inputs)
+                if ctx.options.latency_only
+                else compare(runner, torch_reference, inputs, tolerances)
+            )
             ran_on, execution = runner.device, dict(runner.execution)
         finally:
             runner.close()
@@ -248,6 +267,7 @@ def export(
     int8_keep: Sequence[str] = (),
     accuracy_control: float | None = None,
     accuracy_control_seconds: float | None = None,
+    latency_only: bool = False,
     options: ExportOptions | None = None,
 ) -> list[ExportResult]:
     """Export one checkpoint to each target under ``out_dir/<target>``; never raises per target.
@@ -257,13 +277,16 @@ def export(
     verified TensorRT-ready ONNX is written to ``out_dir/trt-fp16-onnx``), 4 a host that
     cannot run the target. INT8 targets need ``calib`` (a set made by rtmw-calib, checked
     against the model's input size); they are verified on person crops and held-out
-    calibration crops, not on noise. ``options`` replaces the keyword settings at once.
+    calibration crops, not on noise. ``latency_only`` verifies structure only (weights that
+    cannot be judged, e.g. random-init published configurations): artifact.json then says
+    ``verification.mode: latency-only`` and the bench reports no accuracy for it.
+    ``options`` replaces the keyword settings at once.
     """
     if options is None:
         options = export_options(
             opset=opset, simplify=simplify, int8_policy=int8_policy, int8_keep=int8_keep,
             accuracy_control=accuracy_control, accuracy_control_seconds=accuracy_control_seconds,
-            engine=engine, progress=progress,
+            engine=engine, latency_only=latency_only, progress=progress,
         )  # fmt: skip
     else:
         options = replace(options, progress=progress or options.progress)
@@ -318,22 +341,11 @@ def _export_one(
         fallback = spec.onnx_fallback
         stand_in = fallback.missing() if fallback is not None else None
         if fallback is not None and stand_in is not None:
-            name = spec.name + fallback.suffix
+            build = _Build(spec.name + fallback.suffix, "onnx", fallback.build, "cpu")
             path, verification = _write_artifact(
-                ctx, spec, _Build(name, "onnx", fallback.build, "cpu"), out / name, inputs,
-                tolerances, overwrite,
-            )  # fmt: skip
-            return ExportResult(
-                spec.name,
-                ExportStatus.ONNX_ONLY,
-                path,
-                reason=f"{stand_in}; the ONNX for building on the target is at "
-                f"{path / 'model.onnx'} (verified in onnxruntime)",
-                verification=verification,
-                seconds=time.perf_counter() - start,
-                exit_code=MissingDependency.exit_code,
-                size_mb=read_artifact(path).size_bytes / 1e6,
+                ctx, spec, build, out / build.name, inputs, tolerances, overwrite
             )
+            return _stand_in_result(spec, path, verification, stand_in, start)
         build = _Build(spec.name, spec.format, spec.build, spec.verify_device)
         path, verification = _write_artifact(
             ctx, spec, build, out / spec.name, inputs, tolerances, overwrite
@@ -363,4 +375,21 @@ def _export_one(
         seconds=time.perf_counter() - start,
         size_mb=read_artifact(path).size_bytes / 1e6,
         verification=verification,
+    )
+
+
+def _stand_in_result(
+    spec: TargetSpec, path: Path, verification: dict[str, Any], missing: str, start: float
+) -> ExportResult:
+    """The backend is absent here: its verified ONNX stand-in was written (exit code 3)."""
+    return ExportResult(
+        spec.name,
+        ExportStatus.ONNX_ONLY,
+        path,
+        reason=f"{missing}; the ONNX for building on the target is at "
+        f"{path / 'model.onnx'} (verified in onnxruntime)",
+        verification=verification,
+        seconds=time.perf_counter() - start,
+        exit_code=MissingDependency.exit_code,
+        size_mb=read_artifact(path).size_bytes / 1e6,
     )

@@ -59,6 +59,12 @@ class ExportOptions:
     int8_keep: tuple[str, ...] = ()
     accuracy_control: AccuracyControl | None = None
     engine: EngineOptions = field(default_factory=EngineOptions)
+    # weights that cannot be judged for accuracy (random-init published configurations):
+    # the same graphs, quantisation and policy, verified for structure only
+    latency_only: bool = False
+    # ort-int8's activations: "u8" (U8S8, asymmetric; onnxruntime's x86 default) or "s8"
+    # (S8S8, symmetric), whose speed differs with the ISA (docs/speed.md)
+    ort_int8_activations: Literal["u8", "s8"] = "u8"
     progress: bool = False
 
 

@@ -72,6 +72,7 @@ class VerificationReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["mode"] = "accuracy"
         data["passed"] = self.passed
         return data
 
@@ -126,6 +127,50 @@ def clear_peaks(reference: np.ndarray, min_gap: float, window: int = 3) -> np.nd
     return result
 
 
+def _run_both(
+    candidate: InferFn, reference: InferFn, inputs: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Both models on every non-empty input batch: (cand_x, cand_y, ref_x, ref_y)."""
+    outputs: list[list[np.ndarray]] = [[], [], [], []]
+    for batch in inputs.values():
+        if len(batch):
+            for store, value in zip(outputs, (*candidate(batch), *reference(batch)), strict=True):
+                store.append(value)
+    cx, cy, rx, ry = (np.concatenate(values) for values in outputs)
+    return cx, cy, rx, ry
+
+
+def _per_part(errors: np.ndarray) -> dict[str, dict[str, float | None]]:
+    per_part: dict[str, dict[str, float | None]] = {}
+    for part, part_slice in PART_SLICES.items():
+        values = errors[:, part_slice].ravel()
+        per_part[part] = {
+            "p50": float(np.percentile(values, 50)) if values.size else None,
+            "p99": float(np.percentile(values, 99)) if values.size else None,
+            "n": float(values.size),
+        }
+    return per_part
+
+
+def _failures(
+    finite: bool, rel: float, agree: float, p99: float | None, tolerances: Tolerances
+) -> list[str]:
+    """Every check that missed, not only the first."""
+    failures = []
+    if not finite:
+        failures.append("NaN or Inf in the outputs")
+    if not rel <= tolerances.max_rel_diff:
+        failures.append(f"max rel |Δ| {rel:.2e} > {tolerances.max_rel_diff:.2g}")
+    if not agree >= tolerances.min_argmax_agreement:
+        within = f" (±{tolerances.argmax_window} bins)" if tolerances.argmax_window else ""
+        failures.append(
+            f"argmax agreement{within} {agree:.1%} < {tolerances.min_argmax_agreement:.0%}"
+        )
+    if p99 is not None and not p99 <= tolerances.max_keypoint_px_p99:
+        failures.append(f"keypoint p99 {p99:.2f} px > {tolerances.max_keypoint_px_p99} px")
+    return failures
+
+
 def compare(
     candidate: InferFn,
     reference: InferFn,
@@ -135,36 +180,13 @@ def compare(
     split_ratio: float = 2.0,
     reference_name: str = "torch fp32",
 ) -> VerificationReport:
-    cand_x, cand_y, ref_x, ref_y = [], [], [], []
-    for batch in inputs.values():
-        if len(batch) == 0:
-            continue
-        cx, cy = candidate(batch)
-        rx, ry = reference(batch)
-        cand_x.append(cx)
-        cand_y.append(cy)
-        ref_x.append(rx)
-        ref_y.append(ry)
-    cx, cy = np.concatenate(cand_x), np.concatenate(cand_y)
-    rx, ry = np.concatenate(ref_x), np.concatenate(ref_y)
-    failures = []
+    counts = {k: len(v) for k, v in inputs.items()}
+    cx, cy, rx, ry = _run_both(candidate, reference, inputs)
     if cx.shape != rx.shape or cy.shape != ry.shape:
-        failures.append(f"output shapes {cx.shape}/{cy.shape} differ from {rx.shape}/{ry.shape}")
         nan = float("nan")
-        return VerificationReport(
-            reference_name,
-            {k: len(v) for k, v in inputs.items()},
-            nan,
-            nan,
-            nan,
-            nan,
-            nan,
-            nan,
-            0,
-            False,
-            asdict(tolerances),
-            failures,
-        )
+        shapes = f"output shapes {cx.shape}/{cy.shape} differ from {rx.shape}/{ry.shape}"
+        return VerificationReport(reference_name, counts, nan, nan, nan, nan, nan, nan, 0, False,
+                                  asdict(tolerances), [shapes])  # fmt: skip
     finite = bool(np.isfinite(cx).all() and np.isfinite(cy).all())
     diff_x = float(np.abs(cx - rx).max())
     diff_y = float(np.abs(cy - ry).max())
@@ -183,30 +205,11 @@ def compare(
     clear = clear_peaks(rx, min_gap) & clear_peaks(ry, min_gap)
     all_errors = np.linalg.norm(cand_kpts - ref_kpts, axis=-1)
     errors = all_errors[clear]
-    per_part: dict[str, dict[str, float | None]] = {}
-    for part, part_slice in PART_SLICES.items():
-        values = all_errors[:, part_slice].ravel()
-        per_part[part] = {
-            "p50": float(np.percentile(values, 50)) if values.size else None,
-            "p99": float(np.percentile(values, 99)) if values.size else None,
-            "n": float(values.size),
-        }
     p50 = float(np.percentile(errors, 50)) if errors.size else None
     p99 = float(np.percentile(errors, 99)) if errors.size else None
-    if not finite:
-        failures.append("NaN or Inf in the outputs")
-    if not rel <= tolerances.max_rel_diff:
-        failures.append(f"max rel |Δ| {rel:.2e} > {tolerances.max_rel_diff:.2g}")
-    if not agree >= tolerances.min_argmax_agreement:
-        within = f" (±{window} bins)" if window else ""
-        failures.append(
-            f"argmax agreement{within} {agree:.1%} < {tolerances.min_argmax_agreement:.0%}"
-        )
-    if p99 is not None and not p99 <= tolerances.max_keypoint_px_p99:
-        failures.append(f"keypoint p99 {p99:.2f} px > {tolerances.max_keypoint_px_p99} px")
     return VerificationReport(
         reference=reference_name,
-        inputs={k: len(v) for k, v in inputs.items()},
+        inputs=counts,
         max_abs_diff_x=diff_x,
         max_abs_diff_y=diff_y,
         max_rel_diff=rel,
@@ -216,6 +219,60 @@ def compare(
         clear_peaks=int(clear.sum()),
         finite=finite,
         tolerances=asdict(tolerances),
-        failures=failures,
-        keypoint_px_per_part=per_part,
+        failures=_failures(finite, rel, agree, p99, tolerances),
+        keypoint_px_per_part=_per_part(all_errors),
     )
+
+
+LATENCY_ONLY = "latency-only"
+
+
+@dataclass
+class StructureReport:
+    """A latency-only artifact's verification: it opens, runs and has the right outputs.
+
+    Nothing here says the artifact is accurate: random weights give flat logits that no
+    tolerance can judge, and INT8 of such weights cannot be told apart from a broken
+    quantisation. The bench reports latency for these artifacts and refuses AP, fidelity
+    and gates.
+    """
+
+    inputs: dict[str, int]
+    output_shapes: dict[str, list[int]]
+    expected_shapes: dict[str, list[int]]
+    finite: bool
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["mode"] = LATENCY_ONLY
+        data["passed"] = self.passed
+        return data
+
+    def summary(self) -> str:
+        return f"structure only: outputs {self.output_shapes}, finite {self.finite}"
+
+
+def check_structure(
+    candidate: InferFn, reference: InferFn, inputs: dict[str, np.ndarray]
+) -> StructureReport:
+    """Output names (simcc_x/simcc_y, in the adapter's order), shapes equal to torch's on
+    the same batch, finite values: what a latency-only artifact must have."""
+    counts = {k: len(v) for k, v in inputs.items()}
+    cx, cy, rx, ry = _run_both(candidate, reference, inputs)
+    got = {"simcc_x": list(cx.shape), "simcc_y": list(cy.shape)}
+    expected = {"simcc_x": list(rx.shape), "simcc_y": list(ry.shape)}
+    finite = bool(np.isfinite(cx).all() and np.isfinite(cy).all())
+    failures = []
+    if got != expected:
+        failures.append(f"output shapes {got} differ from torch's {expected}")
+    if not finite:
+        failures.append("NaN or Inf in the outputs")
+    return StructureReport(counts, got, expected, finite, failures)

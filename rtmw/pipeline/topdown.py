@@ -62,6 +62,7 @@ class TopDown:
         flip_test: bool = True,
         split_ratio: float = 2.0,
         max_batch: int | None = DEFAULT_MAX_BATCH,
+        flip_in_batch: bool = True,
     ) -> None:
         if max_batch is not None and max_batch < 1:
             raise InputError(f"max_batch must be ≥ 1, got {max_batch}")
@@ -70,6 +71,9 @@ class TopDown:
         self.flip_test = flip_test
         self.split_ratio = split_ratio
         self.max_batch = max_batch
+        # the mirrored crops in the same inference call as the originals (one batch of 2N);
+        # False runs them as a second call, to measure what batching them together gives
+        self.flip_in_batch = flip_in_batch
 
     def preprocess(self, image: np.ndarray, boxes_xyxy: np.ndarray) -> CropBatch:
         return preprocess(image, boxes_xyxy, self.input_size)
@@ -88,13 +92,33 @@ class TopDown:
             raise InputError(f"inference returned {len(simcc_x)} results for {len(inputs)} crops")
         return simcc_x, simcc_y
 
+    def model_inputs(self, batch: CropBatch) -> np.ndarray:
+        """What one frame sends to the model: the crops, and their mirrors when flip testing."""
+        if not self.flip_test:
+            return batch.inputs
+        both = np.concatenate([batch.inputs, batch.inputs[..., ::-1]], axis=0)
+        return np.ascontiguousarray(both)
+
+    def model_outputs(
+        self, simcc_x: np.ndarray, simcc_y: np.ndarray, persons: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw outputs of :meth:`model_inputs` → per-person logits (flip-fused)."""
+        check_simcc(simcc_x, simcc_y, self.input_size, self.split_ratio)
+        if not self.flip_test:
+            return simcc_x, simcc_y
+        n = persons
+        return fuse_flip(simcc_x[:n], simcc_y[:n], simcc_x[n:], simcc_y[n:], FLIP_INDICES)
+
     def run_model(self, batch: CropBatch) -> tuple[np.ndarray, np.ndarray]:
         """Raw (fused, when flip testing) simcc logits for a crop batch."""
         n = len(batch)
         if not self.flip_test:
             return self._infer_chunked(batch.inputs)
-        both = np.concatenate([batch.inputs, batch.inputs[..., ::-1]], axis=0)
-        simcc_x, simcc_y = self._infer_chunked(np.ascontiguousarray(both))
+        if not self.flip_in_batch:
+            x, y = self._infer_chunked(batch.inputs)
+            fx, fy = self._infer_chunked(np.ascontiguousarray(batch.inputs[..., ::-1]))
+            return fuse_flip(x, y, fx, fy, FLIP_INDICES)
+        simcc_x, simcc_y = self._infer_chunked(self.model_inputs(batch))
         return fuse_flip(simcc_x[:n], simcc_y[:n], simcc_x[n:], simcc_y[n:], FLIP_INDICES)
 
     def decode(self, simcc_x: np.ndarray, simcc_y: np.ndarray, batch: CropBatch) -> PoseResult:

@@ -8,11 +8,12 @@ other than the requested device.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from pathlib import Path
 
 from rtmw.artifact import Artifact, Manifest, hash_files, read_artifact
-from rtmw.errors import RtmwError
-from rtmw.runtimes.base import DeviceUnavailable, Runtime, TensorSpec
+from rtmw.errors import DeviceUnavailable, RtmwError
+from rtmw.runtimes.base import Runtime, TensorSpec
 
 # artifact format → "module:class"; modules import their backend only when activated
 RUNTIMES: dict[str, str] = {
@@ -40,11 +41,14 @@ def open(
     device: str = "cpu",
     threads: int | None = None,
     *,
+    options: Mapping[str, str] | None = None,
     activate: bool = True,
 ) -> Runtime:
-    """Open an artifact folder on ``device``; hashes are checked, no silent fallback."""
+    """Open an artifact folder on ``device``; hashes are checked, no silent fallback.
+    ``options`` are the adapter's tuning knobs (``Runtime.OPTIONS``); unknown ones are refused."""
     opened = artifact if isinstance(artifact, Artifact) else read_artifact(artifact)
-    runner = runtime_class(opened.manifest.format)(opened, device=device, threads=threads)
+    cls = runtime_class(opened.manifest.format)
+    runner = cls(opened, device=device, threads=threads, options=options)
     return runner.activate() if activate else runner
 
 

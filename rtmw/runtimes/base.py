@@ -7,7 +7,10 @@ and refuses to run on a device other than the one asked for (no silent CPU fallb
 from __future__ import annotations
 
 import logging
+import os
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar
@@ -15,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rtmw.artifact import Artifact
-from rtmw.errors import DeviceUnavailable, InputError
+from rtmw.errors import DeviceUnavailable, InputError, UsageError
 from rtmw.host import cpu_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -30,16 +33,40 @@ class TensorSpec:
     dtype: str = "float32"
 
 
+def default_threads() -> int:
+    """The cores this process may run on (affinity), the thread count of every runtime."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 class Runtime(ABC):
     """Base adapter. Use as a context manager, or call ``activate``/``close``."""
 
     name: ClassVar[str]
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
 
-    def __init__(self, artifact: Artifact, device: str = "cpu", threads: int | None = None):
+    # tuning knobs an adapter accepts (name → what it does); nothing else is passed through,
+    # and none of them may change the precision contract
+    OPTIONS: ClassVar[dict[str, str]] = {}
+
+    def __init__(
+        self,
+        artifact: Artifact,
+        device: str = "cpu",
+        threads: int | None = None,
+        options: Mapping[str, str] | None = None,
+    ):
+        unknown = sorted(set(options or {}) - set(self.OPTIONS))
+        if unknown:
+            known = ", ".join(self.OPTIONS) or "none"
+            raise UsageError(f"{self.name}: unknown runtime option(s) {unknown}; known: {known}")
+        self.options = dict(options or {})
         self.artifact = artifact
         self.requested_device = device
-        self.threads = threads
+        # every adapter gets an explicit thread count (the usable cores unless told), so
+        # that no runtime runs with its own default while another uses every core
+        self.threads = threads or default_threads()
         self.device = "inactive"
         self.active = False
         width, height = artifact.manifest.input_size
@@ -54,6 +81,7 @@ class Runtime(ABC):
         self.host = cpu_fingerprint()
         self.execution_precision = "unset"
         self.execution: dict[str, Any] = {}
+        self._executor: ThreadPoolExecutor | None = None
 
     # -- public API -------------------------------------------------------------------
     def activate(self) -> Runtime:
@@ -74,7 +102,9 @@ class Runtime(ABC):
         self.execution_precision = required_execution(
             self.artifact.manifest.precision, base_device, self.host
         )
-        self.execution = {"contract": self.execution_precision}
+        self.execution = {"contract": self.execution_precision, "threads": self.threads}
+        if self.options:
+            self.execution["options"] = dict(self.options)
         if self.artifact.manifest.precision == "fp16" and self.execution_precision == "f32":
             self.execution["note"] = (
                 "FP16 artifact computed in f32: this CPU has no native FP16 arithmetic"
@@ -102,7 +132,27 @@ class Runtime(ABC):
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.infer(batch)
 
+    # the kind of asynchronous inference infer_async gives (adapters with their own say so)
+    async_kind: ClassVar[str] = "worker thread"
+
+    def infer_async(self, batch: np.ndarray) -> Future[tuple[np.ndarray, np.ndarray]]:
+        """Start inference and return at once; the result arrives in the future.
+
+        The base runs ``infer`` on one worker thread (backends release the GIL while they
+        compute, so the caller's preprocessing and decoding overlap it); adapters with
+        native asynchronous requests (OpenVINO's AsyncInferQueue) override it.
+        """
+        if not self.active:
+            self.activate()
+        self._check_batch(batch)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.name)
+        return self._executor.submit(self.infer, batch)
+
     def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
         if self.active:
             self._close_impl()
         self.active = False

@@ -16,8 +16,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from rtmw.errors import DeviceUnavailable
 from rtmw.optional import import_backend
-from rtmw.runtimes.base import DeviceUnavailable, Runtime
+from rtmw.runtimes.base import Runtime
 
 
 class NcnnRunner(Runtime):

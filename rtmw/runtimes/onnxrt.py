@@ -14,8 +14,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from rtmw.errors import DeviceUnavailable
 from rtmw.optional import import_backend
-from rtmw.runtimes.base import DeviceUnavailable, Runtime
+from rtmw.runtimes.base import Runtime
 
 ARM_BF16_FASTMATH = "mlas.enable_gemm_fastmath_arm64_bfloat16"
 PROVIDERS = {
@@ -35,6 +36,11 @@ class OnnxRuntimeRunner(Runtime):
 
     name = "onnxruntime"
     devices: ClassVar[tuple[str, ...]] = tuple(PROVIDERS)
+    OPTIONS: ClassVar[dict[str, str]] = {
+        "intra_op_thread_affinities": "session.intra_op_thread_affinities, e.g. '1;2' pins "
+        "the intra-op threads after the caller's to cores 1 and 2",
+        "allow_spinning": "0/1: session.intra_op.allow_spinning (busy-wait between calls)",
+    }
 
     def _activate_impl(self) -> str:
         ort: Any = import_backend("onnxruntime", "onnx")
@@ -52,6 +58,14 @@ class OnnxRuntimeRunner(Runtime):
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
         options.add_session_config_entry(ARM_BF16_FASTMATH, "0")
+        if "intra_op_thread_affinities" in self.options:
+            options.add_session_config_entry(
+                "session.intra_op_thread_affinities", self.options["intra_op_thread_affinities"]
+            )
+        if "allow_spinning" in self.options:
+            options.add_session_config_entry(
+                "session.intra_op.allow_spinning", self.options["allow_spinning"]
+            )
         provider_options = self._provider_options(base, index)
         path = self.artifact.file(self.artifact.manifest.io.get("file", "model.onnx"))
         self.session = ort.InferenceSession(

@@ -11,9 +11,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rtmw.errors import MissingDependency
+from rtmw.errors import DeviceUnavailable, MissingDependency
 from rtmw.optional import import_backend
-from rtmw.runtimes.base import DeviceUnavailable, Runtime
+from rtmw.runtimes.base import Runtime
 
 
 def tensorrt_available() -> bool:

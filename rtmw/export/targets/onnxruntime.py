@@ -181,8 +181,8 @@ def write_qdq_onnx(ctx: ExportContext, stage: Path, *, symmetric: bool) -> Targe
     precision="int8",
     requires=("onnx", "onnxruntime"),
     extra="onnx",
-    description="onnxruntime static QDQ INT8 (U8S8, per-channel), head in FP32",
+    description="onnxruntime static QDQ INT8 (U8S8 or S8S8, per-channel), head in FP32",
     verify_inputs=int8_verification_inputs,
 )
 def target_ort_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
-    return write_qdq_onnx(ctx, stage, symmetric=False)
+    return write_qdq_onnx(ctx, stage, symmetric=ctx.options.ort_int8_activations == "s8")
