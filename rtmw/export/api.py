@@ -13,7 +13,7 @@ import logging
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -133,22 +133,25 @@ def export_options(
     accuracy_control_seconds: float | None = None,
     engine: EngineOptions | dict[str, Any] | None = None,
     latency_only: bool = False,
-    ort_int8_activations: str = "u8",
     progress: bool = False,
+    **target_settings: Any,
 ) -> ExportOptions:
     """Checked :class:`ExportOptions` from plain values: a bad value is a usage error
-    before any work, not one failure per target."""
+    before any work, not one failure per target. ``target_settings`` are the options
+    individual targets read (fields of ExportOptions, e.g. ort_int8_activations)."""
     check_opset(opset)
     check_policy(int8_policy)
     if accuracy_control is not None and not 0 < accuracy_control < 1:
         raise UsageError(f"accuracy control max drop must be in (0, 1), got {accuracy_control}")
-    if ort_int8_activations not in ("u8", "s8"):
-        raise UsageError(f"ort-int8 activations must be u8 or s8, got {ort_int8_activations!r}")
     if isinstance(engine, dict):
         try:
             engine = EngineOptions(**engine)
         except TypeError as exc:
             raise UsageError(f"engine settings: {exc}") from None
+    known = {f.name for f in fields(ExportOptions)}
+    unknown = sorted(set(target_settings) - known)
+    if unknown:
+        raise UsageError(f"unknown export setting(s) {unknown}")
     return ExportOptions(
         opset=opset,
         simplify=simplify,
@@ -159,8 +162,8 @@ def export_options(
         else AccuracyControl(accuracy_control, accuracy_control_seconds),
         engine=engine or EngineOptions(),
         latency_only=latency_only,
-        ort_int8_activations="s8" if ort_int8_activations == "s8" else "u8",
         progress=progress,
+        **target_settings,
     )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from rtmw.calib.calibset import CalibrationSet
+from rtmw.errors import UsageError
 from rtmw.models import RTMW, RTMWConfig
 from rtmw.models.checkpoint import CheckpointContents
 
@@ -66,6 +67,12 @@ class ExportOptions:
     # (S8S8, symmetric), whose speed differs with the ISA (docs/speed.md)
     ort_int8_activations: Literal["u8", "s8"] = "u8"
     progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.ort_int8_activations not in ("u8", "s8"):
+            raise UsageError(
+                f"ort-int8 activations must be u8 or s8, got {self.ort_int8_activations!r}"
+            )
 
 
 @dataclass
