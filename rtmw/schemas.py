@@ -12,7 +12,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
+
+
+class Status(str, Enum):
+    """How one export target or one benchmark entry ended, as the files record it.
+
+    A ``str`` enum: it is written as its value and compares equal to it, so results files
+    read back as plain strings match ``Status.OK``.
+    """
+
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # a missing package, or a host/device that cannot run it
+    ONNX_ONLY = "onnx-only"  # the backend is absent: its verified ONNX stand-in was written
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -120,4 +137,4 @@ GATES = FileSchema(
     tag_optional=True,
 )
 
-__all__ = ["ARTIFACT", "CALIBRATION", "GATES", "RESULTS", "FileSchema", "Problems"]
+__all__ = ["ARTIFACT", "CALIBRATION", "GATES", "RESULTS", "FileSchema", "Problems", "Status"]

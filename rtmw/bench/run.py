@@ -33,7 +33,7 @@ from rtmw.pipeline.draw import draw_poses
 from rtmw.pipeline.preprocess import preprocess
 from rtmw.pipeline.topdown import TopDown
 from rtmw.runtimes.base import Runtime
-from rtmw.schemas import RESULTS
+from rtmw.schemas import RESULTS, Status
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,9 @@ class BenchSettings:
     # runtime name → its tuning knobs (Runtime.OPTIONS), e.g. {"openvino": {...}}
     runtime_options: dict[str, dict[str, str]] = field(default_factory=dict)
     flip_in_batch: bool = True
+    # each artifact's latency in a fresh process: its peak RSS is then its own, not the
+    # residue of the routes before it (accuracy runs stay in this process)
+    isolate: bool = False
 
 
 def find_artifacts(paths: list[str | Path]) -> list[Path]:
@@ -157,20 +160,20 @@ def _rss_mb() -> tuple[float, float]:
     return current, peak
 
 
-def _open(artifact: Artifact, settings: BenchSettings) -> tuple[Runtime | None, str, str]:
+def _open(artifact: Artifact, settings: BenchSettings) -> tuple[Runtime | None, Status, str]:
     """(runtime, status, reason); skipped when the backend or the device kind is absent."""
     runtime_device = RUNTIME_DEVICE[settings.device]
     cls = runtimes.runtime_class(artifact.manifest.format)
     if runtime_device not in cls.devices:
-        return None, "skipped", f"{cls.name} has no {runtime_device} device"
+        return None, Status.SKIPPED, f"{cls.name} has no {runtime_device} device"
     try:
         runtime = runtimes.open(
             artifact, device=runtime_device, threads=settings.threads,
             options=settings.runtime_options.get(cls.name),
         )  # fmt: skip
     except MissingDependency as exc:
-        return None, "skipped", str(exc)
-    return runtime, "ok", ""
+        return None, Status.SKIPPED, str(exc)
+    return runtime, Status.OK, ""
 
 
 def bench_artifact(
@@ -285,6 +288,23 @@ def _rate(crops_per_s: float, macs: int | None, peak: Peak | None) -> dict[str, 
     return {"gmacs": gmacs, "peak_fraction": [gmacs / high, gmacs / low]}
 
 
+def _child_entry(path: str, settings: BenchSettings, out_dir: str) -> dict[str, Any]:
+    entry, _ = bench_artifact(read_artifact(path), settings, None, Path(out_dir))
+    return entry
+
+
+def _bench_in_child(path: Path, settings: BenchSettings, out_dir: Path) -> dict[str, Any]:
+    """``bench_artifact`` (latency only) in a freshly spawned interpreter."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        entry = pool.submit(_child_entry, str(path), settings, str(out_dir)).result()
+    entry["isolated"] = True
+    return entry
+
+
 def _save_predictions(accuracy: AccuracyRun, out_dir: Path, name: str) -> str:
     """The raw results (before rescoring), so gates can resample images later."""
     import json
@@ -319,7 +339,7 @@ def _baseline(
 ) -> dict[str, Any] | None:
     """onnxruntime FP32, one crop at a time, end to end on the same frame."""
     for entry in entries:
-        if entry["status"] == "ok" and entry["target"] == BASELINE_TARGET:
+        if entry["status"] == Status.OK and entry["target"] == BASELINE_TARGET:
             artifact = artifacts[entry["name"]]
             with runtimes.open(artifact, device="cpu", threads=settings.threads) as runtime:
                 _, frame, boxes = fixed_inputs(
@@ -366,12 +386,15 @@ def bench(
         try:
             artifact = read_artifact(path)
             opened[artifact.path.name] = artifact
-            entry, accuracy = bench_artifact(artifact, settings, eval_set, out)
+            if settings.isolate and eval_set is None:
+                entry, accuracy = _bench_in_child(path, settings, out), None
+            else:
+                entry, accuracy = bench_artifact(artifact, settings, eval_set, out)
             if accuracy is not None:
                 runs[entry["name"]] = accuracy
         except Exception as exc:
             logger.debug("artifact %s failed", path, exc_info=True)
-            entry = {"name": path.name, "path": str(path), "status": "failed"}
+            entry = {"name": path.name, "path": str(path), "status": Status.FAILED}
             entry["reason"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
         logger.info("%s: %s %s", entry["name"], entry["status"], entry.get("reason", ""))
         entries.append(entry)

@@ -14,7 +14,6 @@ import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +55,7 @@ from rtmw.export.verify import (
 from rtmw.host import cpu_fingerprint
 from rtmw.models import model_from_contents, read_checkpoint
 from rtmw.models.inference import TorchInference
+from rtmw.schemas import Status
 
 logger = logging.getLogger(__name__)
 
@@ -64,16 +64,8 @@ class VerificationFailed(RtmwError):
     """The exported model does not reproduce torch within the precision's tolerances."""
 
 
-class ExportStatus(str, Enum):
-    """How one target's export ended. A ``str`` so that it reads and compares as text."""
-
-    OK = "ok"
-    FAILED = "failed"
-    SKIPPED = "skipped"  # a missing package or a host that cannot run the target
-    ONNX_ONLY = "onnx-only"  # the backend is absent: its verified ONNX stand-in was written
-
-    def __str__(self) -> str:
-        return self.value
+# the statuses an export target ends with (one enum for exports and bench entries)
+ExportStatus = Status
 
 
 @dataclass

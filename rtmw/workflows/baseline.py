@@ -60,6 +60,24 @@ def _calibration(work: Path, input_size: tuple[int, int], settings: BaselineSett
     return save_calibration_set(calib, work / f"calib-{input_size[0]}x{input_size[1]}.npz")
 
 
+def _made_from(checkpoint: Path, artifacts: Path, names: Sequence[str]) -> dict[str, Path]:
+    """Latency-only artifacts of these targets already exported from this very checkpoint
+    (hash-checked): a rerun benches them again without exporting them again."""
+    from rtmw.artifact import ArtifactError, read_artifact
+    from rtmw.hashing import sha256_file
+
+    digest = sha256_file(checkpoint)
+    found = {}
+    for name in names:
+        try:
+            manifest = read_artifact(artifacts / name).manifest
+        except ArtifactError:
+            continue
+        if manifest.source.get("sha256") == digest and manifest.verification.get("passed"):
+            found[name] = artifacts / name
+    return found
+
+
 def bench_model(
     model: str,
     out: Path,
@@ -73,19 +91,27 @@ def bench_model(
     settings = settings or BaselineSettings()
     config = get_config(model)
     work.mkdir(parents=True, exist_ok=True)
-    checkpoint = save_checkpoint(build(model, seed=settings.seed), work / f"{model}-random.pth")
-    calib = _calibration(work, config.input_size, settings)
+    checkpoint = work / f"{model}-random.pth"
+    if not checkpoint.is_file():
+        save_checkpoint(build(model, seed=settings.seed), checkpoint)
     names = list(targets or cpu_targets())
-    say(f"== {model}: export {len(names)} targets (latency only)")
-    made = export(checkpoint, names, work / "artifacts", overwrite=True, calib=calib,
-                  latency_only=True, progress=True)  # fmt: skip
-    for result in made:
-        say("  " + result.line())
-    paths = [r.path for r in made if r.path is not None and r.status == ExportStatus.OK]
+    artifacts = work / "artifacts"
+    done = _made_from(checkpoint, artifacts, names)
+    if len(done) < len(names):
+        calib = _calibration(work, config.input_size, settings)
+        todo = [n for n in names if n not in done]
+        say(f"== {model}: export {len(todo)} targets (latency only)")
+        made = export(checkpoint, todo, artifacts, overwrite=True, calib=calib,
+                      latency_only=True, progress=True)  # fmt: skip
+        for result in made:
+            say("  " + result.line())
+            if result.status == ExportStatus.OK and result.path is not None:
+                done[result.target] = result.path
+    paths = [done[n] for n in names if n in done]
     threads = settings.threads or default_threads()
     say(f"== {model}: bench {len(paths)} artifacts, batch {settings.batches}, {threads} threads")
     bench_settings = BenchSettings(batches=settings.batches, threads=threads, plan=settings.plan,
-                                   stream=settings.stream_frames, draw=0)  # fmt: skip
+                                   stream=settings.stream_frames, draw=0, isolate=True)  # fmt: skip
     return bench(list(paths), bench_settings, out, name=f"cpu-{model}")
 
 
