@@ -60,6 +60,41 @@ def extra_artifacts() -> dict[str, Path]:
     return made
 
 
+def neck_accuracy() -> list[str]:
+    """The accuracy side of the neck lever, judged on the trained demo model: the one-shot
+    gate's AP drop per part for ort-int8 and openvino-int8 under each policy (synthetic
+    data as `make gate-demo` makes it; calibration seed 0)."""
+    from rtmw.calib import build_calibration_set, save_calibration_set
+    from rtmw.data.synthetic import make_dataset
+    from rtmw.keypoints import PARTS
+    from rtmw.models import demo_checkpoint
+    from rtmw.workflows import one_shot_gate
+
+    work = WORK / "neck-accuracy"
+    val = make_dataset(work / "data", 100, 303, split="val", progress=False)
+    train = make_dataset(work / "data", 60, 304, split="train", progress=False)
+    calib = save_calibration_set(
+        build_calibration_set(train.image_dir, input_size=(192, 256), ann_file=train.ann_file,
+                              n=96, progress=False), work / "calib.npz")  # fmt: skip
+    rows = []
+    for policy in ("head-fp32", "head-neck-fp32"):
+        run = one_shot_gate(demo_checkpoint(), ["ort-int8", "openvino-int8"],
+                            out=work / policy, image_dir=val.image_dir, ann_file=val.ann_file,
+                            calib=calib, int8_policy=policy)  # fmt: skip
+        for check in run.result.checks:
+            if check.metric == "ap_drop" and check.value is not None:
+                rows.append((policy, check.candidate, check.part, check.value, check.passed))
+    header = ["Policy", "Target", *(f"AP drop {p}" for p in PARTS), "within default budgets"]
+    body = []
+    for policy in ("head-fp32", "head-neck-fp32"):
+        for target in ("ort-int8", "openvino-int8"):
+            mine = {r[2]: r for r in rows if r[0] == policy and r[1] == target}
+            body.append([policy, target, *(f"{mine[p][3]:.2f}" if p in mine else "–"
+                                           for p in PARTS),
+                         "yes" if mine and all(r[4] for r in mine.values()) else "no"])  # fmt: skip
+    return table(header, body)
+
+
 def main() -> None:
     art = WORK / "artifacts"
     if not (art / "onnx").is_dir():
@@ -112,6 +147,15 @@ def main() -> None:
         + "\n\nEach lever is one run against its control (the same artifacts without the lever, "
         "or the lever's own artifact against the default one); runs are in the folders here.\n"
     )
+    neck_file = OUT / "neck-accuracy.md"
+    if not neck_file.is_file():
+        neck = "\n".join(neck_accuracy())
+        neck_file.write_text(
+            "# INT8 of the neck, judged on the trained demo model\n\n"
+            "AP drop against the FP32 onnx artifact, AP points, 100 synthetic validation "
+            "images, GT boxes, flip test; budgets: rtmw/bench/gates.toml (int8).\n\n" + neck + "\n"
+        )
+    text += "\n" + neck_file.read_text().split("\n", 2)[2]
     (OUT / "levers.md").write_text(text)
     (OUT / "levers.json").write_text(json.dumps({"rows": rows, "header": header}, indent=1) + "\n")
     print(text)
