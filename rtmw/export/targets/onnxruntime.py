@@ -88,12 +88,18 @@ def target_onnx_fp16(ctx: ExportContext, stage: Path) -> TargetOutput:
     return _onnx_artifact(fp16_onnx(ctx), stage, "fp16")
 
 
+def uniform_batch(count: int, largest: int = CALIB_BATCH) -> int:
+    """The largest batch ≤ ``largest`` that divides ``count``: onnxruntime's histogram
+    calibration stacks every batch's activations and fails on a shorter last batch."""
+    return next(b for b in range(min(largest, max(count, 1)), 0, -1) if count % b == 0)
+
+
 class _CropReader:
-    """onnxruntime CalibrationDataReader over calibration crops, in small batches."""
+    """onnxruntime CalibrationDataReader over calibration crops, in equal small batches."""
 
     def __init__(self, crops: np.ndarray, batch: int = CALIB_BATCH) -> None:
         self.crops = crops
-        self.batch = batch
+        self.batch = uniform_batch(len(crops), batch)
         self._iter: Iterator[dict[str, np.ndarray]] | None = None
 
     def _batches(self) -> Iterator[dict[str, np.ndarray]]:
