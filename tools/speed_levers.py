@@ -7,7 +7,7 @@ compares end-to-end persons/s and crops/s at batch 8 against the lever's control
 The accuracy side of the neck lever is judged on the trained demo model (one-shot gate,
 synthetic data, head-fp32 vs head-neck-fp32). Writes results/cpu-rtmw-m-256x192-levers/.
 
-    .venv/bin/python tools/speed_levers.py      # about 25 min on 2 cores
+    .venv/bin/python tools/speed_levers.py      # about 15 min on 2 cores
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = "rtmw-m-256x192"
 WORK = ROOT / "results" / "_scratch" / MODEL
 OUT = ROOT / "results" / f"cpu-{MODEL}-levers"
-PLAN = TimingPlan(warmup_s=1.0, seconds=2.0, repeats=3)
+PLAN = TimingPlan(warmup_s=0.5, seconds=1.5, repeats=2)
 THREADS = 2
 
 
