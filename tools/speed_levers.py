@@ -111,7 +111,7 @@ def main() -> None:
         try:
             c_crops, c_e2e = figures(c_run, c_target)
             t_crops, t_e2e = figures(t_run, t_target)
-        except StopIteration:
+        except (StopIteration, KeyError):  # not on this host, or the row failed
             rows.append([lever, c_target, "not on this host", "–", "–", "–"])
             return
         rows.append([lever, c_target, f"{c_crops:.1f} → {t_crops:.1f}", f"{t_crops / c_crops:.2f}×",
