@@ -209,39 +209,7 @@ def bench_artifact(
         entry["execution"] = dict(runtime.execution)  # the precision contract, read back
         entry["built_on"] = manifest.host.get("isa_class", "unrecorded")
         entry["loops_over_batch"] = runtime.loops_over_batch
-        crops, frame, boxes = fixed_inputs(
-            manifest.input_size, max(settings.batches), settings.frame_persons, settings.seed
-        )
-        entry["latency"] = {}
-        entry["e2e"] = {}
-        entry["threads"] = runtime.threads
-        entry["macs_per_crop"] = _macs(manifest.model)
-        peak = host_peak(runtime.host, compute_precision(manifest.precision, runtime.host))
-        entry["peak"] = peak.to_dict() if peak is not None else None
-        for batch in settings.batches:
-            reset_peak_rss()
-            stats = time_inference(runtime.infer, crops[:batch], settings.plan)
-            entry["latency"][str(batch)] = {
-                **stats.to_dict(),
-                **_rate(stats.throughput, entry["macs_per_crop"], peak),
-                "peak_rss_mb": peak_rss_mb(),
-            }
-            pose = TopDown(
-                runtime.infer, manifest.input_size, flip_test=settings.flip, max_batch=batch,
-                flip_in_batch=settings.flip_in_batch,
-            )  # fmt: skip
-            reset_peak_rss()
-            entry["e2e"][str(batch)] = {
-                **time_frame(pose, frame, boxes, settings.plan),
-                "peak_rss_mb": peak_rss_mb(),
-            }
-        if settings.stream:
-            reset_peak_rss()
-            entry["stream"] = {
-                **stream(runtime, manifest.input_size, frame, boxes, settings.stream,
-                         flip=settings.flip),
-                "peak_rss_mb": peak_rss_mb(),
-            }  # fmt: skip
+        entry.update(measure_speed(runtime, artifact, settings))
         accuracy = None
         if eval_set is not None and entry["verification"] == LATENCY_ONLY:
             entry["accuracy_refused"] = LATENCY_ONLY_REFUSAL
@@ -264,6 +232,49 @@ def bench_artifact(
         return entry, accuracy
     finally:
         runtime.close()
+
+
+def measure_speed(runtime: Runtime, artifact: Artifact, settings: BenchSettings) -> dict[str, Any]:
+    """Latency per batch (with GMAC/s, fraction of peak, peak RSS), the frame end to end per
+    batch, and the streaming run: every speed figure of one row."""
+    manifest = artifact.manifest
+    crops, frame, boxes = fixed_inputs(
+        manifest.input_size, max(settings.batches), settings.frame_persons, settings.seed
+    )
+    macs = _macs(manifest.model)
+    peak = host_peak(runtime.host, compute_precision(manifest.precision, runtime.host))
+    figures: dict[str, Any] = {
+        "threads": runtime.threads,
+        "macs_per_crop": macs,
+        "peak": peak.to_dict() if peak is not None else None,
+        "latency": {},
+        "e2e": {},
+    }
+    for batch in settings.batches:
+        reset_peak_rss()
+        stats = time_inference(runtime.infer, crops[:batch], settings.plan)
+        figures["latency"][str(batch)] = {
+            **stats.to_dict(),
+            **_rate(stats.throughput, macs, peak),
+            "peak_rss_mb": peak_rss_mb(),
+        }
+        pose = TopDown(
+            runtime.infer, manifest.input_size, flip_test=settings.flip, max_batch=batch,
+            flip_in_batch=settings.flip_in_batch,
+        )  # fmt: skip
+        reset_peak_rss()
+        figures["e2e"][str(batch)] = {
+            **time_frame(pose, frame, boxes, settings.plan),
+            "peak_rss_mb": peak_rss_mb(),
+        }
+    if settings.stream:
+        reset_peak_rss()
+        figures["stream"] = {
+            **stream(runtime, manifest.input_size, frame, boxes, settings.stream,
+                     flip=settings.flip),
+            "peak_rss_mb": peak_rss_mb(),
+        }  # fmt: skip
+    return figures
 
 
 def _macs(model: str) -> int | None:
