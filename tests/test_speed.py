@@ -54,10 +54,14 @@ def test_peak_follows_isa_precision_and_clock() -> None:
 def test_peak_rss_mark_resets() -> None:
     if not reset_peak_rss():
         pytest.skip("this kernel does not allow /proc/self/clear_refs (peak RSS not resettable)")
+    import mmap
+
     base = peak_rss_mb()  # the mark at the current resident size
-    block = np.ones(64 * 2**20, np.uint8)  # 64 MiB touched
+    block = mmap.mmap(-1, 64 * 2**20)  # fresh anonymous pages, not reused heap
+    for offset in range(0, len(block), 4096):
+        block[offset] = 1  # touch every page
     high = peak_rss_mb()
-    del block
+    block.close()
     assert reset_peak_rss()
     low = peak_rss_mb()
     assert base is not None and high is not None and low is not None

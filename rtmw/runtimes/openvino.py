@@ -9,7 +9,6 @@ nodes really ran in f32 is read back from the runtime model.
 
 from __future__ import annotations
 
-from concurrent.futures import Future
 from typing import Any, ClassVar
 
 import numpy as np
@@ -100,7 +99,6 @@ class OpenVINORunner(Runtime):
         if not executed or not all(d.split(".")[0] == wanted.split(".")[0] for d in executed):
             raise DeviceUnavailable(f"openvino: asked for {wanted}, compiled for {executed}")
         self.request = self.compiled.create_infer_request()
-        self._queue: Any = None
         self.outputs = {o.get_any_name(): o for o in self.compiled.outputs}
         if wanted.startswith("CPU"):
             self.execution["nodes"] = runtime_precisions(self.compiled)
@@ -108,30 +106,6 @@ class OpenVINORunner(Runtime):
             if kept:
                 self.execution["kept_f32_nodes"] = runtime_precisions(self.compiled, kept)
         return f"{self.requested_device} ({','.join(executed)}, {self.execution_precision})"
-
-    async_kind: ClassVar[str] = "OpenVINO AsyncInferQueue (2 requests)"
-
-    def infer_async(self, batch: np.ndarray) -> Future[tuple[np.ndarray, np.ndarray]]:
-        """Two infer requests in flight through OpenVINO's AsyncInferQueue."""
-        if not self.active:
-            self.activate()
-        self._check_batch(batch)
-        if self._queue is None:
-            ov: Any = import_backend("openvino", "openvino")
-            self._queue = ov.AsyncInferQueue(self.compiled, 2)
-
-            def done(request: Any, future: Future[tuple[np.ndarray, np.ndarray]]) -> None:
-                future.set_result(
-                    (
-                        np.array(request.get_tensor(self.outputs["simcc_x"]).data, copy=True),
-                        np.array(request.get_tensor(self.outputs["simcc_y"]).data, copy=True),
-                    )
-                )
-
-            self._queue.set_callback(done)
-        future: Future[tuple[np.ndarray, np.ndarray]] = Future()
-        self._queue.start_async({0: np.ascontiguousarray(batch)}, future)
-        return future
 
     def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         result = self.request.infer({0: batch}, share_inputs=True)
@@ -141,8 +115,5 @@ class OpenVINORunner(Runtime):
         )
 
     def _close_impl(self) -> None:
-        if self._queue is not None:
-            self._queue.wait_all()
-            self._queue = None
         del self.request
         del self.compiled
