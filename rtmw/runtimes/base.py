@@ -139,8 +139,9 @@ class Runtime(ABC):
         """Start inference and return at once; the result arrives in the future.
 
         The base runs ``infer`` on one worker thread (backends release the GIL while they
-        compute, so the caller's preprocessing and decoding overlap it); adapters with
-        native asynchronous requests (OpenVINO's AsyncInferQueue) override it.
+        compute, so the caller's preprocessing and decoding overlap it). An adapter may
+        override it with native asynchronous requests; OpenVINO's AsyncInferQueue did and
+        crashed at interpreter teardown, so none does yet.
         """
         if not self.active:
             self.activate()
