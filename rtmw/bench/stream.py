@@ -1,9 +1,10 @@
 """Streaming: frames through an overlapped pipeline, as production runs them.
 
 One thread preprocesses frame i+1 and submits it (``Runtime.infer_async``, a worker
-thread: backends release the GIL) while frame i is inferred and frame i-1 is decoded on the caller's thread. At most ``depth`` frames are in flight. Reported:
-persons/s over the whole stream and per-frame latency (submission of the frame's
-preprocessing to its decoded keypoints), next to the synchronous figures of the same row.
+thread: backends release the GIL) while frame i is inferred and frame i-1 is decoded on
+the caller's thread. At most ``depth`` frames are in flight. Reported: persons/s over the
+whole stream and per-frame latency (submission of the frame's preprocessing to its decoded
+keypoints), next to the synchronous figures of the same row.
 """
 
 from __future__ import annotations
