@@ -213,3 +213,55 @@ def test_cli_refuses_missing_data(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["--out", str(tmp_path / "x")])
     assert result.exit_code == 1
     assert "training data needed" in result.output
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(
+    synthetic_val: SyntheticDataset, tmp_path: Path
+) -> None:
+    """Stopped after 2 of 4 iterations and resumed: the same weights as 4 in one go."""
+    from dataclasses import replace
+
+    from rtmw.errors import UsageError
+
+    base = TrainConfig(
+        model="rtmw-demo-256x192",
+        image_dir=str(synthetic_val.image_dir),
+        ann_file=str(synthetic_val.ann_file),
+        out_dir=str(tmp_path / "straight"),
+        iters=4,
+        batch_size=2,
+        warmup_iters=1,
+        save_every=1,
+        threads=1,
+    )
+    threads = torch.get_num_threads()
+    try:
+        straight = train(base, progress=False)
+        halted = replace(base, out_dir=str(tmp_path / "halted"), stop_after=2)
+        stopped = train(halted, progress=False)
+        assert stopped.final_ap is None and stopped.history == []
+        assert stopped.checkpoint == tmp_path / "halted" / "resume.pt"
+        assert not (tmp_path / "halted" / "rtmw-demo-256x192.pth").exists()
+        with pytest.raises(UsageError, match=r"other settings.*lr"):
+            train(replace(halted, lr=0.5), progress=False, resume=True)
+        resumed = train(replace(halted, stop_after=None), progress=False, resume=True)
+    finally:
+        torch.set_num_threads(threads)
+    a = torch.load(straight.checkpoint, weights_only=False)["state_dict"]
+    b = torch.load(resumed.checkpoint, weights_only=False)["state_dict"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    first = torch.load(tmp_path / "straight" / "resume.pt", weights_only=False)
+    assert first["state"]["step"] == 4
+
+
+def test_batch_schedule_is_a_function_of_seed_and_step() -> None:
+    from rtmw.train.loop import batch_indices
+
+    cfg = TrainConfig(model="m", image_dir="i", ann_file="a", out_dir="o", batch_size=3)
+    epochs = [batch_indices(step, 10, cfg) for step in range(6)]
+    assert [e for e, _ in epochs] == [0, 0, 0, 1, 1, 1]
+    first_epoch = np.concatenate([idx for e, idx in epochs if e == 0])
+    assert len(set(first_epoch.tolist())) == 9  # no instance twice within an epoch
+    again = batch_indices(4, 10, cfg)
+    assert again[0] == 1 and np.array_equal(again[1], epochs[4][1])

@@ -53,6 +53,15 @@ logger = logging.getLogger(__name__)
 @vocab_option("seed", default=21, show_default=True, help="Seed of initialisation and sampling.")
 @vocab_option("threads", type=int, default=None, help="torch intra-op threads.")
 @vocab_option("out", required=True, type=click.Path(file_okay=False), help="Run folder.")
+@click.option(
+    "--resume", is_flag=True,
+    help="Continue the run in OUT from its resume.pt (same settings; --threads may change).",
+)  # fmt: skip
+@click.option(
+    "--save-every", default=100, show_default=True, help="Iterations between resume states."
+)
+@click.option("--stop-after", type=int, default=None,
+              help="Run at most N iterations now, leaving resume.pt to continue from.")  # fmt: skip
 @verbosity
 def main(
     model: str,
@@ -73,6 +82,9 @@ def main(
     seed: int,
     threads: int | None,
     out: str,
+    resume: bool,
+    save_every: int,
+    stop_after: int | None,
     quiet: bool,
 ) -> None:
     """Train RTMW with mmpose's recipe; writes OUT/<model>.pth, train_log.json, curve PNG."""
@@ -85,15 +97,19 @@ def main(
     if synthetic is not None:
         if images or ann:
             raise InputError("give either --synthetic or --images/--ann, not both")
-        from rtmw.data.synthetic import make_dataset
+        from rtmw.data.synthetic import SyntheticDataset, existing_dataset, make_dataset
 
         data_root = Path(out) / "data"
-        train_set = make_dataset(data_root, synthetic, seed + 1, split="train", progress=not quiet)
-        val_set = make_dataset(
-            data_root, max(synthetic // 20, 10), seed + 2, split="val", progress=not quiet
-        )
-        images, ann = str(train_set.image_dir), str(train_set.ann_file)
-        val_images, val_ann = str(val_set.image_dir), str(val_set.ann_file)
+        splits = {"train": (synthetic, seed + 1), "val": (max(synthetic // 20, 10), seed + 2)}
+        made: dict[str, SyntheticDataset] = {}
+        for split, (count, split_seed) in splits.items():
+            # seeded, so a resumed run may reuse what it drew before
+            found = existing_dataset(data_root, split) if resume else None
+            made[split] = found or make_dataset(
+                data_root, count, split_seed, split=split, progress=not quiet
+            )
+        images, ann = str(made["train"].image_dir), str(made["train"].ann_file)
+        val_images, val_ann = str(made["val"].image_dir), str(made["val"].ann_file)
     if not images or not ann:
         raise InputError("training data needed: --images and --ann (or --synthetic N)")
     cfg = TrainConfig(
@@ -112,9 +128,16 @@ def main(
         val_every=val_every,
         seed=seed,
         threads=threads,
+        save_every=save_every,
+        stop_after=stop_after,
         augment=AugmentConfig(rotate_factor=rotate_factor, dropout_prob=dropout_prob),
     )
-    result = train(cfg, progress=not quiet)
+    result = train(cfg, progress=not quiet, resume=resume)
+    if result.final_ap is None and result.history and result.history[-1]["iter"] < iters:
+        click.echo(
+            f"stopped at iteration {result.history[-1]['iter']} of {iters}: rerun with --resume"
+        )
+        return
     try:
         curve = plot_learning_curve(
             result.history, Path(out) / "learning_curve.png", f"{result.config.name} training"

@@ -235,6 +235,20 @@ register(
 )
 
 
+# The next demo model, closer to the family: a quarter of RTMW-l's width at RTMW-m's depth
+# ratio (2/4/4/2 blocks); 6.2 M parameters, ~25 MB in float32. Weights come from
+# rtmw-train (results/demo-training); until they ship, it is an architecture only.
+register(
+    RTMWConfig(
+        name="rtmw-demo-wide-256x192",
+        widen_factor=0.25,
+        deepen_factor=0.67,
+        input_size=(192, 256),
+        description="demo (next): quarter-width RTMW for synthetic whole-body training",
+    )
+)
+
+
 def get_config(name: str) -> RTMWConfig:
     """Look a configuration up by zoo name; an unknown name lists the known ones."""
     try:

@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import default_collate
 from tqdm import tqdm
 
 from rtmw.data.evalset import EvalSet, load_eval_set
@@ -57,6 +56,8 @@ class TrainConfig:
     val_every: int = 500
     seed: int = 21
     threads: int | None = None
+    save_every: int = 100  # iterations between resume states
+    stop_after: int | None = None  # iterations this invocation runs (None: to the end)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def check(self) -> None:
@@ -64,12 +65,14 @@ class TrainConfig:
         from rtmw.errors import UsageError
 
         positive = {"iters": self.iters, "batch": self.batch_size, "lr": self.lr,
-                    "val-every": self.val_every}  # fmt: skip
+                    "val-every": self.val_every, "save-every": self.save_every}  # fmt: skip
         bad = [f"--{name} {value}" for name, value in positive.items() if not value > 0]
         if self.warmup_iters < 0 or self.weight_decay < 0 or not 0 <= self.min_lr_ratio <= 1:
             bad.append("--warmup/weight decay/min lr ratio out of range")
         if self.threads is not None and self.threads < 1:
             bad.append(f"--threads {self.threads}")
+        if self.stop_after is not None and self.stop_after < 1:
+            bad.append(f"--stop-after {self.stop_after}")
         if self.val_images is not None and self.val_images < 1:
             bad.append(f"--val-count {self.val_images}")
         if bad:
@@ -122,12 +125,16 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
     ]
 
 
-def _batches(loader: DataLoader[Any], dataset: WholeBodyTrainSet) -> Iterator[Any]:
-    epoch = 0
-    while True:
-        dataset.set_epoch(epoch)
-        yield from loader
-        epoch += 1
+def batch_indices(step: int, num_instances: int, cfg: TrainConfig) -> tuple[int, np.ndarray]:
+    """(epoch, instance indices) of training step ``step``: a pure function of the seed.
+
+    Each epoch is a seeded permutation cut into full batches, so a resumed run draws
+    exactly the batches (and, through the epoch, the augmentations) it would have drawn.
+    """
+    per_epoch = num_instances // cfg.batch_size
+    epoch, position = divmod(step, per_epoch)
+    order = np.random.default_rng((cfg.seed, epoch)).permutation(num_instances)
+    return epoch, order[position * cfg.batch_size : (position + 1) * cfg.batch_size]
 
 
 @dataclass
@@ -148,12 +155,66 @@ def validate(model: RTMW, eval_set: EvalSet, *, flip: bool) -> dict[str, float]:
     return {part: metrics.ap for part, metrics in run.evaluation.parts.items()}
 
 
-def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
-    """Run one training job; returns the final checkpoint and the learning curve."""
-    cfg.check()
-    torch.manual_seed(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+RESUME_FILE = "resume.pt"
+# settings a resumed run may change without changing what it learns
+_RESUMABLE_CHANGES = frozenset({"threads", "save_every", "stop_after"})
+
+
+@dataclass
+class _RunState:
+    """What a resumed run needs besides the weights and the optimiser's moments."""
+
+    step: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    running: list[float] = field(default_factory=list)
+
+
+def _save_resume(
+    path: Path, cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
+    state: _RunState,
+) -> None:  # fmt: skip
+    """Written to a temp file then renamed: a run killed mid-save keeps its previous state."""
+    partial = path.with_suffix(".partial")
+    torch.save(
+        {
+            "config": _jsonable(asdict(cfg)),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "state": asdict(state),
+            "torch_rng": torch.get_rng_state(),
+        },
+        partial,
+    )
+    partial.replace(path)
+
+
+def _load_resume(
+    path: Path, cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer
+) -> _RunState:
+    from rtmw.errors import UsageError
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        before, now = saved["config"], _jsonable(asdict(cfg))
+    except Exception as exc:  # any unreadable file gets one line
+        raise UsageError(f"cannot resume from {path}: {exc}") from None
+    changed = sorted(k for k in set(before) | set(now)
+                     if before.get(k) != now.get(k) and k not in _RESUMABLE_CHANGES)  # fmt: skip
+    if changed:
+        details = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)
+        raise UsageError(
+            f"cannot resume {path}: the run was started with other settings ({details})"
+        )
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    torch.set_rng_state(saved["torch_rng"])
+    state = _RunState(**saved["state"])
+    logger.info("resuming at iteration %d of %d (%s)", state.step, cfg.iters, path)
+    return state
+
+
+def _build_model(cfg: TrainConfig) -> tuple[RTMW, RTMWConfig]:
     if cfg.init:
         model, config = load_checkpoint(cfg.init)
         logger.info("fine-tuning %s from %s", config.name, cfg.init)
@@ -162,15 +223,60 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
         model = RTMW(config)
         init_head_like_mmpose(model.head)
     # channels-last makes oneDNN's depthwise-convolution backward ~4× faster on CPU
-    model = model.to(memory_format=torch.channels_last).train()  # type: ignore[call-overload]
+    return _in_layout(model, torch.channels_last).train(), config
+
+
+def _train_step(
+    model: RTMW, optimizer: torch.optim.Optimizer, dataset: WholeBodyTrainSet,
+    step: int, cfg: TrainConfig,
+) -> float:  # fmt: skip
+    lr = learning_rate(step, cfg)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    epoch, indices = batch_indices(step, len(dataset), cfg)
+    dataset.set_epoch(epoch)
+    inputs, target_x, target_y, weights = default_collate([dataset[int(i)] for i in indices])
+    pred_x, pred_y = model(inputs.contiguous(memory_format=torch.channels_last))
+    # mmpose sums the loss over the batch; per instance keeps lr batch-independent
+    # (AdamW's update is invariant to the loss scale, clipping is not)
+    loss = kl_simcc_loss(pred_x, pred_y, target_x, target_y, weights) / len(inputs)
+    if not torch.isfinite(loss):
+        raise DataError(f"training loss is not finite at iteration {step + 1}: {loss.item()}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()  # type: ignore[no-untyped-call]
+    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    return float(loss.item())
+
+
+def _in_layout(model: RTMW, layout: torch.memory_format) -> RTMW:
+    return model.to(memory_format=layout)  # type: ignore[call-overload,no-any-return]
+
+
+def _save_last(model: RTMW, path: Path, step: int, cfg: TrainConfig) -> None:
+    """A run stopped early still leaves its latest validated weights behind."""
+    save_checkpoint(
+        _in_layout(model, torch.contiguous_format), path, meta={"iter": step, "seed": cfg.seed}
+    )
+    _in_layout(model, torch.channels_last)
+
+
+def train(cfg: TrainConfig, *, progress: bool = True, resume: bool = False) -> TrainResult:
+    """Run one training job; returns the final checkpoint and the learning curve.
+
+    With ``resume``, a run folder's ``resume.pt`` (written every ``save_every``
+    iterations) continues the run where it stopped, bit for bit the same schedule.
+    A run stopped by ``stop_after`` returns with ``final_ap`` None and no final file.
+    """
+    cfg.check()
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    model, config = _build_model(cfg)
     dataset = WholeBodyTrainSet(
         cfg.image_dir, cfg.ann_file, config.input_size, cfg.augment, seed=cfg.seed
     )
-    generator = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(
-        dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=generator
-    )
-    if len(loader) == 0:
+    if len(dataset) < cfg.batch_size:
         raise DataError(
             f"batch size {cfg.batch_size} exceeds the {len(dataset)} training instances"
         )
@@ -180,70 +286,52 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     optimizer = torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.lr)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    history: list[dict[str, Any]] = []
-    running: list[float] = []
-    start = time.perf_counter()
-    batches = _batches(loader, dataset)
-    bar = tqdm(range(cfg.iters), desc=f"train {config.name}", disable=not progress, unit="it")
+    resume_path = out_dir / RESUME_FILE
+    state = _RunState()
+    if resume and resume_path.is_file():
+        state = _load_resume(resume_path, cfg, model, optimizer)
+    started = time.perf_counter() - state.seconds
+    last = cfg.iters if cfg.stop_after is None else min(cfg.iters, state.step + cfg.stop_after)
+    bar = tqdm(range(state.step, last), desc=f"train {config.name}", disable=not progress,
+               unit="it", initial=state.step, total=cfg.iters)  # fmt: skip
     for step in bar:
-        lr = learning_rate(step, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        inputs, target_x, target_y, weights = next(batches)
-        pred_x, pred_y = model(inputs.contiguous(memory_format=torch.channels_last))
-        # mmpose sums the loss over the batch; per instance keeps lr batch-independent
-        # (AdamW's update is invariant to the loss scale, clipping is not)
-        loss = kl_simcc_loss(pred_x, pred_y, target_x, target_y, weights) / len(inputs)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        running.append(loss.item())
-        bar.set_postfix(loss=f"{np.mean(running[-20:]):.4f}", lr=f"{lr:.2e}")
-        done = step + 1
+        state.running = [*state.running[-49:], _train_step(model, optimizer, dataset, step, cfg)]
+        bar.set_postfix(loss=f"{np.mean(state.running[-20:]):.4f}")
+        done = state.step = step + 1
         validate_now = eval_set is not None and (done % cfg.val_every == 0 or done == cfg.iters)
         if done % 50 == 0 or done == cfg.iters or validate_now:
-            history.append(
-                {
-                    "iter": done,
-                    "loss": float(np.mean(running[-50:])),
-                    "lr": lr,
-                    "seconds": time.perf_counter() - start,
-                }
-            )
+            state.history.append({"iter": done, "loss": float(np.mean(state.running)),
+                                  "lr": learning_rate(step, cfg),
+                                  "seconds": time.perf_counter() - started})  # fmt: skip
         if validate_now and eval_set is not None:
             ap = validate(model, eval_set, flip=False)
-            history[-1]["val_ap"] = ap
+            state.history[-1]["val_ap"] = ap
             logger.info("iter %d: whole-body AP %.3f (no flip)", done, ap["wholebody"])
-            # a run stopped early still leaves its latest validated weights behind
-            save_checkpoint(
-                model.to(memory_format=torch.contiguous_format),
-                out_dir / f"{config.name}_last.pth",
-                meta={"iter": done, "seed": cfg.seed},
-            )
-            model = model.to(memory_format=torch.channels_last)
-    seconds = time.perf_counter() - start
-    model = model.to(memory_format=torch.contiguous_format).eval()
+            _save_last(model, out_dir / f"{config.name}_last.pth", done, cfg)
+        if done % cfg.save_every == 0 or done == last:
+            state.seconds = time.perf_counter() - started
+            _save_resume(resume_path, cfg, model, optimizer, state)
+    state.seconds = time.perf_counter() - started
+    if state.step < cfg.iters:
+        logger.info("stopped at iteration %d of %d; continue with --resume", state.step, cfg.iters)
+        return TrainResult(resume_path, state.history, config, state.seconds, None)
+    model = _in_layout(model, torch.contiguous_format).eval()
     final_ap = validate(model, eval_set, flip=True) if eval_set is not None else None
     checkpoint = save_checkpoint(
         model,
         out_dir / f"{config.name}.pth",
-        meta={
-            "iter": cfg.iters,
-            "seed": cfg.seed,
-            "experiment_name": f"rtmw-train_{config.name}",
-        },
+        meta={"iter": cfg.iters, "seed": cfg.seed, "experiment_name": f"rtmw-train_{config.name}"},
     )
     record = {
         "train_config": _jsonable(asdict(cfg)),
         "model": config.name,
-        "seconds": seconds,
-        "history": history,
+        "seconds": state.seconds,
+        "history": state.history,
         "final_ap_flip": final_ap,
         "torch": torch.__version__,
     }
     (out_dir / "train_log.json").write_text(json.dumps(record, indent=2) + "\n")
-    return TrainResult(checkpoint, history, config, seconds, final_ap)
+    return TrainResult(checkpoint, state.history, config, state.seconds, final_ap)
 
 
 def _jsonable(value: Any) -> Any:
