@@ -62,6 +62,8 @@ def demo_artifacts(tmp_path_factory: pytest.TempPathFactory, demo_random_checkpo
 _BACKEND_OF_TARGET = (
     ("openvino-", "openvino"),
     ("ncnn-", "ncnn"),
+    ("litert-", "litert"),
+    ("executorch-", "executorch"),
     ("onnx", "onnx"),
     ("ort-", "onnx"),
     ("trt-", "onnx"),  # without TensorRT, a trt-* target is its ONNX stand-in in onnxruntime

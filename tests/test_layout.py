@@ -17,6 +17,12 @@ BACKENDS: dict[str, tuple[str, ...]] = {
     "ncnn": ("export/targets/ncnn/", "runtimes/ncnn.py"),
     "pnnx": ("export/targets/ncnn/",),
     "tensorrt": ("export/targets/tensorrt.py", "runtimes/tensorrt.py"),
+    "litert_torch": ("export/targets/litert.py",),
+    "ai_edge_quantizer": ("export/targets/litert.py",),
+    "ai_edge_litert": ("export/targets/litert.py", "runtimes/litert.py"),
+    "executorch": ("export/targets/executorch.py", "runtimes/executorch.py"),
+    # PT2E quantisation, used by the two torch.export-based INT8 targets
+    "torchao": ("export/targets/litert.py", "export/targets/executorch.py"),
 }
 
 
@@ -52,7 +58,8 @@ def test_export_api_has_no_backend_branches() -> None:
     """api.py decides nothing by a target's format or name: those are the spec's hooks.
     No comparison with a format or backend name, no identifier naming a backend."""
     tree = ast.parse((ROOT / "export" / "api.py").read_text())
-    words = ("tensorrt", "trt", "openvino", "ncnn", "onnxruntime", "ort", "torch-")
+    words = ("tensorrt", "trt", "openvino", "ncnn", "onnxruntime", "ort", "torch-", "litert",
+             "executorch")  # fmt: skip
     compared = [
         node.value
         for comp in ast.walk(tree)

@@ -81,6 +81,13 @@ from rtmw.errors import RtmwError, UsageError
     help="ort-int8: U8S8 (asymmetric activations) or S8S8 (symmetric); speed depends on the ISA.",
 )
 @click.option(
+    "--fixed-batch",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="litert-*, executorch-*: the model's fixed batch (runtimes chunk larger batches).",
+)
+@click.option(
     "--latency-only",
     is_flag=True,
     help="For weights that cannot be judged (random-init published configurations): the same "
@@ -109,6 +116,7 @@ def main(
     accuracy_control: float | None,
     accuracy_control_seconds: float,
     ort_int8_activations: str,
+    fixed_batch: int,
     latency_only: bool,
     sensitivity: bool,
     list_only: bool,
@@ -153,6 +161,7 @@ def main(
         engine={"int8_route": trt_int8_route},
         latency_only=latency_only,
         ort_int8_activations=ort_int8_activations,
+        fixed_batch=fixed_batch,
     )
     results = export(
         checkpoint, requested, out, overwrite=overwrite, progress=not quiet, calib=calib,

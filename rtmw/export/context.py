@@ -66,6 +66,10 @@ class ExportOptions:
     # ort-int8's activations: "u8" (U8S8, asymmetric; onnxruntime's x86 default) or "s8"
     # (S8S8, symmetric), whose speed differs with the ISA (docs/speed.md)
     ort_int8_activations: Literal["u8", "s8"] = "u8"
+    # the batch of the targets whose models take one fixed batch (LiteRT: litert-torch
+    # cannot trace a symbolic one through the head; ExecuTorch: its XNNPACK program fails
+    # at run time with one); the runtime cuts larger batches into chunks and pads the last
+    fixed_batch: int = 1
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -73,6 +77,8 @@ class ExportOptions:
             raise UsageError(
                 f"ort-int8 activations must be u8 or s8, got {self.ort_int8_activations!r}"
             )
+        if not 1 <= self.fixed_batch <= 64:
+            raise UsageError(f"the fixed batch must be 1 to 64, got {self.fixed_batch}")
 
 
 @dataclass

@@ -64,6 +64,47 @@ def policy_patterns(options: ExportOptions) -> tuple[str, ...]:
     return POLICIES[options.int8_policy] + tuple(options.int8_keep)
 
 
+def module_prefix(onnx_prefix: str) -> str:
+    """An ONNX scope prefix ('/backbone/stage2/stage2.1/') → module path 'backbone.stage2.1'.
+
+    For quantisers that work on torch graphs (PT2E): the TorchScript exporter repeats a
+    container's name in its children's scopes ('stage2' / 'stage2.1'); torch.export's
+    module stack has the plain path.
+    """
+    path: list[str] = []
+    for segment in (s for s in onnx_prefix.split("/") if s):
+        if path and segment.startswith(path[-1] + "."):
+            segment = segment.split(".", 1)[1]
+        path.extend(segment.split("."))
+    return ".".join(path)
+
+
+def policy_modules(options: ExportOptions) -> tuple[str, ...]:
+    """The policy's float blocks as torch module paths ('head.mlp', 'neck', …)."""
+    return tuple(module_prefix(p) for p in policy_patterns(options))
+
+
+def in_modules(node: Any, prefixes: Sequence[str]) -> bool:
+    """Whether a torch.export graph node was traced inside one of the modules ``prefixes``."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return any(
+        path == p or path.startswith(p + ".") for path, _ in stack.values() for p in prefixes
+    )
+
+
+def leave_float(graph_module: Any, modules: Sequence[str]) -> int:
+    """Remove the PT2E quantisation annotations of every node traced inside ``modules``.
+
+    What a quantiser's ``annotate`` calls last, so that the policy's blocks stay float
+    (PT2E's quantisers take no "no config" per module); returns the nodes left float.
+    """
+    left = 0
+    for node in graph_module.graph.nodes:
+        if in_modules(node, modules) and node.meta.pop("quantization_annotation", None):
+            left += 1
+    return left
+
+
 def policy_record(options: ExportOptions) -> dict[str, Any]:
     """What artifact.json says about the policy of an INT8 artifact."""
     return {"policy": options.int8_policy, "kept_patterns": list(policy_patterns(options))}

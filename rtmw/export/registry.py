@@ -104,7 +104,7 @@ def get_target(name: str) -> TargetSpec:
         raise UsageError(f"unknown target {name!r}; known: {', '.join(list_targets())}") from None
 
 
-FORMAT_ORDER = ("onnx", "openvino", "ncnn", "tensorrt", "torch")
+FORMAT_ORDER = ("onnx", "openvino", "ncnn", "litert", "executorch", "tensorrt", "torch")
 PRECISION_ORDER = ("fp32", "fp16", "bf16", "int8")
 
 

@@ -8,6 +8,8 @@ pinned off and read back), inference mode, outputs as float32 numpy arrays.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,25 @@ def pin_ieee_fp32() -> dict[str, str]:
     for backend in switches.values():
         backend.fp32_precision = "ieee"
     return {name: str(backend.fp32_precision) for name, backend in switches.items()}
+
+
+@contextlib.contextmanager
+def torch_export_flags() -> Iterator[None]:
+    """Tracing with torch.export after :func:`pin_ieee_fp32`.
+
+    torch.export reads cuDNN's legacy ``allow_tf32``, which raises once the per-op API
+    has set conv alone (as the pin does). For the trace the legacy switch says the same
+    thing (no TF32; cuDNN plays no part in a CPU export); the per-op settings are put
+    back after.
+    """
+    cudnn: Any = torch.backends.cudnn
+    saved = {op: getattr(cudnn, op).fp32_precision for op in ("conv", "rnn")}
+    cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        for op, value in saved.items():
+            getattr(cudnn, op).fp32_precision = value
 
 
 def not_ieee(reported: dict[str, str]) -> dict[str, str]:

@@ -20,6 +20,8 @@ RUNTIMES: dict[str, str] = {
     "onnx": "rtmw.runtimes.onnxrt:OnnxRuntimeRunner",
     "openvino": "rtmw.runtimes.openvino:OpenVINORunner",
     "ncnn": "rtmw.runtimes.ncnn:NcnnRunner",
+    "litert": "rtmw.runtimes.litert:LiteRTRunner",
+    "executorch": "rtmw.runtimes.executorch:ExecuTorchRunner",
     "tensorrt": "rtmw.runtimes.tensorrt:TensorRTRunner",
     "torch": "rtmw.runtimes.torch:TorchRunner",
 }

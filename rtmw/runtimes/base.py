@@ -70,12 +70,15 @@ class Runtime(ABC):
         self.device = "inactive"
         self.active = False
         width, height = artifact.manifest.input_size
-        batch = None if artifact.manifest.io.get("batch", "dynamic") == "dynamic" else 1
+        declared = artifact.manifest.io.get("batch", "dynamic")
+        batch = None if declared == "dynamic" else int(declared)
         self.input_spec = TensorSpec(
             artifact.manifest.io.get("input", "input"), (batch, 3, height, width)
         )
-        # A backend that runs one crop at a time loops inside infer(); say so.
-        self.loops_over_batch = batch == 1
+        # A model of one fixed batch gets chunks of it inside infer() (the last one padded);
+        # a backend that runs one crop at a time loops. Both say so.
+        self.fixed_batch = batch
+        self.loops_over_batch = batch is not None
         # the precision contract (rtmw.runtimes.precision): what the float parts must run
         # in, set before activation; adapters record what the backend reported
         self.host = cpu_fingerprint()
@@ -118,9 +121,10 @@ class Runtime(ABC):
         if not self.active:
             self.activate()
         self._check_batch(batch)
-        if self.loops_over_batch and len(batch) > 1:
+        step = self.fixed_batch or 1
+        if self.loops_over_batch and len(batch) != step:
             parts = [
-                self._infer_impl(np.ascontiguousarray(batch[i : i + 1])) for i in range(len(batch))
+                self._infer_chunk(batch[i : i + step], step) for i in range(0, len(batch), step)
             ]
             return (
                 np.concatenate([p[0] for p in parts]),
@@ -128,6 +132,14 @@ class Runtime(ABC):
             )
         simcc_x, simcc_y = self._infer_impl(np.ascontiguousarray(batch))
         return np.asarray(simcc_x, np.float32), np.asarray(simcc_y, np.float32)
+
+    def _infer_chunk(self, chunk: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """One call of a fixed-batch model; a short last chunk is padded, its padding dropped."""
+        count = len(chunk)
+        if count < size:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - count, axis=0)])
+        simcc_x, simcc_y = self._infer_impl(np.ascontiguousarray(chunk))
+        return np.asarray(simcc_x[:count], np.float32), np.asarray(simcc_y[:count], np.float32)
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.infer(batch)

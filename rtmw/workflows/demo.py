@@ -32,6 +32,8 @@ DEMO_TARGETS = (
     "onnx", "onnx-fp16", "ort-int8",
     "openvino-fp32", "openvino-fp16", "openvino-bf16", "openvino-int8",
     "ncnn-fp32", "ncnn-fp16", "ncnn-int8",
+    "litert-fp32", "litert-fp16", "litert-int8",  # skipped (exit 3) without rtmw[litert]
+    "executorch-fp32", "executorch-int8",  # and without rtmw[executorch]
     "trt-fp16", "trt-int8",
     "torch",
 )  # fmt: skip

@@ -24,11 +24,19 @@ from __future__ import annotations
 import logging
 from importlib.metadata import entry_points
 
-from rtmw.export.targets import ncnn, onnxruntime, openvino, tensorrt, torch
+from rtmw.export.targets import (
+    executorch,
+    litert,
+    ncnn,
+    onnxruntime,
+    openvino,
+    tensorrt,
+    torch,
+)
 
 logger = logging.getLogger(__name__)
 
-BUILTIN_BACKENDS = (onnxruntime, openvino, ncnn, tensorrt, torch)
+BUILTIN_BACKENDS = (onnxruntime, openvino, ncnn, litert, executorch, tensorrt, torch)
 
 
 def load_plugins() -> list[str]:
