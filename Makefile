@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: install test test-capped lint typecheck check clean demo gate-demo bench-baseline
+.PHONY: install test test-capped test-base-install lint typecheck check clean demo gate-demo bench-baseline
 
 # The capped-ISA lane: the precision-sensitive tests again with the CPU held to AVX2, so that
 # an AVX-512/bf16 machine also exercises the AVX2 class. oneDNN (OpenVINO, torch) and ATen
@@ -31,6 +31,15 @@ test:
 # rtmw-l-384x288 adds nothing to precision over rtmw-m: the lane leaves it out
 test-capped:
 	$(ISA_CAP) $(PY) -m pytest -q -m precision -k "not 384x288"
+
+# The base install (no extras) in a venv of its own: every backend's target says which
+# extra it needs, in one line with exit 3 (tools/check_base_install.py)
+BASE_VENV ?= .venv-base
+test-base-install:
+	rm -rf $(BASE_VENV) && $(PYTHON) -m venv $(BASE_VENV)
+	$(BASE_VENV)/bin/pip install --quiet "torch==2.13.0"
+	$(BASE_VENV)/bin/pip install --quiet -e .
+	$(BASE_VENV)/bin/python tools/check_base_install.py
 
 # The README's first command: installs when needed, then the whole product on the demo model
 demo:
