@@ -9,6 +9,7 @@ pinned off and read back), inference mode, outputs as float32 numpy arrays.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,13 +41,16 @@ def torch_export_flags() -> Iterator[None]:
     torch.export reads cuDNN's legacy ``allow_tf32``, which raises once the per-op API
     has set conv alone (as the pin does). For the trace the legacy switch says the same
     thing (no TF32; cuDNN plays no part in a CPU export); the per-op settings are put
-    back after.
+    back after. torch's pytree deprecation warnings from inside export are muted.
     """
     cudnn: Any = torch.backends.cudnn
     saved = {op: getattr(cudnn, op).fp32_precision for op in ("conv", "rnn")}
     cudnn.allow_tf32 = False
     try:
-        yield
+        with warnings.catch_warnings():
+            # torch 2.13's own pytree deprecation, raised from its export internals
+            warnings.filterwarnings("ignore", message=r".*LeafSpec", category=FutureWarning)
+            yield
     finally:
         for op, value in saved.items():
             getattr(cudnn, op).fp32_precision = value

@@ -30,7 +30,7 @@ Say = Callable[[str], None]
 
 PUBLISHED = ("rtmw-m-256x192", "rtmw-l-256x192", "rtmw-l-384x288")
 # what runs on a CPU: every format but TensorRT (GPU) and the torch reference
-CPU_FORMATS = ("onnx", "openvino", "ncnn")
+CPU_FORMATS = ("onnx", "openvino", "ncnn", "litert", "executorch")
 
 
 @dataclass(frozen=True)
