@@ -60,7 +60,8 @@ CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY"
 CAP_HONOURED_BY = ("openvino (oneDNN and plugin kernels, except a few data-movement ones)",
                    "torch (oneDNN, ATen with ATEN_CPU_CAPABILITY)")  # fmt: skip
 CAP_IGNORED_BY = ("onnxruntime (MLAS dispatches on CPUID; no runtime switch)",
-                  "ncnn (dispatches on CPUID; only a build-time switch)")  # fmt: skip
+                  "ncnn (dispatches on CPUID; only a build-time switch)",
+                  "litert, executorch (XNNPACK dispatches on CPUID via cpuinfo)")  # fmt: skip
 
 
 def _tier_index(name: str) -> int:
