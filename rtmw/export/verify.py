@@ -9,7 +9,7 @@ and a failure lists all checks that missed, not only the first.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -45,8 +45,29 @@ DEFAULT_TOLERANCES: dict[str, Tolerances] = {
 }
 
 
+class _Report:
+    """What both kinds of verification report share: failures decide, the mode is named."""
+
+    MODE: ClassVar[str]
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)  # type: ignore[call-overload]
+        data["mode"] = self.MODE
+        data["passed"] = self.passed
+        return dict(data)
+
+
 @dataclass
-class VerificationReport:
+class VerificationReport(_Report):
+    MODE: ClassVar[str] = "accuracy"
     reference: str
     inputs: dict[str, int]
     max_abs_diff_x: float
@@ -62,19 +83,6 @@ class VerificationReport:
     # decoded-keypoint error per body part over all keypoints (crop pixels): what a user
     # sees move; the pass/fail p99 above uses clear peaks only
     keypoint_px_per_part: dict[str, dict[str, float | None]] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["mode"] = "accuracy"
-        data["passed"] = self.passed
-        return data
 
     def summary(self) -> str:
         return (
@@ -228,7 +236,7 @@ LATENCY_ONLY = "latency-only"
 
 
 @dataclass
-class StructureReport:
+class StructureReport(_Report):
     """A latency-only artifact's verification: it opens, runs and has the right outputs.
 
     Nothing here says the artifact is accurate: random weights give flat logits that no
@@ -237,24 +245,12 @@ class StructureReport:
     and gates.
     """
 
+    MODE: ClassVar[str] = LATENCY_ONLY
     inputs: dict[str, int]
     output_shapes: dict[str, list[int]]
     expected_shapes: dict[str, list[int]]
     finite: bool
     failures: list[str] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["mode"] = LATENCY_ONLY
-        data["passed"] = self.passed
-        return data
 
     def summary(self) -> str:
         return f"structure only: outputs {self.output_shapes}, finite {self.finite}"
