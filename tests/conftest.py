@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from rtmw.calib import CalibrationSet, build_calibration_set
 from rtmw.data.synthetic import SyntheticDataset, make_dataset
 from rtmw.models import build, save_checkpoint
 
@@ -55,6 +56,17 @@ def demo_artifacts(tmp_path_factory: pytest.TempPathFactory, demo_random_checkpo
     results = export(demo_random_checkpoint, targets, out)
     assert all(r.status == "ok" for r in results), [r.line() for r in results]
     return out
+
+
+@pytest.fixture(scope="session")
+def calib_set(tmp_path_factory: pytest.TempPathFactory) -> CalibrationSet:
+    """64 person crops of 40 seeded synthetic training images, by rtmw-calib's code: the
+    calibration set of every INT8 export in the tests."""
+    src = make_dataset(tmp_path_factory.mktemp("int8-calib"), 40, seed=21, split="train",
+                       progress=False)  # fmt: skip
+    return build_calibration_set(
+        src.image_dir, input_size=(192, 256), ann_file=src.ann_file, n=64, progress=False
+    )
 
 
 # The backend a parametrised test needs, from the target (or the configuration) it runs:

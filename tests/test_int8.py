@@ -12,8 +12,7 @@ from click.testing import CliRunner
 from conftest import has_module
 
 from rtmw.artifact import read_artifact
-from rtmw.calib import CalibrationSet, build_calibration_set
-from rtmw.data.synthetic import make_dataset
+from rtmw.calib import CalibrationSet
 from rtmw.export import export, get_target
 from rtmw.export.quant_policy import HEAD_HIGH_PRECISION, block_of
 from rtmw.harness import crop_similarity as crop_oks_metric
@@ -25,15 +24,6 @@ pytestmark = [
         not has_module("onnxruntime"), reason="onnxruntime is needed for INT8 QDQ (rtmw[onnx])"
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-def calib_set(tmp_path_factory: pytest.TempPathFactory) -> CalibrationSet:
-    src = make_dataset(tmp_path_factory.mktemp("int8-calib"), 40, seed=21, split="train",
-                       progress=False)  # fmt: skip
-    return build_calibration_set(
-        src.image_dir, input_size=(192, 256), ann_file=src.ann_file, n=64, progress=False
-    )
 
 
 @pytest.fixture(scope="module")

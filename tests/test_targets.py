@@ -16,8 +16,7 @@ import pytest
 
 from rtmw import runtimes
 from rtmw.artifact import read_artifact
-from rtmw.calib import CalibrationSet, build_calibration_set
-from rtmw.data.synthetic import make_dataset
+from rtmw.calib import CalibrationSet
 from rtmw.export import (
     DEFAULT_TOLERANCES,
     ExportResult,
@@ -35,22 +34,13 @@ pytestmark = pytest.mark.precision
 
 
 @pytest.fixture(scope="module")
-def contract_calib(tmp_path_factory: pytest.TempPathFactory) -> CalibrationSet:
-    src = make_dataset(tmp_path_factory.mktemp("contract-calib"), 40, seed=31, split="train",
-                       progress=False)  # fmt: skip
-    return build_calibration_set(
-        src.image_dir, input_size=(192, 256), ann_file=src.ann_file, n=64, progress=False
-    )
-
-
-@pytest.fixture(scope="module")
 def every_target(
-    tmp_path_factory: pytest.TempPathFactory, contract_calib: CalibrationSet
+    tmp_path_factory: pytest.TempPathFactory, calib_set: CalibrationSet
 ) -> tuple[Path, dict[str, ExportResult]]:
     """Every registered target of the demo model, in one export run (one ONNX step), with
     the demo's INT8 policy (its narrow neck needs float too: docs/gates.md)."""
     out = tmp_path_factory.mktemp("contract")
-    results = export(demo_checkpoint(), list_targets(), out, calib=contract_calib,
+    results = export(demo_checkpoint(), list_targets(), out, calib=calib_set,
                      int8_policy=DEMO_INT8_POLICY)  # fmt: skip
     return out, {r.target: r for r in results}
 
