@@ -104,14 +104,7 @@ def build_engine(
     """Build and serialise an FP16 engine with the API of the installed TensorRT."""
     import tensorrt as trt
 
-    major = tensorrt_major()
-    trt_logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(trt_logger)
-    strongly_typed = major >= 11
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
-    network = builder.create_network(flags)
-    _parse(builder, network, onnx_fp16 if strongly_typed else onnx_fp32)
-    config = _base_config(builder, settings)
+    builder, network, config, strongly_typed = _parsed_network(onnx_fp16, onnx_fp32, settings)
     pinned = 0
     if not strongly_typed:
         config.set_flag(trt.BuilderFlag.FP16)
@@ -140,6 +133,24 @@ def build_engine(
         "profile": [settings.min_batch, settings.opt_batch, settings.max_batch],
         "float_parts": "f16 with f32 islands (TF32 off)",
     }
+
+
+def _parsed_network(
+    typed_onnx: Path, weakly_typed_onnx: Path, settings: EngineOptions
+) -> tuple[trt.Builder, trt.INetworkDefinition, trt.IBuilderConfig, bool]:
+    """Builder, parsed network and base config, the one preamble of every engine build.
+
+    TensorRT 11+ gets a strongly typed network from ``typed_onnx`` (types come from the
+    ONNX); TensorRT 10 a weakly typed one from ``weakly_typed_onnx`` (builder flags decide).
+    """
+    import tensorrt as trt
+
+    strongly_typed = tensorrt_major() >= 11
+    builder = trt.Builder(trt.Logger(trt.Logger.WARNING))
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+    network = builder.create_network(flags)
+    _parse(builder, network, typed_onnx if strongly_typed else weakly_typed_onnx)
+    return builder, network, _base_config(builder, settings), strongly_typed
 
 
 def _base_config(builder: trt.Builder, settings: EngineOptions) -> trt.IBuilderConfig:
@@ -224,12 +235,8 @@ def build_int8_engine(
     major = tensorrt_major()
     if route == "calibrator" and major >= 11:
         raise RuntimeError("TensorRT 11 removed implicit INT8 calibration; use the Q/DQ route")
-    builder = trt.Builder(trt.Logger(trt.Logger.WARNING))
-    strongly_typed = major >= 11
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
-    network = builder.create_network(flags)
-    _parse(builder, network, onnx_qdq if route == "qdq" else onnx_fp32)
-    config = _base_config(builder, settings)
+    onnx = onnx_qdq if route == "qdq" else onnx_fp32
+    builder, network, config, strongly_typed = _parsed_network(onnx, onnx, settings)
     pinned = 0
     if not strongly_typed:
         config.set_flag(trt.BuilderFlag.INT8)
