@@ -21,8 +21,8 @@ BACKENDS: dict[str, tuple[str, ...]] = {
     "ai_edge_quantizer": ("export/targets/litert.py",),
     "ai_edge_litert": ("export/targets/litert.py", "runtimes/litert.py"),
     "executorch": ("export/targets/executorch.py", "runtimes/executorch.py"),
-    # PT2E quantisation, used by the two torch.export-based INT8 targets
-    "torchao": ("export/targets/litert.py", "export/targets/executorch.py"),
+    # PT2E quantisation, shared by the two torch.export-based INT8 targets
+    "torchao": ("export/pt2e.py",),
 }
 
 

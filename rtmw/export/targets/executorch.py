@@ -18,18 +18,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from rtmw.errors import RtmwError
 from rtmw.export.context import ExportContext
-from rtmw.export.quant_policy import (
-    calibration_crops,
-    int8_verification_inputs,
-    leave_float,
-    policy_modules,
-    policy_record,
-)
+from rtmw.export.pt2e import fixed_batch_sample, quantise_with_policy
+from rtmw.export.quant_policy import int8_verification_inputs, policy_record
 from rtmw.export.registry import TargetOutput, register_target
 from rtmw.models.inference import torch_export_flags
 from rtmw.optional import import_backend
@@ -44,11 +38,6 @@ def _tools() -> dict[str, str]:
         return {"executorch": version("executorch"), "torch": str(torch.__version__)}
     except PackageNotFoundError:
         return {"executorch": "absent", "torch": str(torch.__version__)}
-
-
-def _sample(ctx: ExportContext) -> torch.Tensor:
-    width, height = ctx.config.input_size
-    return torch.zeros(ctx.options.fixed_batch, 3, height, width)
 
 
 def _lower(program: Any, stage: Path) -> dict[str, Any]:
@@ -98,7 +87,7 @@ def _output(ctx: ExportContext, lowered: dict[str, Any], **options: Any) -> Targ
 )
 def target_executorch_fp32(ctx: ExportContext, stage: Path) -> TargetOutput:
     with torch_export_flags():
-        program = torch.export.export(ctx.model.eval(), (_sample(ctx),))
+        program = torch.export.export(ctx.model.eval(), (fixed_batch_sample(ctx),))
         return _output(ctx, _lower(program, stage))
 
 
@@ -113,40 +102,15 @@ def target_executorch_fp32(ctx: ExportContext, stage: Path) -> TargetOutput:
 )
 def target_executorch_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
     xnnpack: Any = import_backend("executorch.backends.xnnpack.quantizer.xnnpack_quantizer", EXTRA)
-    quantize_pt2e: Any = import_backend("torchao.quantization.pt2e.quantize_pt2e", EXTRA)
-    kept = policy_modules(ctx.options)
-
-    class PolicyQuantizer(xnnpack.XNNPACKQuantizer):  # type: ignore[misc]
-        """ExecuTorch's XNNPACK quantiser with the policy's modules left float."""
-
-        left_float = 0
-
-        def annotate(self, graph_module: Any) -> Any:
-            graph_module = super().annotate(graph_module)
-            PolicyQuantizer.left_float += leave_float(graph_module, kept)
-            return graph_module
-
-    quantizer = PolicyQuantizer()
-    quantizer.set_global(xnnpack.get_symmetric_quantization_config(is_per_channel=True))
-    sample = _sample(ctx)
-    crops = calibration_crops(ctx)
-    batch = ctx.options.fixed_batch
-    usable = len(crops) - len(crops) % batch
-    if usable == 0:
-        raise RtmwError(f"executorch-int8: {len(crops)} calibration crops, batch {batch}")
     with torch_export_flags():
-        graph = torch.export.export(ctx.model.eval(), (sample,)).module()
-        prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
-        if kept and PolicyQuantizer.left_float == 0:
-            raise RtmwError(f"executorch-int8: the policy's modules {list(kept)} matched no node")
-        with torch.no_grad():
-            for start in range(0, usable, batch):
-                prepared(torch.from_numpy(np.ascontiguousarray(crops[start : start + batch])))
-        converted = quantize_pt2e.convert_pt2e(prepared)
-        program = torch.export.export(converted, (sample,))
+        done = quantise_with_policy(
+            ctx, "executorch-int8", xnnpack.XNNPACKQuantizer,
+            xnnpack.get_symmetric_quantization_config(is_per_channel=True), extra=EXTRA,
+        )  # fmt: skip
+        program = torch.export.export(done.graph, (fixed_batch_sample(ctx),))
         lowered = _lower(program, stage)
     return _output(
         ctx, lowered, quantiser="PT2E, ExecuTorch XNNPACKQuantizer (per-channel symmetric)",
-        calibration_crops=usable, float_modules=list(kept), float_nodes=PolicyQuantizer.left_float,
-        **policy_record(ctx.options),
+        calibration_crops=done.calibration_crops, float_modules=done.float_modules,
+        float_nodes=done.float_nodes, **policy_record(ctx.options),
     )  # fmt: skip

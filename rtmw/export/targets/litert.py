@@ -35,17 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from rtmw.errors import RtmwError
 from rtmw.export.context import ExportContext
-from rtmw.export.quant_policy import (
-    calibration_crops,
-    int8_verification_inputs,
-    leave_float,
-    policy_modules,
-    policy_record,
-)
+from rtmw.export.pt2e import fixed_batch_sample, quantise_with_policy
+from rtmw.export.quant_policy import int8_verification_inputs, policy_record
 from rtmw.export.registry import TargetOutput, register_target
 from rtmw.models.inference import torch_export_flags
 from rtmw.optional import import_backend
@@ -84,26 +78,22 @@ def _versions(*packages: str) -> dict[str, str]:
     return found
 
 
-def _sample(ctx: ExportContext) -> torch.Tensor:
-    width, height = ctx.config.input_size
-    return torch.zeros(ctx.options.fixed_batch, 3, height, width)
-
-
-def _io(ctx: ExportContext) -> dict[str, Any]:
-    return {
-        "file": "model.tflite",
-        "input": "args_0",
-        "signature": SIGNATURE,
-        "batch": ctx.options.fixed_batch,
-        "outputs": ["simcc_x", "simcc_y"],
-    }
+def _output(ctx: ExportContext, packages: tuple[str, ...], **options: Any) -> TargetOutput:
+    """The one ``model.tflite`` every LiteRT target writes, its I/O and what made it."""
+    return TargetOutput(
+        files=["model.tflite"],
+        io={"file": "model.tflite", "input": "args_0", "signature": SIGNATURE,
+            "batch": ctx.options.fixed_batch, "outputs": ["simcc_x", "simcc_y"]},
+        tools=_versions(*packages),
+        options={"converter": "litert-torch", "batch": ctx.options.fixed_batch, **options},
+    )  # fmt: skip
 
 
 def _write_fp32(ctx: ExportContext, path: Path) -> Path:
     _turn_down_logging()
     litert_torch: Any = import_backend("litert_torch", EXTRA)
     with torch_export_flags():
-        edge = litert_torch.convert(ctx.model.eval(), (_sample(ctx),))
+        edge = litert_torch.convert(ctx.model.eval(), (fixed_batch_sample(ctx),))
     edge.export(str(path))
     return path
 
@@ -131,12 +121,7 @@ def scope_regex(module_path: str) -> str:
 )
 def target_litert_fp32(ctx: ExportContext, stage: Path) -> TargetOutput:
     (stage / "model.tflite").write_bytes(fp32_tflite(ctx).read_bytes())
-    return TargetOutput(
-        files=["model.tflite"],
-        io=_io(ctx),
-        tools=_versions("litert-torch", "ai-edge-litert"),
-        options={"converter": "litert-torch", "batch": ctx.options.fixed_batch},
-    )
+    return _output(ctx, ("litert-torch", "ai-edge-litert"))
 
 
 @register_target(
@@ -163,26 +148,19 @@ def target_litert_fp16(ctx: ExportContext, stage: Path) -> TargetOutput:
         )  # fmt: skip
     with _quietly("ai-edge-quantizer"):
         quantizer.quantize().export_model(str(stage / "model.tflite"), overwrite=True)
-    weights = _weight_dtypes(stage / "model.tflite")
-    island_fp16 = [n for n, dtype in weights.items() if dtype == "float16" and _island(n)]
-    if island_fp16 or "float16" not in weights.values():
+    fp16 = [n for n, dtype in _weight_dtypes(stage / "model.tflite").items() if dtype == "float16"]
+    island_fp16 = [n for n in fp16 if _island(n)]
+    if island_fp16 or not fp16:
         raise RtmwError(
-            f"litert-fp16: {len(island_fp16)} GAU weights became FP16 and "
-            f"{sum(d == 'float16' for d in weights.values())} weights FP16 in all: "
-            "the FP32 islands were not kept"
+            f"litert-fp16: {len(island_fp16)} GAU weights became FP16 and {len(fp16)} weights "
+            "FP16 in all: the FP32 islands were not kept"
         )
-    return TargetOutput(
-        files=["model.tflite"],
-        io=_io(ctx),
-        tools=_versions("litert-torch", "ai-edge-litert", "ai-edge-quantizer"),
-        options={
-            "converter": "litert-torch",
-            "weights": "float16 (ai-edge-quantizer float casting)",
-            "fp32_islands": list(FP16_ISLANDS),
-            "fp16_weight_tensors": sum(d == "float16" for d in weights.values()),
-            "batch": ctx.options.fixed_batch,
-        },
-    )
+    return _output(
+        ctx, ("litert-torch", "ai-edge-litert", "ai-edge-quantizer"),
+        weights="float16 (ai-edge-quantizer float casting)",
+        fp32_islands=list(FP16_ISLANDS),
+        fp16_weight_tensors=len(fp16),
+    )  # fmt: skip
 
 
 def _island(tensor_name: str) -> bool:
@@ -204,19 +182,6 @@ def _weight_dtypes(model_file: Path) -> dict[str, str]:
     return found
 
 
-def _calibrate(prepared: Any, crops: np.ndarray, batch: int) -> int:
-    """Feed the crops in full batches of the model's fixed size; returns how many were used."""
-    usable = len(crops) - len(crops) % batch
-    if usable == 0:
-        raise RtmwError(
-            f"litert-int8: {len(crops)} calibration crops are fewer than one batch of {batch}"
-        )
-    with torch.no_grad():
-        for start in range(0, usable, batch):
-            prepared(torch.from_numpy(np.ascontiguousarray(crops[start : start + batch])))
-    return usable
-
-
 @register_target(
     "litert-int8",
     format="litert",
@@ -231,47 +196,23 @@ def target_litert_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
     litert_torch: Any = import_backend("litert_torch", EXTRA)
     pt2e: Any = import_backend("litert_torch.quantize.pt2e_quantizer", EXTRA)
     qconfig: Any = import_backend("litert_torch.quantize.quant_config", EXTRA)
-    quantize_pt2e: Any = import_backend("torchao.quantization.pt2e.quantize_pt2e", EXTRA)
-    kept = policy_modules(ctx.options)
-    crops = calibration_crops(ctx)
-
-    class PolicyQuantizer(pt2e.PT2EQuantizer):  # type: ignore[misc]
-        """PT2E's quantiser with the policy's modules left unannotated (float)."""
-
-        dropped = 0
-
-        def annotate(self, graph_module: Any) -> Any:
-            graph_module = super().annotate(graph_module)
-            PolicyQuantizer.dropped += leave_float(graph_module, kept)
-            return graph_module
-
-    quantizer = PolicyQuantizer().set_global(
-        pt2e.get_symmetric_quantization_config(is_per_channel=True)
-    )
-    sample = _sample(ctx)
     with torch_export_flags():
-        exported = torch.export.export(ctx.model.eval(), (sample,)).module()
-        prepared = quantize_pt2e.prepare_pt2e(exported, quantizer)
-        if kept and PolicyQuantizer.dropped == 0:
-            raise RtmwError(f"litert-int8: the policy's modules {list(kept)} matched no node")
-        used = _calibrate(prepared, crops, ctx.options.fixed_batch)
-        converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+        done = quantise_with_policy(
+            ctx, "litert-int8", pt2e.PT2EQuantizer,
+            pt2e.get_symmetric_quantization_config(is_per_channel=True),
+            extra=EXTRA, fold_quantize=False,
+        )  # fmt: skip
         edge = litert_torch.convert(
-            converted, (sample,), quant_config=qconfig.QuantConfig(pt2e_quantizer=quantizer)
-        )
+            done.graph, (fixed_batch_sample(ctx),),
+            quant_config=qconfig.QuantConfig(pt2e_quantizer=done.quantizer),
+        )  # fmt: skip
     edge.export(str(stage / "model.tflite"))
-    return TargetOutput(
-        files=["model.tflite"],
-        io=_io(ctx),
-        tools=_versions("litert-torch", "ai-edge-litert", "torchao"),
-        options={
-            "converter": "litert-torch",
-            "quantiser": "PT2E (torchao), per-channel symmetric weights, histogram activations",
-            "calibration_crops": used,
-            "float_modules": list(kept),
-            "float_nodes": PolicyQuantizer.dropped,
-            "input": "int8: the runtime quantises crops with the model's scale and zero point",
-            "batch": ctx.options.fixed_batch,
-            **policy_record(ctx.options),
-        },
-    )
+    return _output(
+        ctx, ("litert-torch", "ai-edge-litert", "torchao"),
+        quantiser="PT2E (torchao), per-channel symmetric weights, histogram activations",
+        calibration_crops=done.calibration_crops,
+        float_modules=done.float_modules,
+        float_nodes=done.float_nodes,
+        input="int8: the runtime quantises crops with the model's scale and zero point",
+        **policy_record(ctx.options),
+    )  # fmt: skip
