@@ -110,7 +110,9 @@ RESULTS = FileSchema(
     1,
     required=frozenset({"environment", "settings", "entries"}),
     # "_path" is set by the loader (files written from a loaded run carry it)
-    optional=frozenset({"name", "created", "baseline", "_path"}),
+    # "remote": where an --remote run ran (ssh target, host key, sync); "fleet": the
+    # device class and node of a fleet job
+    optional=frozenset({"name", "created", "baseline", "_path", "remote", "fleet"}),
 )
 CALIBRATION = FileSchema(
     "calib",

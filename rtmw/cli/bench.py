@@ -43,6 +43,45 @@ def _batches(value: str) -> tuple[int, ...]:
     return batches
 
 
+def remote_options(func: Any) -> Any:
+    """--remote and how to reach, check and (optionally) provision the host."""
+    options = [
+        click.option("--remote", metavar="USER@HOST[:PORT]", default=None,
+                     help="Run the benchmark on this host over SSH (key-based)."),
+        click.option("--ssh-key", type=click.Path(dir_okay=False), default=None,
+                     help="Private key for --remote (default: ssh's own)."),
+        click.option("--known-hosts", type=click.Path(dir_okay=False), default=None,
+                     help="known_hosts file (default: ssh's own; new hosts are trusted on "
+                     "first use, changed keys refused)."),
+        click.option("--remote-python", default=None,
+                     help="The host's Python with rtmw (default: the venv --install makes)."),
+        click.option("--remote-dir", default=None,
+                     help="Folder on the host for artifacts, data, runs and the venv "
+                     "[default: ~/.cache/rtmw-remote]."),
+        click.option("--install", "remote_install", is_flag=True,
+                     help="Build this rtmw as a wheel and install it in a venv on the host."),
+        click.option("--install-extras", default=None,
+                     help="Extras to install there, comma-separated [default: the "
+                     "artifacts' runtimes, plus eval with --ann]."),
+        click.option("--install-requirement", multiple=True,
+                     help="Installed first on the host, e.g. 'torch==2.13.0'; repeatable."),
+        click.option("--pip-arg", multiple=True,
+                     help="Extra pip argument on the host, e.g. --index-url=URL; repeatable."),
+        click.option("--system-site-packages", is_flag=True,
+                     help="The host's venv sees its system packages (Jetson: JetPack's torch "
+                     "and TensorRT)."),
+        click.option("--remote-timeout", type=click.FloatRange(min=1), default=3600.0,
+                     show_default=True, help="Seconds the remote benchmark may run."),
+        click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
+                     help="Retries when ssh itself fails (refused, unreachable, dropped)."),
+        click.option("--allow-version-mismatch", is_flag=True,
+                     help="Run even when the host's rtmw is another version or source."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @main.command(
     "run",
     epilog=(
@@ -52,8 +91,14 @@ def _batches(value: str) -> tuple[int, ...]:
         "      --ann coco_wholebody_val_v1.0.json \\\n"
         "      --dets COCO_val2017_detections_AP_H_56_person.json \\\n"
         "      --reference artifacts/onnx --out results/val\n"
-        "  rtmw-bench rtmw-m.pth --targets onnx,openvino-fp16 --out results/quick"
-        + exit_code_epilog("an artifact failed to open, run or evaluate (its row says why)")
+        "  rtmw-bench rtmw-m.pth --targets onnx,openvino-fp16 --out results/quick\n"
+        "  # on a Jetson over SSH, installing this rtmw there first\n"
+        "  rtmw-bench artifacts/trt-fp16 --device jetson --remote nvidia@orin.local \\\n"
+        "      --install --system-site-packages --out results/orin"
+        + exit_code_epilog(
+            "an artifact failed to open, run or evaluate, here or on the remote host (its "
+            "row says why)"
+        )
     ),
 )
 @click.argument("inputs", nargs=-1, required=True)
@@ -108,6 +153,7 @@ def _batches(value: str) -> tuple[int, ...]:
 @click.option("--reference", type=click.Path(file_okay=False), help="FP32 artifact for fidelity.")
 @vocab_option("targets", default="", help="With a checkpoint: export these targets first.")
 @vocab_option("out", required=True, type=click.Path(file_okay=False), help="results/NAME")
+@remote_options
 @verbosity
 def run_command(
     inputs: tuple[str, ...],
@@ -130,14 +176,36 @@ def run_command(
     targets: str,
     out: str,
     quiet: bool,
+    **remote: Any,
 ) -> None:
-    """Measure latency, end-to-end speed and per-part AP of ARTIFACTS (folders)."""
+    """Measure latency, end-to-end speed and per-part AP of ARTIFACTS (folders), here or
+    (--remote) on another host over SSH."""
     from rtmw.bench.run import BenchSettings, bench
     from rtmw.bench.timing import TimingPlan
 
     paths: list[str | Path] = list(inputs)
     if targets:
         paths = _export_first(inputs, targets, Path(out) / "artifacts", quiet)
+    if remote["remote"]:
+        forwarded = [
+            "--device", device, "--batch", batch, "--warmup", str(warmup),
+            "--repeats", str(repeats), "--stream", str(stream),
+            *(["--threads", str(threads)] if threads else []),
+            *(["--iters", str(iters)] if iters else ["--seconds", str(seconds)]),
+            *(["--limit", str(limit)] if limit else []),
+            "--flip" if flip else "--no-flip",
+            "--flip-in-batch" if flip_in_batch else "--flip-separate",
+            *[arg for value in runtime_option for arg in ("--runtime-option", value)],
+            *(["--quiet"] if quiet else []),
+        ]  # fmt: skip
+        data = {"image_dir": image_dir, "ann_file": ann_file, "det_file": det_file,
+                "reference": reference}  # fmt: skip
+        results = _bench_remote(paths, forwarded, data, remote, Path(out), quiet)
+        _summary(results)
+        click.echo(f"results: {Path(out) / 'results.json'} (ran on {remote['remote']})")
+        if any(e["status"] == "failed" for e in results["entries"]):
+            raise SystemExit(1)
+        return
     settings = BenchSettings(
         device=device,
         batches=_batches(batch),
@@ -160,6 +228,42 @@ def run_command(
     click.echo(f"results: {Path(out) / 'results.json'} (+ results.md, plots)")
     if any(e["status"] == "failed" for e in results["entries"]):
         raise SystemExit(1)
+
+
+def _bench_remote(
+    paths: list[str | Path],
+    forwarded: list[str],
+    data: dict[str, str | None],
+    remote: dict[str, Any],
+    out: Path,
+    quiet: bool,
+) -> dict[str, Any]:
+    from rtmw.bench.run import find_artifacts
+    from rtmw.workflows.remote import DataPaths, RemoteSettings, SshOptions, SshTarget, remote_bench
+
+    extras = remote["install_extras"]
+    settings = RemoteSettings(
+        target=SshTarget.parse(remote["remote"]),
+        ssh=SshOptions(
+            identity=Path(remote["ssh_key"]) if remote["ssh_key"] else None,
+            known_hosts=Path(remote["known_hosts"]) if remote["known_hosts"] else None,
+            retries=remote["retries"],
+        ),
+        python=remote["remote_python"],
+        remote_dir=remote["remote_dir"],
+        install=remote["remote_install"],
+        install_extras=None if extras is None else tuple(e for e in extras.split(",") if e),
+        install_requirements=tuple(remote["install_requirement"]),
+        pip_args=tuple(remote["pip_arg"]),
+        system_site_packages=remote["system_site_packages"],
+        timeout_s=remote["remote_timeout"],
+        allow_version_mismatch=remote["allow_version_mismatch"],
+    )
+    say = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
+    return remote_bench(
+        find_artifacts(paths), forwarded, DataPaths(**data), settings, out, say=say,
+        progress=not quiet,
+    )  # fmt: skip
 
 
 def _runtime_options(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
@@ -359,3 +463,7 @@ def baseline_command(
     for path in files:
         click.echo(f"results: {path}")
     click.echo(f"comparison: {Path(out) / 'cpu-published' / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""What ``rtmw-bench --remote`` runs on the remote host before it benchmarks there.
+
+``python -m rtmw.workflows.remote_agent info`` prints the host's rtmw version, source
+digest and CPU fingerprint; ``... hashes DIR`` prints the sha256 of every file under DIR,
+so that only what changed is sent. Output is one JSON object on stdout. Kept to the
+standard library and rtmw's leaves so it answers even where a backend is broken.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import rtmw
+from rtmw.hashing import sha256_file
+
+# the files whose bytes decide what a benchmark does (weights are checked by their own hash)
+SOURCE_SUFFIXES = (".py", ".toml")
+
+
+def source_digest(package_dir: Path | None = None) -> str:
+    """sha256 over the package's source files (path and bytes), order-independent.
+
+    Two hosts with the same version string can still run different code (an editable
+    install on a branch); equal digests mean the same benchmark code.
+    """
+    root = package_dir or Path(rtmw.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in SOURCE_SUFFIXES):
+        if "__pycache__" in path.parts:
+            continue
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def host_info() -> dict[str, Any]:
+    from rtmw.host import cpu_fingerprint
+
+    return {
+        "rtmw": rtmw.__version__,
+        "source_digest": source_digest(),
+        "python": sys.executable,
+        "python_version": platform.python_version(),
+        "hostname": socket.gethostname(),
+        "os": platform.platform(),
+        "cpu": cpu_fingerprint(),
+    }
+
+
+def file_hashes(root: Path) -> dict[str, str]:
+    """Relative path → sha256 of every regular file under root ({} when root is absent)."""
+    if not root.is_dir():
+        return {}
+    return {
+        path.relative_to(root).as_posix(): sha256_file(path)
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not path.is_symlink()
+    }
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["info"]:
+        answer: dict[str, Any] = host_info()
+    elif argv[:1] == ["hashes"] and len(argv) == 2:
+        answer = file_hashes(Path(argv[1]))
+    else:
+        print("usage: python -m rtmw.workflows.remote_agent info | hashes DIR", file=sys.stderr)
+        return 2
+    print(json.dumps(answer))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
