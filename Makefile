@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: install test test-capped test-base-install lint typecheck check clean demo gate-demo bench-baseline
+.PHONY: install test test-servers test-capped test-base-install lint typecheck check clean demo gate-demo bench-baseline
 
 # The capped-ISA lane: the precision-sensitive tests again with the CPU held to AVX2, so that
 # an AVX-512/bf16 machine also exercises the AVX2 class. oneDNN (OpenVINO, torch) and ATen
@@ -20,13 +20,24 @@ install: $(PY)
 	$(PIP) install --quiet cython numpy
 	# xtcocotools' binary wheel breaks beside numpy 2 (dtype size changed): build from source
 	$(PIP) install --quiet --no-binary xtcocotools --no-build-isolation "xtcocotools>=1.14"
-	$(PIP) install --quiet -e ".[eval,onnx,openvino,ncnn,litert,executorch,plot,dev]"
+	$(PIP) install --quiet -e ".[eval,onnx,openvino,ncnn,litert,executorch,ray,plot,dev]"
 	# type stubs only: its dependency is the real tensorrt, which needs NVIDIA hardware
 	$(PIP) install --quiet --no-deps "tensorrt-stubs>=10.13"
 	$(PY) -c "import xtcocotools.cocoeval, torch, cv2; print('rtmw installed; torch', torch.__version__)"
 
 test:
 	$(PY) -m pytest -q
+
+# The remote tests start a real sshd on 127.0.0.1 (and Ray, from the ray extra); this puts
+# OpenSSH's server on a Debian/Ubuntu host where it is missing (root, or sudo)
+test-servers:
+	@if command -v sshd >/dev/null 2>&1 || test -x /usr/sbin/sshd; then echo "sshd: $$(command -v sshd || echo /usr/sbin/sshd)"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); export DEBIAN_FRONTEND=noninteractive; \
+		$$SUDO apt-get install -y -q openssh-server openssh-client >/dev/null || \
+		{ $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q openssh-server openssh-client >/dev/null; }; \
+		echo "sshd: installed openssh-server"; \
+	else echo "no sshd and no apt-get: install OpenSSH's server for the remote tests"; exit 1; fi
 
 # rtmw-l-384x288 adds nothing to precision over rtmw-m: the lane leaves it out
 test-capped:

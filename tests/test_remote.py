@@ -16,16 +16,18 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from servers import REQUIRED, SshServer, free_port, openssh_server, sshd_binary
 
 from rtmw.cli.bench import main as bench_cli
 from rtmw.data.synthetic import SyntheticDataset
 from rtmw.workflows.remote import SshTarget, check_versions
 from rtmw.workflows.remote_agent import source_digest
-from servers import SshServer, free_port, openssh_server, sshd_binary
 
 pytestmark = [
     pytest.mark.remote,
-    pytest.mark.skipif(sshd_binary() is None, reason="OpenSSH server (sshd) not installed"),
+    pytest.mark.skipif(
+        sshd_binary() is None and not REQUIRED, reason="OpenSSH server (sshd) not installed"
+    ),
     pytest.mark.skipif(shutil.which("ssh") is None, reason="OpenSSH client (ssh) not installed"),
 ]
 QUICK = ["--iters", "3", "--repeats", "1", "--warmup", "0", "--batch", "1", "--quiet"]
@@ -71,8 +73,9 @@ def test_remote_bench_ships_only_what_changed(
     sshd: SshServer, onnx_artifact: Path, tmp_path: Path
 ) -> None:
     here = _here(tmp_path)
-    code, output, results = _bench(sshd, str(onnx_artifact), *QUICK, *here,
-                                   "--out", str(tmp_path / "first"))  # fmt: skip
+    code, output, results = _bench(
+        sshd, str(onnx_artifact), *QUICK, *here, "--out", str(tmp_path / "first")
+    )
     assert code == 0, output
     assert results is not None
     (entry,) = results["entries"]
@@ -87,8 +90,9 @@ def test_remote_bench_ships_only_what_changed(
     assert sorted(remote["sync"]["sent"]) == ["onnx/artifact.json", "onnx/model.onnx"]
     assert (tmp_path / "first" / "results.md").is_file()
 
-    code, output, again = _bench(sshd, str(onnx_artifact), *QUICK, *here,
-                                 "--out", str(tmp_path / "second"))  # fmt: skip
+    code, output, again = _bench(
+        sshd, str(onnx_artifact), *QUICK, *here, "--out", str(tmp_path / "second")
+    )
     assert code == 0, output
     assert again is not None and again["remote"]["sync"]["sent"] == []
     assert again["remote"]["sync"]["unchanged"] == 2
@@ -96,8 +100,9 @@ def test_remote_bench_ships_only_what_changed(
     # a file changed on the host (tampered or half-copied) is sent again, and only it
     shipped = Path(entry["remote_path"]) / "model.onnx"
     shipped.write_bytes(shipped.read_bytes()[:-10])
-    code, output, third = _bench(sshd, str(onnx_artifact), *QUICK, *here,
-                                 "--out", str(tmp_path / "third"))  # fmt: skip
+    code, output, third = _bench(
+        sshd, str(onnx_artifact), *QUICK, *here, "--out", str(tmp_path / "third")
+    )
     assert code == 0, output
     assert third is not None and third["remote"]["sync"]["sent"] == ["onnx/model.onnx"]
 
@@ -107,10 +112,19 @@ def test_remote_accuracy_ships_the_data(
     sshd: SshServer, onnx_artifact: Path, synthetic_val: SyntheticDataset, tmp_path: Path
 ) -> None:
     code, output, results = _bench(
-        sshd, str(onnx_artifact), *QUICK, *_here(tmp_path), "--images",
-        str(synthetic_val.image_dir), "--ann", str(synthetic_val.ann_file), "--limit", "4",
-        "--out", str(tmp_path / "acc"),
-    )  # fmt: skip
+        sshd,
+        str(onnx_artifact),
+        *QUICK,
+        *_here(tmp_path),
+        "--images",
+        str(synthetic_val.image_dir),
+        "--ann",
+        str(synthetic_val.ann_file),
+        "--limit",
+        "4",
+        "--out",
+        str(tmp_path / "acc"),
+    )
     assert code == 0, output
     assert results is not None
     (entry,) = results["entries"]
@@ -127,8 +141,16 @@ def test_remote_timeout_is_a_row_status(
     sshd: SshServer, onnx_artifact: Path, tmp_path: Path
 ) -> None:
     started = time.monotonic()
-    code, output, results = _bench(sshd, str(onnx_artifact), *QUICK, *_here(tmp_path),
-                                   "--remote-timeout", "2", "--out", str(tmp_path / "t"))  # fmt: skip
+    code, output, results = _bench(
+        sshd,
+        str(onnx_artifact),
+        *QUICK,
+        *_here(tmp_path),
+        "--remote-timeout",
+        "2",
+        "--out",
+        str(tmp_path / "t"),
+    )
     assert code == 1
     assert results is not None
     (entry,) = results["entries"]
@@ -139,10 +161,20 @@ def test_remote_timeout_is_a_row_status(
 
 def test_unreachable_host_is_retried_then_a_row_status(onnx_artifact: Path, tmp_path: Path) -> None:
     closed = free_port()  # nothing listens there
-    result = CliRunner().invoke(bench_cli, [
-        "run", str(onnx_artifact), *QUICK, "--remote", f"nobody@127.0.0.1:{closed}",
-        "--retries", "1", "--out", str(tmp_path / "u"),
-    ])  # fmt: skip
+    result = CliRunner().invoke(
+        bench_cli,
+        [
+            "run",
+            str(onnx_artifact),
+            *QUICK,
+            "--remote",
+            f"nobody@127.0.0.1:{closed}",
+            "--retries",
+            "1",
+            "--out",
+            str(tmp_path / "u"),
+        ],
+    )
     assert result.exit_code == 1
     results = json.loads((tmp_path / "u" / "results.json").read_text())
     (entry,) = results["entries"]
@@ -155,8 +187,8 @@ def test_host_without_rtmw_is_told_to_install(
     sshd: SshServer, onnx_artifact: Path, tmp_path: Path
 ) -> None:
     bare = shutil.which("python3", path="/usr/bin:/bin") or "/usr/bin/python3"
-    code, output, results = _bench(sshd, str(onnx_artifact), *QUICK, "--remote-python", bare,
-                                   "--remote-dir", str(tmp_path / "h"), "--out", str(tmp_path / "n"))  # fmt: skip
+    where = ["--remote-dir", str(tmp_path / "h"), "--out", str(tmp_path / "n")]
+    code, _, results = _bench(sshd, str(onnx_artifact), *QUICK, "--remote-python", bare, *where)
     assert code == 1
     assert results is not None
     reason = results["entries"][0]["reason"]
@@ -186,10 +218,17 @@ def test_install_puts_this_rtmw_in_a_venv_there(
 
     remote_dir = tmp_path / "fresh-host"
     code, output, results = _bench(
-        sshd, str(onnx_artifact), *QUICK, "--remote-dir", str(remote_dir), "--install",
-        "--install-requirement", f"torch=={torch.__version__.split('+')[0]}",
-        "--out", str(tmp_path / "i"),
-    )  # fmt: skip
+        sshd,
+        str(onnx_artifact),
+        *QUICK,
+        "--remote-dir",
+        str(remote_dir),
+        "--install",
+        "--install-requirement",
+        f"torch=={torch.__version__.split('+')[0]}",
+        "--out",
+        str(tmp_path / "i"),
+    )
     assert code == 0, output
     assert results is not None
     venv_python = results["remote"]["rtmw"]["python"]

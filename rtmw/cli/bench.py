@@ -465,5 +465,55 @@ def baseline_command(
     click.echo(f"comparison: {Path(out) / 'cpu-published' / 'results.md'}")
 
 
+@main.command(
+    "fleet",
+    epilog=(
+        "Examples:\n\n\b\n"
+        "  # a Ray cluster whose nodes advertise their class, e.g. on an Orin:\n"
+        "  #   ray start --address=HEAD:6379 --resources='{\"jetson-orin\": 1}'\n"
+        "  rtmw-bench fleet fleet.toml --out results/fleet\n"
+        "  rtmw-bench fleet fleet.toml --address 10.0.0.5:6379 --out results/fleet\n\n"
+        "The fleet file's format: docs/fleet.md."
+        + exit_code_epilog("a job failed on its node, timed out, or a class's rtmw differs")
+    ),
+)
+@click.argument("fleet_file", type=click.Path(dir_okay=False))
+@click.option("--address", default=None, help="Ray cluster address (overrides [cluster]).")
+@vocab_option("out", required=True, type=click.Path(file_okay=False), help="results/NAME")
+@verbosity
+def fleet_command(fleet_file: str, address: str | None, out: str, quiet: bool) -> None:
+    """Benchmark (and shard large evaluations of) artifacts across a Ray cluster's device
+    classes; one merged report."""
+    from dataclasses import replace
+
+    from rtmw.cli._common import status_summary
+    from rtmw.workflows.fleet import FleetSpec, fleet_failed, run_fleet
+
+    spec = FleetSpec.load(fleet_file)
+    if address:
+        spec = replace(spec, address=address)
+    run = run_fleet(spec, Path(out), say=click.echo if not quiet else (lambda _: None),
+                    progress=not quiet)  # fmt: skip
+    rows = []
+    for document in run.documents:
+        entry = document["entries"][0]
+        rows.append((document["name"], entry["status"], entry.get("reason", "")))
+        line = f"{document['name']:<28} {entry['status']}"
+        if entry["status"] != "ok":
+            line += f": {entry.get('reason', '')}"
+        else:
+            node = (document.get("fleet") or {}).get("node", {})
+            line += f"  on {node.get('node_ip')} ({node.get('cpu', {}).get('isa_class')})"
+            ap = (entry.get("accuracy") or {}).get("parts", {}).get("wholebody", {}).get("ap")
+            if ap is not None:
+                shards = entry["accuracy_sharding"]["shards"]
+                line += f"  whole-body AP {100 * ap:.1f} ({shards} shards)"
+        click.echo(line)
+    click.echo(f"fleet: {status_summary(rows)}")
+    click.echo(f"results: {Path(out) / 'results.md'}, {Path(out) / 'fleet.json'}")
+    if fleet_failed(run):
+        raise SystemExit(1)
+
+
 if __name__ == "__main__":
     main()

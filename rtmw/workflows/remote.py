@@ -186,15 +186,17 @@ class RemoteHost:
         chunks: list[bytes] = []
         errors: list[str] = []
 
+        stdout, stderr = process.stdout, process.stderr
+        assert stdout is not None and stderr is not None
+
         def read_stdout() -> None:
-            assert process.stdout is not None
-            for chunk in iter(lambda: process.stdout.read(1 << 16), b""):  # type: ignore[union-attr]
+            for chunk in iter(lambda: stdout.read(1 << 16), b""):
                 chunks.append(chunk)
 
         def read_stderr() -> None:
-            assert process.stderr is not None
             pending = ""
-            for raw in iter(lambda: process.stderr.read1(4096), b""):  # type: ignore[union-attr]
+            # read1: whatever has arrived, so progress lines stream as they come
+            for raw in iter(lambda: stderr.read1(4096), b""):  # type: ignore[attr-defined]
                 pending += raw.decode(errors="replace")
                 *lines, pending = re.split(r"[\r\n]", pending)
                 for line in lines:
