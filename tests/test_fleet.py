@@ -80,6 +80,14 @@ def test_fleet_file_mistakes_are_one_line(tmp_path: Path) -> None:
             FleetSpec.load(tmp_path / "bad.toml")
 
 
+def test_documented_example_parses() -> None:
+    spec = FleetSpec.load(Path(__file__).parent.parent / "docs" / "fleet.example.toml")
+    assert set(spec.classes) == {"cpu-vnni", "cpu-avx2", "jetson-orin", "rpi5"}
+    assert spec.classes["jetson-orin"].device == "jetson"
+    assert [a.classes for a in spec.artifacts][2] == ("jetson-orin",)
+    assert spec.evaluation is not None and spec.evaluation.shards == 32
+
+
 def test_shards_are_contiguous_and_cover_every_image() -> None:
     items = list(range(11))
     shards = shard_items(items, 4)
