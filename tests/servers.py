@@ -3,7 +3,11 @@
 * :func:`openssh_server`: OpenSSH's sshd on 127.0.0.1 with a throwaway host key and a
   throwaway client key (the only key it accepts), for the current user;
 * :func:`ray_cluster`: a Ray head and worker nodes (``ray start``), each on 127.0.0.1 with
-  its own custom resources, in a temp dir of their own.
+  its own custom resources, in a temp dir of their own;
+* :func:`run_with_ray_cluster`: a command run beside such a cluster inside a network
+  namespace of its own whose only interface is loopback. Ray 2.x binds its GCS and raylets
+  to every interface whatever ``--node-ip-address`` says; in the namespace every interface
+  is loopback, so nothing the test starts can be reached from outside the machine.
 
 No mock stands in for either: where the server binary is absent the tests that need it
 skip and say which package is missing.
@@ -19,6 +23,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -144,7 +149,8 @@ def _ray_cli() -> str:
 def ray_cluster(root: Path, workers: list[dict[str, float]]) -> Iterator[RayCluster]:
     """A head with no CPUs (nothing runs there) and one worker node per resource dict."""
     root.mkdir(parents=True, exist_ok=True)
-    temp_dir = root / "ray"
+    # short: Ray's unix sockets live under it (a socket path has 107 bytes at most)
+    temp_dir = Path(tempfile.mkdtemp(prefix="rtmw-ray-", dir="/tmp"))
     port = free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1"}
     common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
@@ -162,3 +168,46 @@ def ray_cluster(root: Path, workers: list[dict[str, float]]) -> Iterator[RayClus
         yield RayCluster(address, temp_dir, workers)
     finally:
         subprocess.run([_ray_cli(), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def private_network_prefix() -> list[str] | None:
+    """``unshare`` into a new network namespace (user namespace too when not root)."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return None
+    # a PID namespace too: `ray stop` then sees only this cluster, and every process of it
+    # dies with the namespace when the command ends
+    isolation = ["--net", "--pid", "--fork", "--mount-proc"]
+    prefix = (
+        [unshare, *isolation] if os.geteuid() == 0 else [unshare, "--map-root-user", *isolation]
+    )
+    probe = subprocess.run([*prefix, "true"], capture_output=True, timeout=30, check=False)
+    return prefix if probe.returncode == 0 else None
+
+
+def run_with_ray_cluster(
+    root: Path, workers: list[dict[str, float]], argv: list[str], *, timeout_s: float = 900
+) -> subprocess.CompletedProcess[str]:
+    """Run argv (``{address}`` replaced by the head's) beside a fresh local Ray cluster, in a
+    loopback-only network namespace; the cluster is stopped before this returns."""
+    prefix = private_network_prefix()
+    if prefix is None:
+        raise RuntimeError("unshare (a network namespace) is needed to keep Ray on loopback")
+    inner = [sys.executable, __file__, "ray-cluster", str(root), json.dumps(workers), *argv]
+    return subprocess.run(
+        [*prefix, *inner], capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+
+
+def _inside_namespace(root: str, workers: str, argv: list[str]) -> int:
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    with ray_cluster(Path(root), json.loads(workers)) as cluster:
+        command = [arg.replace("{address}", cluster.address) for arg in argv]
+        return subprocess.run(command, check=False).returncode
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["ray-cluster"]:
+        raise SystemExit(_inside_namespace(sys.argv[2], sys.argv[3], sys.argv[4:]))
+    raise SystemExit("usage: servers.py ray-cluster ROOT WORKERS_JSON COMMAND...")

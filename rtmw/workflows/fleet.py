@@ -310,7 +310,7 @@ def eval_shard(
 # The driver
 
 
-def _pack(folder: Path) -> tuple[bytes, str]:
+def pack_artifact(folder: Path) -> tuple[bytes, str]:
     """(tar of the artifact's files, the manifest's hash): opened hash-checked here first."""
     artifact = read_artifact(folder)
     buffer = io.BytesIO()
@@ -401,7 +401,7 @@ def run_fleet(
                     Status.FAILED,
                     f"version mismatch on {info['node_ip']}: {mismatch}",
                 )
-        packed = {a.path: _pack(a.path) for a in spec.artifacts}
+        packed = {a.path: pack_artifact(a.path) for a in spec.artifacts}
         refs = {path: ray.put(tar) for path, (tar, _) in packed.items()}
         documents: dict[str, dict[str, Any]] = {}
         pending: dict[Any, tuple[str, FleetArtifact, DeviceClass]] = {}

@@ -143,7 +143,7 @@ class RemoteHost:
         argv: Sequence[str],
         *,
         timeout_s: float,
-        stdin: bytes | None = None,
+        stdin: Path | None = None,
         on_line: Callable[[str], None] | None = None,
         check: bool = True,
         retry: bool = True,
@@ -174,15 +174,21 @@ class RemoteHost:
         self,
         remote_line: str,
         timeout_s: float,
-        stdin: bytes | None,
+        stdin: Path | None,
         on_line: Callable[[str], None] | None,
     ) -> Completed:
-        process = subprocess.Popen(
-            [*self.ssh_command(), remote_line],
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        # stdin from a file: the OS streams it (a tar of 5,000 images never sits in memory)
+        source = stdin.open("rb") if stdin is not None else None
+        try:
+            process = subprocess.Popen(
+                [*self.ssh_command(), remote_line],
+                stdin=source if source is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        finally:
+            if source is not None:
+                source.close()
         chunks: list[bytes] = []
         errors: list[str] = []
 
@@ -211,13 +217,6 @@ class RemoteHost:
         readers = [threading.Thread(target=f, daemon=True) for f in (read_stdout, read_stderr)]
         for reader in readers:
             reader.start()
-        if stdin is not None:
-            assert process.stdin is not None
-            try:
-                process.stdin.write(stdin)
-                process.stdin.close()
-            except BrokenPipeError:
-                pass
         try:
             returncode = process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -247,16 +246,14 @@ class RemoteHost:
         self, local_root: Path, names: Iterable[str], remote_dir: str, *, timeout_s: float
     ) -> int:
         """One tar stream of ``names`` (relative to local_root) unpacked in remote_dir."""
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            for name in names:
-                tar.add(local_root / name, arcname=name, recursive=False)
-        payload = buffer.getvalue()
-        self.run(
-            ["sh", "-c", 'mkdir -p "$1" && tar -x --no-same-owner -f - -C "$1"', "sh", remote_dir],
-            timeout_s=timeout_s, stdin=payload,
-        )  # fmt: skip
-        return len(payload)
+        with tempfile.TemporaryDirectory(prefix="rtmw-send-") as work:
+            bundle = Path(work) / "send.tar"
+            with tarfile.open(bundle, mode="w") as tar:
+                for name in names:
+                    tar.add(local_root / name, arcname=name, recursive=False)
+            unpack = 'mkdir -p "$1" && tar -x --no-same-owner -f - -C "$1"'
+            self.run(["sh", "-c", unpack, "sh", remote_dir], timeout_s=timeout_s, stdin=bundle)
+            return bundle.stat().st_size
 
     def get_tree(self, remote_dir: str, local_dir: Path, *, timeout_s: float) -> None:
         done = self.run(["tar", "-c", "-f", "-", "-C", remote_dir, "."], timeout_s=timeout_s)
@@ -519,26 +516,32 @@ def _ship(
 ) -> tuple[dict[str, Any], SyncRecord]:
     """Sync artifacts and data; the remote paths of each, for the remote command line."""
     total = SyncRecord()
+    limit = session.settings.timeout_s
+
+    def send(local_root: Path, names: Sequence[str], remote_dir: str) -> SyncRecord:
+        return sync_tree(session.host, session.python, local_root, names, remote_dir,
+                         timeout_s=limit)  # fmt: skip
+
     remote_artifacts = []
     for path in artifacts:
         artifact = read_artifact(path)  # refuses a tampered artifact before sending it
         names = sorted([*artifact.manifest.files, "artifact.json"])
         where = f"{session.root}/artifacts/{path.name}"
-        total.add(sync_tree(session.host, session.python, path, names, where), path.name)
+        total.add(send(path, names, where), path.name)
         remote_artifacts.append(where)
     args: dict[str, Any] = {"artifacts": remote_artifacts}
     if data.image_dir:
         images = Path(data.image_dir)
         names = sorted(file_hashes(images))
         where = f"{session.root}/data/{images.resolve().name}"
-        total.add(sync_tree(session.host, session.python, images, names, where), images.name)
+        total.add(send(images, names, where), images.name)
         args["image_dir"] = where
     for key in ("ann_file", "det_file"):
         value = getattr(data, key)
         if value:
             local = Path(value)
             where = f"{session.root}/data/files"
-            total.add(sync_tree(session.host, session.python, local.parent, [local.name], where),
+            total.add(send(local.parent, [local.name], where),
                       "files")  # fmt: skip
             args[key] = f"{where}/{local.name}"
     if data.reference:
@@ -546,7 +549,7 @@ def _ship(
         artifact = read_artifact(ref)
         names = sorted([*artifact.manifest.files, "artifact.json"])
         where = f"{session.root}/artifacts/{ref.name}"
-        total.add(sync_tree(session.host, session.python, ref, names, where), ref.name)
+        total.add(send(ref, names, where), ref.name)
         args["reference"] = where
     return args, total
 
