@@ -10,13 +10,20 @@ import torch
 
 from rtmw.calib import CalibrationSet, build_calibration_set
 from rtmw.data.synthetic import SyntheticDataset, make_dataset
-from rtmw.models import build, save_checkpoint
+from rtmw.models import build, demo_checkpoint, save_checkpoint
+from rtmw.models.zoo import SMALL_DEMO_NAME
 
 torch.set_num_threads(2)
 
 
 def has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
+
+
+def small_demo() -> Path:
+    """The small packaged demo model: trained weights that export quickly, so the suite's
+    many exports stay cheap (make demo and the CI gate use the product demo, DEMO_NAME)."""
+    return demo_checkpoint(SMALL_DEMO_NAME)
 
 
 def xtcocotools_usable() -> tuple[bool, str]:

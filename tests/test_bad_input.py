@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import has_module
+from conftest import has_module, small_demo
 
 from rtmw.artifact import ArtifactError, read_artifact, write_manifest
 from rtmw.bench.run import find_artifacts
 from rtmw.errors import CheckpointError, DataError, InputError, RtmwError
-from rtmw.models import demo_checkpoint, read_checkpoint
+from rtmw.models import read_checkpoint
 
 needs_onnx = pytest.mark.skipif(
     not (has_module("onnx") and has_module("onnxruntime")), reason="onnx/onnxruntime not installed"
@@ -103,7 +103,7 @@ def test_torch_version_in_meta_is_allowed(tmp_path: Path) -> None:
 def test_unsupported_opset_is_one_usage_line(tmp_path: Path) -> None:
     from rtmw.cli.export import main
 
-    args = [str(demo_checkpoint()), "--targets", "onnx", "--opset", "7", "--out", str(tmp_path)]
+    args = [str(small_demo()), "--targets", "onnx", "--opset", "7", "--out", str(tmp_path)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
     assert "opset 13-21" in _one_error_line(result.output)
@@ -115,7 +115,7 @@ def onnx_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from rtmw.export import export
 
     out = tmp_path_factory.mktemp("bad-input-artifacts")
-    (result,) = export(demo_checkpoint(), ["onnx"], out)
+    (result,) = export(small_demo(), ["onnx"], out)
     assert result.status == "ok", result.reason
     return out / "onnx"
 
@@ -166,7 +166,8 @@ KILL_SCRIPT = """
 import sys
 from rtmw.export import export
 from rtmw.models import demo_checkpoint
-export(demo_checkpoint(), ["onnx", "onnx-fp16"], sys.argv[1])
+from rtmw.models.zoo import SMALL_DEMO_NAME
+export(demo_checkpoint(SMALL_DEMO_NAME), ["onnx", "onnx-fp16"], sys.argv[1])
 """
 
 
@@ -193,7 +194,7 @@ def test_kill_9_during_export_leaves_nothing_that_is_used(tmp_path: Path) -> Non
         read_artifact(leftover[0])
     from rtmw.export import export
 
-    (result,) = export(demo_checkpoint(), ["onnx"], out)
+    (result,) = export(small_demo(), ["onnx"], out)
     assert result.status == "ok"
     assert not [p for p in out.iterdir() if p.name.startswith(".onnx.staging")]
 
@@ -207,7 +208,7 @@ def test_concurrent_exports_into_one_folder_are_serialised(tmp_path: Path) -> No
     results: list[object] = []
 
     def run() -> None:
-        results.extend(export(demo_checkpoint(), ["onnx"], tmp_path))
+        results.extend(export(small_demo(), ["onnx"], tmp_path))
 
     threads = [threading.Thread(target=run) for _ in range(2)]
     for thread in threads:
@@ -441,7 +442,7 @@ def test_unknown_target_is_a_usage_error(tmp_path: Path) -> None:
     from rtmw.cli.export import main
 
     result = CliRunner().invoke(
-        main, [str(demo_checkpoint()), "--targets", "onnx,onxx", "--out", str(tmp_path)]
+        main, [str(small_demo()), "--targets", "onnx,onxx", "--out", str(tmp_path)]
     )
     assert result.exit_code == 2
     assert "unknown target 'onxx'" in _one_error_line(result.output)
@@ -482,7 +483,7 @@ def test_one_shot_gate_does_not_pass_a_tensorrt_stand_in(tiny_val: object, tmp_p
 
     if tensorrt_available():
         pytest.skip("TensorRT present: the engine itself is built and gated")
-    base = ["gate", str(demo_checkpoint()), "--targets", "trt-fp16",
+    base = ["gate", str(small_demo()), "--targets", "trt-fp16",
             "--data", str(tiny_val.image_dir), "--ann", str(tiny_val.ann_file)]  # type: ignore[attr-defined]  # fmt: skip
     budgets = tmp_path / "gates.toml"  # three images: too few to resample intervals
     defaults = (Path(__file__).parents[1] / "rtmw" / "bench" / "gates.toml").read_text()

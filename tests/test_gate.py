@@ -316,14 +316,15 @@ def _shift_left_hand(onnx_artifact: Path, out: Path, bins: int = 60) -> Path:
 @pytest.fixture(scope="module")
 def demo_gate_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Trained demo model: FP32 reference, FP16, and a broken artifact, benched on 24 images."""
+    from conftest import small_demo
+
     from rtmw.bench import BenchSettings, TimingPlan, bench
     from rtmw.data.synthetic import make_dataset
     from rtmw.export import export
-    from rtmw.models import demo_checkpoint
 
     work = tmp_path_factory.mktemp("gate-demo")
     data = make_dataset(work / "data", 24, seed=77, split="val", progress=False)
-    made = export(demo_checkpoint(), ["onnx", "onnx-fp16"], work / "artifacts")
+    made = export(small_demo(), ["onnx", "onnx-fp16"], work / "artifacts")
     assert all(r.status == "ok" for r in made), [r.line() for r in made]
     broken = _shift_left_hand(work / "artifacts" / "onnx", work / "artifacts" / "broken-int8")
     settings = BenchSettings(

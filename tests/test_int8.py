@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import has_module
+from conftest import has_module, small_demo
 
 from rtmw.artifact import read_artifact
 from rtmw.calib import CalibrationSet
 from rtmw.export import export, get_target
 from rtmw.export.quant_policy import HEAD_HIGH_PRECISION, block_of
 from rtmw.harness import crop_similarity as crop_oks_metric
-from rtmw.models import demo_checkpoint
 
 pytestmark = [
     pytest.mark.precision,
@@ -31,7 +30,7 @@ def int8_artifacts(tmp_path_factory: pytest.TempPathFactory, calib_set: Calibrat
     out = tmp_path_factory.mktemp("int8")
     targets = ["ort-int8", "trt-int8"] + (["openvino-int8"] if has_module("nncf") else [])
     targets += ["ncnn-int8"] if has_module("ncnn") and has_module("pnnx") else []
-    results = export(demo_checkpoint(), targets, out, calib=calib_set)
+    results = export(small_demo(), targets, out, calib=calib_set)
     return {"out": out, "results": {r.target: r for r in results}}
 
 
@@ -136,7 +135,7 @@ def test_ncnn_int8_runs_ncnns_int8_layers(int8_artifacts: dict) -> None:
 
 @needs_ncnn
 def test_ncnn_int8_policy_keeps_the_neck(calib_set: CalibrationSet, tmp_path: Path) -> None:
-    (result,) = export(demo_checkpoint(), ["ncnn-int8"], tmp_path, calib=calib_set,
+    (result,) = export(small_demo(), ["ncnn-int8"], tmp_path, calib=calib_set,
                        int8_policy="head-neck-fp32")  # fmt: skip
     assert result.status == "ok", result.reason
     options = read_artifact(result.path).manifest.options
@@ -156,7 +155,7 @@ def test_all_black_calibration_fails_verification_with_figures(
     manifest = dict(calib_set.manifest, tensor_sha256=tensor_sha256(black))
     bad = dataclasses.replace(calib_set, inputs=black, manifest=manifest)
     targets = ["ort-int8"] + (["ncnn-int8"] if has_module("ncnn") and has_module("pnnx") else [])
-    for result in export(demo_checkpoint(), targets, tmp_path, calib=bad):
+    for result in export(small_demo(), targets, tmp_path, calib=bad):
         assert result.status == "failed" and result.exit_code == 1, result.line()
         assert "verification failed: " in result.reason and "argmax agreement" in result.reason
         assert "%" in result.reason  # the figures, not only a verdict
@@ -166,14 +165,14 @@ def test_all_black_calibration_fails_verification_with_figures(
 @pytest.mark.skipif(not has_module("nncf"), reason="nncf is needed for openvino-int8")
 def test_openvino_int8_accuracy_control(calib_set: CalibrationSet, tmp_path: Path) -> None:
     """NNCF's accuracy-controlled mode runs on our validation function, within a time budget."""
-    (done,) = export(demo_checkpoint(), ["openvino-int8"], tmp_path / "ok", calib=calib_set,
+    (done,) = export(small_demo(), ["openvino-int8"], tmp_path / "ok", calib=calib_set,
                      int8_policy="head-neck-fp32", accuracy_control=0.5)  # fmt: skip
     assert done.status == "ok", done.reason
     report = read_artifact(done.path).manifest.options["accuracy_control"]
     assert report["max_drop"] == 0.5 and report["holdout"] == 16
     assert report["validations"] >= 2  # the FP32 model, then the quantised one
     assert 0 < report["seconds"] <= report["time_budget_s"]
-    (late,) = export(demo_checkpoint(), ["openvino-int8"], tmp_path / "late", calib=calib_set,
+    (late,) = export(small_demo(), ["openvino-int8"], tmp_path / "late", calib=calib_set,
                      int8_policy="head-neck-fp32", accuracy_control=1e-6,
                      accuracy_control_seconds=1.0)  # fmt: skip
     assert late.status == "failed" and late.exit_code == 1
@@ -182,7 +181,7 @@ def test_openvino_int8_accuracy_control(calib_set: CalibrationSet, tmp_path: Pat
 
 
 def test_int8_without_calibration_is_refused(tmp_path: Path) -> None:
-    (result,) = export(demo_checkpoint(), ["ort-int8"], tmp_path)
+    (result,) = export(small_demo(), ["ort-int8"], tmp_path)
     assert result.status == "failed" and result.exit_code == 2
     assert "no random-data fallback" in result.reason
     assert not (tmp_path / "ort-int8").exists()
@@ -196,7 +195,7 @@ def test_calibration_of_another_input_size_is_refused(
     wrong = CalibrationSet(calib_set.inputs, calib_set.boxes, calib_set.image_ids,
                            {**calib_set.manifest, "input_size": [288, 384]})  # fmt: skip
     with pytest.raises(CalibrationError, match="rebuild with rtmw-calib"):
-        export(demo_checkpoint(), ["ort-int8"], tmp_path, calib=wrong)
+        export(small_demo(), ["ort-int8"], tmp_path, calib=wrong)
 
 
 def test_quantising_the_head_hurts_more_than_the_policy(
@@ -207,7 +206,7 @@ def test_quantising_the_head_hurts_more_than_the_policy(
 
     loose = {"int8": Tolerances(max_rel_diff=10.0, min_argmax_agreement=0.0,
                                 max_keypoint_px_p99=1e9)}  # fmt: skip
-    (everything,) = export(demo_checkpoint(), ["ort-int8"], tmp_path, calib=calib_set,
+    (everything,) = export(small_demo(), ["ort-int8"], tmp_path, calib=calib_set,
                            int8_policy="none", tolerances=loose)  # fmt: skip
     assert everything.status == "ok", everything.reason
     policy = int8_artifacts["results"]["ort-int8"].verification
@@ -229,7 +228,7 @@ def test_sensitivity_scan_table(calib_set: CalibrationSet, tmp_path: Path) -> No
     from rtmw.export import sensitivity_scan
 
     path, table = sensitivity_scan(
-        demo_checkpoint(), calib_set, tmp_path, int8_policy="head-neck-fp32", progress=False
+        small_demo(), calib_set, tmp_path, int8_policy="head-neck-fp32", progress=False
     )
     rows = json.loads(path.with_suffix(".json").read_text())
     blocks = {r["block"] for r in rows}
@@ -266,12 +265,12 @@ def test_cli_int8_and_listing(calib_set: CalibrationSet, tmp_path: Path) -> None
     assert get_target("trt-int8").onnx_fallback is not None
     calib_path = save_calibration_set(calib_set, tmp_path / "calib.npz")
     result = CliRunner().invoke(
-        main, [str(demo_checkpoint()), "--target", "ort-int8", "--out", str(tmp_path / "a"),
+        main, [str(small_demo()), "--target", "ort-int8", "--out", str(tmp_path / "a"),
                "--calib", str(calib_path)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "ort-int8" in result.output and "ok" in result.output
-    missing = CliRunner().invoke(main, [str(demo_checkpoint()), "--target", "ort-int8",
+    missing = CliRunner().invoke(main, [str(small_demo()), "--target", "ort-int8",
                                         "--out", str(tmp_path / "b")])  # fmt: skip
     assert missing.exit_code == 1 and "calibration" in missing.output
 

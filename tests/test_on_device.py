@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import small_demo
 
 from rtmw import runtimes
 from rtmw.artifact import read_artifact
@@ -22,7 +23,6 @@ from rtmw.errors import DeviceUnavailable, UsageError
 from rtmw.export import ExportStatus, export, export_options
 from rtmw.export.quant_policy import module_prefix
 from rtmw.export.targets.litert import scope_regex
-from rtmw.models import demo_checkpoint
 from rtmw.runtimes.precision import PrecisionUnavailable
 
 HAS_LITERT = all(find_spec(m) is not None for m in ("litert_torch", "ai_edge_litert"))
@@ -62,7 +62,7 @@ def fixed_batch2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """litert-fp32 of the demo model at a fixed batch of 2, beside its ONNX reference."""
     out = tmp_path_factory.mktemp("litert-b2")
     options = export_options(fixed_batch=2)
-    results = export(demo_checkpoint(), ["litert-fp32", "onnx"], out, options=options)
+    results = export(small_demo(), ["litert-fp32", "onnx"], out, options=options)
     assert all(r.status == ExportStatus.OK for r in results), [r.line() for r in results]
     return out
 
@@ -141,7 +141,7 @@ main(sys.argv[1:])
 def test_without_the_extra_litert_is_one_line_and_exit_3_and_onnx_still_exports(
     tmp_path: Path,
 ) -> None:
-    command = [sys.executable, "-c", HIDE_LITERT, str(demo_checkpoint()), "--out", str(tmp_path)]
+    command = [sys.executable, "-c", HIDE_LITERT, str(small_demo()), "--out", str(tmp_path)]
     missing = subprocess.run([*command, "--target", "litert-fp32", "-q"], capture_output=True,
                              text=True, timeout=600)  # fmt: skip
     assert missing.returncode == 3, missing.stderr
@@ -161,7 +161,7 @@ HAS_EXECUTORCH = find_spec("executorch") is not None
 @pytest.mark.executorch
 def test_executorch_program_chunks_batches_and_pins_its_thread_pool(tmp_path: Path) -> None:
     options = export_options(fixed_batch=2)
-    results = export(demo_checkpoint(), ["executorch-fp32", "onnx"], tmp_path, options=options)
+    results = export(small_demo(), ["executorch-fp32", "onnx"], tmp_path, options=options)
     assert all(r.status == ExportStatus.OK for r in results), [r.line() for r in results]
     manifest = read_artifact(tmp_path / "executorch-fp32").manifest
     assert manifest.io["batch"] == 2 and "XnnpackBackend" in manifest.options["delegates"]

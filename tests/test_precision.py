@@ -15,14 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import has_module
+from conftest import has_module, small_demo
 
 from rtmw import runtimes
 from rtmw.artifact import read_artifact, write_manifest
 from rtmw.export import export
 from rtmw.export.registry import get_target, unavailable_reason
 from rtmw.host import CAP_VARIABLES, cpu_fingerprint
-from rtmw.models import demo_checkpoint
 from rtmw.runtimes.precision import (
     PrecisionMismatch,
     PrecisionUnavailable,
@@ -70,7 +69,7 @@ def demo_float(tmp_path_factory: pytest.TempPathFactory) -> Path:
     targets = ["onnx", "onnx-fp16", "torch"]
     targets += ["openvino-fp32", "openvino-fp16"] if has_module("openvino") else []
     targets += ["ncnn-fp16"] if has_module("ncnn") and has_module("pnnx") else []
-    results = export(demo_checkpoint(), targets, out)
+    results = export(small_demo(), targets, out)
     assert all(r.status == "ok" for r in results), [r.line() for r in results]
     return out
 
@@ -135,7 +134,7 @@ def test_openvino_bf16_target_on_this_cpu(tmp_path: Path) -> None:
     """Built, verified and run in bf16 with the head in f32 where the CPU has native bf16;
     skipped with the reason (exit code 4) where it has not: both classes are asserted."""
     reason = unavailable_reason(get_target("openvino-bf16"))
-    (result,) = export(demo_checkpoint(), ["openvino-bf16"], tmp_path)
+    (result,) = export(small_demo(), ["openvino-bf16"], tmp_path)
     if reason is not None:
         assert result.status == "skipped" and result.exit_code == 4
         assert "no native bf16" in result.reason

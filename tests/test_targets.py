@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import small_demo
 
 from rtmw import runtimes
 from rtmw.artifact import read_artifact
@@ -27,7 +28,6 @@ from rtmw.export import (
     unavailable_reason,
 )
 from rtmw.export.api import _missing_modules
-from rtmw.models import demo_checkpoint
 from rtmw.workflows.demo import DEMO_INT8_POLICY
 
 pytestmark = pytest.mark.precision
@@ -40,7 +40,7 @@ def every_target(
     """Every registered target of the demo model, in one export run (one ONNX step), with
     the demo's INT8 policy (its narrow neck needs float too: docs/gates.md)."""
     out = tmp_path_factory.mktemp("contract")
-    results = export(demo_checkpoint(), list_targets(), out, calib=calib_set,
+    results = export(small_demo(), list_targets(), out, calib=calib_set,
                      int8_policy=DEMO_INT8_POLICY)  # fmt: skip
     return out, {r.target: r for r in results}
 

@@ -435,16 +435,17 @@ def save_checkpoint(
     return path
 
 
-def demo_checkpoint() -> Path:
-    """The embedded demo model's weights (mmpose format), shipped inside the package.
+def demo_checkpoint(name: str | None = None) -> Path:
+    """The embedded demo model's weights (mmpose format), shipped inside the package;
+    ``name`` picks another packaged model (the small demo the test suite exports).
 
     Loading goes through the official-name pin, so a modified file is refused.
     """
     from rtmw.models.zoo import DEMO_NAME, get_config
 
-    official = get_config(DEMO_NAME).official
-    if official is None:
-        raise CheckpointError("no demo weights are registered in this version of rtmw")
+    official = get_config(name or DEMO_NAME).official
+    if official is None or not official.url.startswith("package:"):
+        raise CheckpointError(f"no packaged weights are registered for {name or DEMO_NAME}")
     path = Path(__file__).with_name("weights") / official.file_name
     if not path.is_file():
         raise CheckpointError(f"the demo weights are missing from this installation: {path}")

@@ -212,10 +212,11 @@ register(
 
 # The embedded demo model: the same modules at an eighth of RTMW-l's width and one block
 # per stage (RTMPose-t's depth), trained on rtmw.data.synthetic figures on a 2-core CPU.
-DEMO_NAME = "rtmw-demo-256x192"
+SMALL_DEMO_NAME = "rtmw-demo-256x192"
+DEMO_NAME = SMALL_DEMO_NAME
 register(
     RTMWConfig(
-        name=DEMO_NAME,
+        name=SMALL_DEMO_NAME,
         widen_factor=0.125,
         deepen_factor=0.167,
         input_size=(192, 256),
