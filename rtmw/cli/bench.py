@@ -473,7 +473,7 @@ def baseline_command(
         "  #   ray start --address=HEAD:6379 --resources='{\"jetson-orin\": 1}'\n"
         "  rtmw-bench fleet fleet.toml --out results/fleet\n"
         "  rtmw-bench fleet fleet.toml --address 10.0.0.5:6379 --out results/fleet\n\n"
-        "The fleet file's format: docs/fleet.md."
+        "The fleet file's format: docs/remote.md (example: docs/fleet.example.toml)."
         + exit_code_epilog("a job failed on its node, timed out, or a class's rtmw differs")
     ),
 )
