@@ -164,10 +164,11 @@ class RemoteHost:
             )  # fmt: skip
             time.sleep(pause)
         if check and done.returncode != 0:
-            what = "ssh" if done.returncode == SSH_FAILURE else f"exit {done.returncode}"
             detail = _last_line(done.stderr) or "no message"
-            tried = f" after {done.attempts} attempts" if done.attempts > 1 else ""
-            raise RemoteError(f"{self.target}: {argv[0]} failed ({what}{tried}): {detail}")
+            if done.returncode == SSH_FAILURE:
+                tried = f" after {done.attempts} attempts" if done.attempts > 1 else ""
+                raise RemoteError(f"{self.target}: ssh failed{tried}: {detail}")
+            raise RemoteError(f"{self.target}: {argv[0]} exited {done.returncode}: {detail}")
         return done
 
     def _once(
@@ -499,7 +500,7 @@ def remote_bench(
             f"{sync.unchanged} unchanged")  # fmt: skip
         results = _run_there(session, args, bench_args, out_dir, progress=progress)
     except (RemoteError, RtmwError) as exc:
-        logger.error("%s", exc)
+        logger.warning("%s", exc)
         results = _failure_document(out_dir.name, settings, artifacts, f"remote: {exc}")
         record["error"] = str(exc)
     for entry, path in zip(results["entries"], artifacts, strict=False):
