@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 SSH_FAILURE = 255  # ssh's own exit status: the connection, not the remote command
 AGENT = "rtmw.workflows.remote_agent"
+SYNC_TIMEOUT_S = 1800.0  # the least time a sync (hash, send, hash) may take
 DEFAULT_REMOTE_DIR = ".cache/rtmw-remote"  # under the remote user's home
 # artifact format → the rtmw extra whose runtime runs it (what --install puts there)
 FORMAT_EXTRAS = {
@@ -517,7 +518,8 @@ def _ship(
 ) -> tuple[dict[str, Any], SyncRecord]:
     """Sync artifacts and data; the remote paths of each, for the remote command line."""
     total = SyncRecord()
-    limit = session.settings.timeout_s
+    # sending data may take long (5,000 images on a slow link), whatever the bench limit is
+    limit = max(SYNC_TIMEOUT_S, session.settings.timeout_s)
 
     def send(local_root: Path, names: Sequence[str], remote_dir: str) -> SyncRecord:
         return sync_tree(session.host, session.python, local_root, names, remote_dir,
