@@ -96,7 +96,7 @@ def main(out: str, count: int, shards: int, address: str | None) -> None:
     from rtmw.export import export
     from rtmw.harness import run_accuracy
     from rtmw.models import demo_checkpoint
-    from rtmw.workflows.fleet import FleetSpec, Shard, eval_shard, run_fleet
+    from rtmw.workflows.fleet import FleetSpec, Shard, eval_shard, on_class, run_fleet
     from rtmw.workflows.fleet import pack_artifact as pack
 
     root = Path(out)
@@ -138,11 +138,8 @@ def main(out: str, count: int, shards: int, address: str | None) -> None:
             tar, digest = pack(artifact)
             for name in ("cpu-vnni", "cpu-avx2"):
                 job = f"{artifact.name}@{name}"
-                env = CAPS if name == "cpu-avx2" else {}
                 answer = ray.get(
-                    task.options(
-                        resources={name: 1}, num_cpus=0, runtime_env={"env_vars": env}
-                    ).remote(tar, digest, "cpu", 1, whole, True, 8)
+                    on_class(task, spec.classes[name]).remote(tar, digest, "cpu", 1, whole, True, 8)
                 )
                 unsharded = evaluate_wholebody(
                     eval_set.ann_file,

@@ -387,9 +387,7 @@ def run_fleet(
                 continue
             try:
                 info = ray.get(
-                    probe.options(
-                        resources={name: 1}, num_cpus=0, runtime_env={"env_vars": device_class.env}
-                    ).remote(),
+                    on_class(probe, device_class).remote(),
                     timeout=min(spec.timeout_s, 300),
                 )
             except Exception as exc:
@@ -417,12 +415,7 @@ def run_fleet(
                     )
                     continue
                 plan = replace(spec.bench, threads=device_class.threads or spec.bench.threads)
-                ref = job.options(
-                    resources={class_name: 1},
-                    num_cpus=0,
-                    max_retries=1,
-                    runtime_env={"env_vars": device_class.env},
-                ).remote(
+                ref = on_class(job, device_class).remote(
                     refs[artifact.path],
                     packed[artifact.path][1],
                     artifact.path.name,
@@ -442,6 +435,16 @@ def run_fleet(
     run = FleetRun(ordered, evaluations, nodes, out_dir)
     _write_fleet(run, spec)
     return run
+
+
+def on_class(remote_function: Any, device_class: DeviceClass) -> Any:
+    """The Ray task placed on a node of the class: one unit of its resource, no CPU claim
+    (the resource alone decides placement), the class's environment, one retry when the
+    node dies."""
+    return remote_function.options(
+        resources={device_class.name: 1}, num_cpus=0, max_retries=1,
+        runtime_env={"env_vars": device_class.env},
+    )  # fmt: skip
 
 
 def _reason(exc: BaseException) -> str:
@@ -541,12 +544,7 @@ def _sharded_evaluations(
             device_class = spec.classes[class_name]
             threads = device_class.threads or spec.bench.threads
             jobs[name] = [
-                task.options(
-                    resources={class_name: 1},
-                    num_cpus=0,
-                    max_retries=1,
-                    runtime_env={"env_vars": device_class.env},
-                ).remote(
+                on_class(task, device_class).remote(
                     refs[artifact.path],
                     packed[artifact.path][1],
                     device_class.device,
