@@ -69,7 +69,7 @@ bench-baseline:
 gate-demo:
 	$(VENV)/bin/python -c "from rtmw.data.synthetic import make_dataset as m; m('results/_scratch/gate-data', 100, 303, split='val', progress=False); m('results/_scratch/gate-data', 60, 304, split='train', progress=False)"
 	$(VENV)/bin/rtmw-calib --images results/_scratch/gate-data/images/train --ann results/_scratch/gate-data/annotations/coco_wholebody_train_v1.0.json --n 96 --out results/_scratch/gate-calib.npz --quiet
-	$(VENV)/bin/rtmw-bench gate $$($(PY) -c "from rtmw.models import demo_checkpoint as d; print(d())") --targets onnx-fp16,ort-int8,litert-int8 --int8-policy head-neck-fp32 --budgets .ci/gates-demo.toml --calib results/_scratch/gate-calib.npz --images results/_scratch/gate-data/images/val --ann results/_scratch/gate-data/annotations/coco_wholebody_val_v1.0.json --out results/_scratch/gate --junit results/_scratch/gate.junit.xml
+	$(VENV)/bin/rtmw-bench gate $$($(PY) -c "from rtmw.models import demo_checkpoint as d; print(d())") --targets onnx-fp16,ort-int8,litert-int8 --int8-policy head-fp32 --budgets .ci/gates-demo.toml --calib results/_scratch/gate-calib.npz --images results/_scratch/gate-data/images/val --ann results/_scratch/gate-data/annotations/coco_wholebody_val_v1.0.json --out results/_scratch/gate --junit results/_scratch/gate.junit.xml
 
 # the layering (pyproject's [tool.importlinter]): layers, leaves, backends, no cycles
 lint:

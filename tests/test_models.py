@@ -14,6 +14,7 @@ from rtmw.errors import RtmwError
 from rtmw.models import (
     DEMO_NAME,
     RTMW,
+    SMALL_DEMO_NAME,
     build,
     expected_layout,
     get_config,
@@ -196,9 +197,25 @@ def test_unknown_zoo_name_lists_known() -> None:
         get_config("rtmw-s")
 
 
-def test_demo_config_is_a_reduced_rtmw() -> None:
-    """Same modules and head as the published models, one block per stage, 1/8 width."""
+def test_demo_model_ships_pinned_and_loads() -> None:
+    """The product demo: 1/4 width at RTMW-m's depth ratio, ≤ 25 MB, its sha256 pinned."""
+    from rtmw.hashing import sha256_file
+    from rtmw.models import demo_checkpoint, load_checkpoint
+
     config = get_config(DEMO_NAME)
+    assert config.stage_blocks == (2, 4, 4, 2)
+    assert config.stage_channels == (32, 64, 128, 256)
+    path = demo_checkpoint()
+    assert config.official is not None and sha256_file(path) == config.official.sha256
+    assert path.stat().st_size < 25e6
+    model, loaded = load_checkpoint(path)
+    assert loaded.name == DEMO_NAME
+    assert sum(p.numel() for p in model.parameters()) == config.num_parameters
+
+
+def test_small_demo_config_is_a_reduced_rtmw() -> None:
+    """Same modules and head as the published models, one block per stage, 1/8 width."""
+    config = get_config(SMALL_DEMO_NAME)
     assert config.published is None and config.input_size == (192, 256)
     assert config.stage_blocks == (1, 1, 1, 1)
     assert config.stage_channels == (16, 32, 64, 128)

@@ -28,7 +28,6 @@ from rtmw.export import (
     unavailable_reason,
 )
 from rtmw.export.api import _missing_modules
-from rtmw.workflows.demo import DEMO_INT8_POLICY
 
 pytestmark = pytest.mark.precision
 
@@ -37,11 +36,11 @@ pytestmark = pytest.mark.precision
 def every_target(
     tmp_path_factory: pytest.TempPathFactory, calib_set: CalibrationSet
 ) -> tuple[Path, dict[str, ExportResult]]:
-    """Every registered target of the demo model, in one export run (one ONNX step), with
-    the demo's INT8 policy (its narrow neck needs float too: docs/gates.md)."""
+    """Every registered target of the small demo model, in one export run (one ONNX step);
+    its 1/8-width neck needs float too under INT8 (head-neck-fp32, docs/gates.md)."""
     out = tmp_path_factory.mktemp("contract")
     results = export(small_demo(), list_targets(), out, calib=calib_set,
-                     int8_policy=DEMO_INT8_POLICY)  # fmt: skip
+                     int8_policy="head-neck-fp32")  # fmt: skip
     return out, {r.target: r for r in results}
 
 

@@ -13,11 +13,20 @@ from rtmw.models.checkpoint import (
     save_checkpoint,
 )
 from rtmw.models.rtmw import RTMW
-from rtmw.models.zoo import DEMO_NAME, ZOO, RTMWConfig, get_config, list_models, published_models
+from rtmw.models.zoo import (
+    DEMO_NAME,
+    SMALL_DEMO_NAME,
+    ZOO,
+    RTMWConfig,
+    get_config,
+    list_models,
+    published_models,
+)
 
 __all__ = [
     "DEMO_NAME",
     "RTMW",
+    "SMALL_DEMO_NAME",
     "ZOO",
     "CheckpointContents",
     "RTMWConfig",

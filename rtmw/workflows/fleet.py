@@ -236,6 +236,11 @@ def node_info() -> dict[str, Any]:
     return info
 
 
+def _node_label(info: dict[str, Any]) -> str:
+    """ip/node-id prefix: several nodes may share one address (one machine, many boards)."""
+    return f"{info['node_ip']}/{str(info.get('node_id', '?'))[:8]}"
+
+
 def bench_job(
     artifact_tar: bytes, digest: str, name: str, device: str, plan: BenchPlan
 ) -> dict[str, Any]:
@@ -301,7 +306,7 @@ def eval_shard(
         "index": shard.index,
         "results": results,
         "seconds": time.perf_counter() - started,
-        "node": node_info()["node_ip"],
+        "node": _node_label(node_info()),
         "images": len(items),
     }
 
