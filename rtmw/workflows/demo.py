@@ -42,11 +42,16 @@ TRAIN_SEED, VAL_SEED = 101, 202  # not the training run's seeds: held-out figure
 # every INT8 target (results/demo-training/int8.md); the old 1/8-width one needed its
 # neck in float too (head-neck-fp32)
 DEMO_INT8_POLICY = "head-fp32"
+# ...except TensorRT's INT8, a symmetric Q/DQ ONNX (no zero points): on 200 held-out images
+# it loses 1.2 body AP under head-fp32 (budget 1.0), 0.8 with the neck in float too
+DEMO_INT8_POLICY_OVERRIDES = {"trt-int8": "head-neck-fp32"}
 
 
 @dataclass(frozen=True)
 class DemoSettings:
-    val_images: int = 60
+    # 200: on 60 one keypoint crossing an OKS threshold moves a part's AP by ~0.35, more
+    # than the FP16 budget (0.2) allows
+    val_images: int = 200
     calib_images: int = 120
     calib_n: int = 128
     batches: tuple[int, ...] = (1, 8)
@@ -104,10 +109,20 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, say: Say = p
     calib_path = save_calibration_set(calib, out / "calib.npz")
 
     targets = targets_for_this_host(say)
-    say(f"== export {DEMO_NAME} to {len(targets)} targets (INT8: {DEMO_INT8_POLICY})")
+    overrides = {t: p for t, p in DEMO_INT8_POLICY_OVERRIDES.items() if t in targets}
+    say(f"== export {DEMO_NAME} to {len(targets)} targets (INT8: {DEMO_INT8_POLICY}"
+        + "".join(f"; {t}: {p}" for t, p in overrides.items()) + ")")  # fmt: skip
     artifacts = out / "artifacts"
-    made = export(demo_checkpoint(), targets, artifacts, overwrite=True, progress=True,
-                  calib=calib_path, int8_policy=DEMO_INT8_POLICY)  # fmt: skip
+    by_policy: dict[str, list[str]] = {}
+    for target in targets:
+        by_policy.setdefault(overrides.get(target, DEMO_INT8_POLICY), []).append(target)
+    made = [
+        result
+        for policy, group in by_policy.items()
+        for result in export(demo_checkpoint(), group, artifacts, overwrite=True, progress=True,
+                             calib=calib_path, int8_policy=policy)
+    ]  # fmt: skip
+    made.sort(key=lambda r: targets.index(r.target) if r.target in targets else len(targets))
     for result in made:
         say("  " + result.line())
     paths = [r.path for r in made if r.path is not None]
