@@ -98,3 +98,12 @@ def test_unknown_target_is_usage_everywhere(tmp_path: object) -> None:
         result = CliRunner().invoke(command, args)
         assert result.exit_code == 2, result.output
         assert "unknown target 'coreml'" in result.output
+
+
+def test_demo_cli_default_is_the_demo_settings() -> None:
+    """rtmw-demo spells its default without importing the workflow (fast --help)."""
+    from rtmw.cli.demo import main
+    from rtmw.workflows.demo import DemoSettings
+
+    option = next(p for p in main.params if p.name == "val_images")
+    assert option.default == DemoSettings.val_images
