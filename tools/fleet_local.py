@@ -121,7 +121,13 @@ def main(out: str, count: int, shards: int, address: str | None) -> None:
     artifacts = [r.path for r in made if r.status == "ok" and r.path is not None]
     fleet_file = root / "fleet.toml"
     root.mkdir(parents=True, exist_ok=True)
-    _fleet_toml(fleet_file, artifacts, val.image_dir, val.ann_file, shards)
+    _fleet_toml(
+        fleet_file,
+        [a.resolve() for a in artifacts],
+        val.image_dir.resolve(),
+        val.ann_file.resolve(),
+        shards,
+    )
     spec = FleetSpec.load(fleet_file)
     eval_set = load_eval_set(val.image_dir, val.ann_file)
     checks = []
