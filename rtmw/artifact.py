@@ -124,6 +124,12 @@ class Artifact:
     def size_bytes(self) -> int:
         return sum((self.path / n).stat().st_size for n in self.manifest.files)
 
+    def file_digests(self) -> dict[str, str]:
+        """sha256 of every file of the artifact, its manifest included: what a copy of the
+        folder must reproduce (the listed files' hashes come from the manifest, which
+        ``read_artifact`` checked against the bytes)."""
+        return {**self.manifest.files, MANIFEST: sha256_file(self.path / MANIFEST)}
+
 
 def read_artifact(
     path: str | Path, *, check_hashes: bool = True, allow_staging: bool = False

@@ -13,7 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any
+
+import tomllib
+
+from rtmw.errors import RtmwError
 
 
 class Status(str, Enum):
@@ -140,3 +145,13 @@ GATES = FileSchema(
 )
 
 __all__ = ["ARTIFACT", "CALIBRATION", "GATES", "RESULTS", "FileSchema", "Problems", "Status"]
+
+
+def read_toml(path: Path, what: str, error: type[RtmwError]) -> dict[str, Any]:
+    """A hand-written TOML file (``what``: "budgets", "fleet"), or ``error`` in one line."""
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{what} file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML ({exc})") from None

@@ -20,8 +20,8 @@ from servers import REQUIRED, SshServer, free_port, openssh_server, sshd_binary
 
 from rtmw.cli.bench import main as bench_cli
 from rtmw.data.synthetic import SyntheticDataset
-from rtmw.workflows.remote import SshTarget, check_versions
-from rtmw.workflows.remote_agent import source_digest
+from rtmw.workflows.remote import SshTarget
+from rtmw.workflows.remote_agent import check_versions, source_digest
 
 pytestmark = [
     pytest.mark.remote,

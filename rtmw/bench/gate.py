@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 import numpy as np
-import tomllib
 
 from rtmw.errors import RtmwError
 from rtmw.keypoints import PARTS
@@ -80,13 +79,10 @@ class GateResult:
 
 
 def load_budgets(path: str | Path | None = None) -> dict[str, Any]:
+    from rtmw.schemas import read_toml
+
     path = Path(path) if path is not None else DEFAULT_BUDGETS_FILE
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise GateConfigError(f"budgets file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise GateConfigError(f"{path}: not valid TOML ({exc})") from None
+    data = read_toml(path, "budgets", GateConfigError)
     _check_keys(data, path)
     return data
 

@@ -38,13 +38,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
-from rtmw.artifact import read_artifact
+from rtmw.artifact import MANIFEST, read_artifact
 from rtmw.errors import RtmwError, UsageError
-from rtmw.hashing import sha256_file
 from rtmw.optional import import_backend
-from rtmw.schemas import RESULTS, Status
+from rtmw.schemas import RESULTS, Status, read_toml
 
 logger = logging.getLogger(__name__)
 
@@ -101,12 +98,7 @@ class FleetSpec:
     @classmethod
     def load(cls, path: str | Path) -> FleetSpec:
         path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise UsageError(f"fleet file not found: {path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise UsageError(f"{path}: not valid TOML ({exc})") from None
+        data = read_toml(path, "fleet", UsageError)
         return cls.from_dict(data, base=path.parent, where=str(path))
 
     @classmethod
@@ -222,23 +214,29 @@ def _unpack(artifact_tar: bytes, digest: str) -> Path:
     return folder
 
 
-def node_info() -> dict[str, Any]:
+def _node_identity() -> dict[str, str]:
+    """Which node of the cluster this task runs on (its address and Ray node id)."""
     import socket
 
-    from rtmw.workflows.remote_agent import host_info
-
-    info = {**host_info(), "node_ip": socket.gethostbyname(socket.gethostname())}
-    with contextlib.suppress(Exception):  # inside a Ray task: which node of the cluster
+    identity = {"node_ip": socket.gethostbyname(socket.gethostname())}
+    with contextlib.suppress(Exception):  # inside a Ray task
         import ray
 
-        info["node_id"] = ray.get_runtime_context().get_node_id()
-        info["node_ip"] = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
-    return info
+        identity["node_id"] = ray.get_runtime_context().get_node_id()
+        identity["node_ip"] = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+    return identity
 
 
-def _node_label(info: dict[str, Any]) -> str:
+def node_info() -> dict[str, Any]:
+    """The node's rtmw (version, source digest), Python, OS and CPU fingerprint, and id."""
+    from rtmw.workflows.remote_agent import host_info
+
+    return {**host_info(), **_node_identity()}
+
+
+def _node_label(identity: dict[str, str]) -> str:
     """ip/node-id prefix: several nodes may share one address (one machine, many boards)."""
-    return f"{info['node_ip']}/{str(info.get('node_id', '?'))[:8]}"
+    return f"{identity['node_ip']}/{identity.get('node_id', '?')[:8]}"
 
 
 def bench_job(
@@ -306,7 +304,7 @@ def eval_shard(
         "index": shard.index,
         "results": results,
         "seconds": time.perf_counter() - started,
-        "node": _node_label(node_info()),
+        "node": _node_label(_node_identity()),
         "images": len(items),
     }
 
@@ -318,13 +316,13 @@ def eval_shard(
 def pack_artifact(folder: Path) -> tuple[bytes, str]:
     """(tar of the artifact's files, the manifest's hash): opened hash-checked here first."""
     artifact = read_artifact(folder)
+    digests = artifact.file_digests()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name in sorted([*artifact.manifest.files, "artifact.json"]):
+        for name in sorted(digests):
             tar.add(folder / name, arcname=name, recursive=False)
     # the manifest lists every file's sha256: its own hash names the whole artifact
-    digest = sha256_file(folder / "artifact.json")
-    return buffer.getvalue(), digest[:32]
+    return buffer.getvalue(), digests[MANIFEST][:32]
 
 
 def shard_items(items: list[Any], shards: int) -> list[list[Any]]:
@@ -367,14 +365,11 @@ def run_fleet(
     say: Callable[[str], None] = logger.info,
     progress: bool = True,
 ) -> FleetRun:
-    import rtmw
-    from rtmw.workflows.remote import check_versions
-    from rtmw.workflows.remote_agent import source_digest
+    from rtmw.workflows.remote_agent import check_versions, local_identity
 
     ray = import_backend("ray", "ray")
-
-    for artifact in spec.artifacts:
-        read_artifact(artifact.path)  # a missing or tampered artifact: one line, nothing sent
+    # a missing or tampered artifact: one line, before anything connects
+    packed = {a.path: pack_artifact(a.path) for a in spec.artifacts}
     ray.init(address=spec.address, logging_level=logging.WARNING, log_to_driver=False)
     try:
         resources = ray.cluster_resources()
@@ -382,7 +377,7 @@ def run_fleet(
             f"fleet: Ray cluster {spec.address}: "
             + ", ".join(f"{k}={v:g}" for k, v in sorted(resources.items()) if k in spec.classes)
         )
-        ours = {"rtmw": rtmw.__version__, "source_digest": source_digest()}
+        ours = local_identity()
         nodes: dict[str, dict[str, Any]] = {}
         unusable: dict[str, tuple[Status, str]] = {}
         probe = ray.remote(node_info)
@@ -404,7 +399,6 @@ def run_fleet(
                     Status.FAILED,
                     f"version mismatch on {info['node_ip']}: {mismatch}",
                 )
-        packed = {a.path: pack_artifact(a.path) for a in spec.artifacts}
         refs = {path: ray.put(tar) for path, (tar, _) in packed.items()}
         documents: dict[str, dict[str, Any]] = {}
         pending: dict[Any, tuple[str, FleetArtifact, DeviceClass]] = {}

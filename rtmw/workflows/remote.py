@@ -37,10 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import rtmw
-from rtmw.artifact import read_artifact
+from rtmw.artifact import Artifact, read_artifact
 from rtmw.errors import MissingDependency, RtmwError, UsageError
+from rtmw.hashing import sha256_file
 from rtmw.schemas import RESULTS, Status
-from rtmw.workflows.remote_agent import file_hashes, source_digest
+from rtmw.workflows.remote_agent import check_versions, file_hashes, local_identity
 
 logger = logging.getLogger(__name__)
 
@@ -147,11 +148,10 @@ class RemoteHost:
         stdin: Path | None = None,
         on_line: Callable[[str], None] | None = None,
         check: bool = True,
-        retry: bool = True,
     ) -> Completed:
         """Run argv on the host (quoted for its shell); retried on ssh's own failures."""
         remote_line = " ".join(shlex.quote(a) if not a.startswith("~/") else a for a in argv)
-        tries = 1 + (self.options.retries if retry else 0)
+        tries = 1 + self.options.retries
         for attempt in range(1, tries + 1):
             self.attempts += 1
             done = self._once(remote_line, timeout_s, stdin, on_line)
@@ -164,13 +164,19 @@ class RemoteHost:
                 _last_line(done.stderr) or "exit 255", attempt, tries - 1, pause,
             )  # fmt: skip
             time.sleep(pause)
+        if check and done.returncode == SSH_FAILURE:
+            raise self.ssh_failure(done)
         if check and done.returncode != 0:
             detail = _last_line(done.stderr) or "no message"
-            if done.returncode == SSH_FAILURE:
-                tried = f" after {done.attempts} attempts" if done.attempts > 1 else ""
-                raise RemoteError(f"{self.target}: ssh failed{tried}: {detail}")
             raise RemoteError(f"{self.target}: {argv[0]} exited {done.returncode}: {detail}")
         return done
+
+    def ssh_failure(self, done: Completed) -> RemoteError:
+        """The error of a command that ssh itself could not carry (exit 255)."""
+        tried = f" after {done.attempts} attempts" if done.attempts > 1 else ""
+        return RemoteError(
+            f"{self.target}: ssh failed{tried}: {_last_line(done.stderr) or 'no message'}"
+        )
 
     def _once(
         self,
@@ -300,16 +306,13 @@ class SyncRecord:
 
 
 def sync_tree(
-    host: RemoteHost, python: str, local_root: Path, names: Sequence[str], remote_dir: str,
+    host: RemoteHost, python: str, local_root: Path, local: dict[str, str], remote_dir: str,
     *, timeout_s: float = 600.0,
 ) -> SyncRecord:  # fmt: skip
-    """Send the files of ``names`` the host lacks or holds other bytes of; check after."""
-    local = {name: digest for name, digest in file_hashes(local_root).items() if name in names}
-    missing = set(names) - set(local)
-    if missing:
-        raise RemoteError(f"{local_root}: cannot send missing files {sorted(missing)}")
+    """Send the files of ``local`` (relative name → sha256 of the bytes under local_root)
+    that the host lacks or holds other bytes of; check their hashes there after."""
     there = host.json([python, "-m", AGENT, "hashes", remote_dir], timeout_s=timeout_s)
-    stale = [name for name, digest in local.items() if there.get(name) != digest]
+    stale = sorted(name for name, digest in local.items() if there.get(name) != digest)
     record = SyncRecord(unchanged=len(local) - len(stale))
     if stale:
         record.bytes = host.put_files(local_root, stale, remote_dir, timeout_s=timeout_s)
@@ -348,22 +351,6 @@ class DataPaths:
     reference: str | None = None
 
 
-def _local_info() -> dict[str, str]:
-    return {"rtmw": rtmw.__version__, "source_digest": source_digest()}
-
-
-def check_versions(local: dict[str, Any], remote: dict[str, Any]) -> str | None:
-    """Why the host's rtmw is not ours (None when it is)."""
-    if local["rtmw"] != remote.get("rtmw"):
-        return f"rtmw {remote.get('rtmw')} there, {local['rtmw']} here"
-    if local["source_digest"] != remote.get("source_digest"):
-        return (
-            f"rtmw {local['rtmw']} on both, but other source (digest "
-            f"{str(remote.get('source_digest'))[:12]}… there, {local['source_digest'][:12]}… here)"
-        )
-    return None
-
-
 class RemoteSession:
     """The host, its folders and its interpreter, checked once per run."""
 
@@ -385,10 +372,7 @@ class RemoteSession:
         probe = self.host.run([self.python, "-m", AGENT, "info"], timeout_s=120, check=False)
         if probe.returncode != 0:
             if probe.returncode == SSH_FAILURE:
-                raise RemoteError(
-                    f"{self.host.target}: ssh failed after {probe.attempts} attempts: "
-                    f"{_last_line(probe.stderr) or 'no message'}"
-                )
+                raise self.host.ssh_failure(probe)
             raise RemoteError(
                 f"{self.host.target}: no usable rtmw at {self.python} "
                 f"({_last_line(probe.stderr) or 'exit ' + str(probe.returncode)}); "
@@ -398,7 +382,7 @@ class RemoteSession:
             self.info = json.loads(probe.stdout.decode())
         except json.JSONDecodeError:
             raise RemoteError(f"{self.host.target}: rtmw's agent answered no JSON") from None
-        mismatch = check_versions(_local_info(), self.info)
+        mismatch = check_versions(local_identity(), self.info)
         if mismatch and not self.settings.allow_version_mismatch:
             raise RemoteError(
                 f"{self.host.target}: version mismatch: {mismatch}; --install puts this "
@@ -487,7 +471,9 @@ def remote_bench(
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {"target": str(settings.target), "ssh_host_key": None}
-    formats = [read_artifact(path).manifest.format for path in artifacts]
+    # opened once, hash-checked: a tampered artifact is refused before anything is sent
+    opened = [read_artifact(path) for path in artifacts]
+    formats = [artifact.manifest.format for artifact in opened]
     session: RemoteSession | None = None
     try:
         session = RemoteSession(settings, say=say)
@@ -495,7 +481,7 @@ def remote_bench(
         record["rtmw"] = session.prepare(formats, evaluates=data.ann_file is not None)
         say(f"{settings.target}: rtmw {record['rtmw']['rtmw']} at {session.python} "
             f"({record['rtmw']['version_check']})")  # fmt: skip
-        args, sync = _ship(session, artifacts, data)
+        args, sync = _ship(session, opened, data)
         record["sync"] = {"sent": sync.sent, "unchanged": sync.unchanged, "bytes": sync.bytes}
         say(f"{settings.target}: sent {len(sync.sent)} file(s) ({sync.bytes / 1e6:.1f} MB), "
             f"{sync.unchanged} unchanged")  # fmt: skip
@@ -514,46 +500,38 @@ def remote_bench(
 
 
 def _ship(
-    session: RemoteSession, artifacts: Sequence[Path], data: DataPaths
+    session: RemoteSession, artifacts: Sequence[Artifact], data: DataPaths
 ) -> tuple[dict[str, Any], SyncRecord]:
     """Sync artifacts and data; the remote paths of each, for the remote command line."""
     total = SyncRecord()
     # sending data may take long (5,000 images on a slow link), whatever the bench limit is
     limit = max(SYNC_TIMEOUT_S, session.settings.timeout_s)
 
-    def send(local_root: Path, names: Sequence[str], remote_dir: str) -> SyncRecord:
-        return sync_tree(session.host, session.python, local_root, names, remote_dir,
-                         timeout_s=limit)  # fmt: skip
+    def send(local_root: Path, digests: dict[str, str], remote_dir: str, label: str) -> str:
+        record = sync_tree(session.host, session.python, local_root, digests, remote_dir,
+                           timeout_s=limit)  # fmt: skip
+        total.add(record, label)
+        return remote_dir
 
-    remote_artifacts = []
-    for path in artifacts:
-        artifact = read_artifact(path)  # refuses a tampered artifact before sending it
-        names = sorted([*artifact.manifest.files, "artifact.json"])
-        where = f"{session.root}/artifacts/{path.name}"
-        total.add(send(path, names, where), path.name)
-        remote_artifacts.append(where)
-    args: dict[str, Any] = {"artifacts": remote_artifacts}
+    def send_artifact(artifact: Artifact) -> str:
+        where = f"{session.root}/artifacts/{artifact.path.name}"
+        return send(artifact.path, artifact.file_digests(), where, artifact.path.name)
+
+    args: dict[str, Any] = {"artifacts": [send_artifact(a) for a in artifacts]}
     if data.image_dir:
         images = Path(data.image_dir)
-        names = sorted(file_hashes(images))
         where = f"{session.root}/data/{images.resolve().name}"
-        total.add(send(images, names, where), images.name)
-        args["image_dir"] = where
+        args["image_dir"] = send(images, file_hashes(images), where, images.name)
     for key in ("ann_file", "det_file"):
         value = getattr(data, key)
         if value:
             local = Path(value)
-            where = f"{session.root}/data/files"
-            total.add(send(local.parent, [local.name], where),
-                      "files")  # fmt: skip
+            where = send(local.parent, {local.name: sha256_file(local)},
+                         f"{session.root}/data/files", "files")  # fmt: skip
             args[key] = f"{where}/{local.name}"
     if data.reference:
-        ref = Path(data.reference)
-        artifact = read_artifact(ref)
-        names = sorted([*artifact.manifest.files, "artifact.json"])
-        where = f"{session.root}/artifacts/{ref.name}"
-        total.add(send(ref, names, where), ref.name)
-        args["reference"] = where
+        # refused here if tampered, before anything is sent
+        args["reference"] = send_artifact(read_artifact(data.reference))
     return args, total
 
 
@@ -583,10 +561,7 @@ def _run_there(
     if done.returncode == 124:
         raise RemoteTimeout(f"{session.host.target}: the benchmark ran past {limit} s")
     if done.returncode == SSH_FAILURE:
-        raise RemoteError(
-            f"{session.host.target}: ssh failed after {done.attempts} attempts: "
-            f"{_last_line(done.stderr) or 'no message'}"
-        )
+        raise session.host.ssh_failure(done)
     fetched = out_dir / ".remote-run"
     shutil.rmtree(fetched, ignore_errors=True)
     try:

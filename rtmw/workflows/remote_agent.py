@@ -39,12 +39,28 @@ def source_digest(package_dir: Path | None = None) -> str:
     return digest.hexdigest()
 
 
+def local_identity() -> dict[str, str]:
+    """This rtmw's version and source digest: what another host must match."""
+    return {"rtmw": rtmw.__version__, "source_digest": source_digest()}
+
+
+def check_versions(local: dict[str, Any], remote: dict[str, Any]) -> str | None:
+    """Why the host's rtmw is not ours (None when it is)."""
+    if local["rtmw"] != remote.get("rtmw"):
+        return f"rtmw {remote.get('rtmw')} there, {local['rtmw']} here"
+    if local["source_digest"] != remote.get("source_digest"):
+        return (
+            f"rtmw {local['rtmw']} on both, but other source (digest "
+            f"{str(remote.get('source_digest'))[:12]}… there, {local['source_digest'][:12]}… here)"
+        )
+    return None
+
+
 def host_info() -> dict[str, Any]:
     from rtmw.host import cpu_fingerprint
 
     return {
-        "rtmw": rtmw.__version__,
-        "source_digest": source_digest(),
+        **local_identity(),
         "python": sys.executable,
         "python_version": platform.python_version(),
         "hostname": socket.gethostname(),
