@@ -201,10 +201,7 @@ def run_command(
         data = {"image_dir": image_dir, "ann_file": ann_file, "det_file": det_file,
                 "reference": reference}  # fmt: skip
         results = _bench_remote(paths, forwarded, data, remote, Path(out), quiet)
-        _summary(results)
-        click.echo(f"results: {Path(out) / 'results.json'} (ran on {remote['remote']})")
-        if any(e["status"] == "failed" for e in results["entries"]):
-            raise SystemExit(1)
+        _finish(results, out, f"ran on {remote['remote']}")
         return
     settings = BenchSettings(
         device=device,
@@ -223,9 +220,13 @@ def run_command(
         runtime_options=_runtime_options(runtime_option),
         flip_in_batch=flip_in_batch,
     )
-    results = bench(paths, settings, out, progress=not quiet)
+    _finish(bench(paths, settings, out, progress=not quiet), out, "+ results.md, plots")
+
+
+def _finish(results: dict[str, Any], out: str, where: str) -> None:
+    """One line per row, where the results are; exit 1 when a row failed."""
     _summary(results)
-    click.echo(f"results: {Path(out) / 'results.json'} (+ results.md, plots)")
+    click.echo(f"results: {Path(out) / 'results.json'} ({where})")
     if any(e["status"] == "failed" for e in results["entries"]):
         raise SystemExit(1)
 
