@@ -91,10 +91,9 @@ def main(out: str, count: int, shards: int, address: str | None) -> None:
     from rtmw.artifact import read_artifact
     from rtmw.calib import build_calibration_set
     from rtmw.data.evalset import load_eval_set
-    from rtmw.data.evaluation import evaluate_wholebody
     from rtmw.data.synthetic import make_dataset
     from rtmw.export import export
-    from rtmw.harness import run_accuracy
+    from rtmw.harness import run_accuracy, score
     from rtmw.models import demo_checkpoint
     from rtmw.workflows.fleet import FleetSpec, Shard, eval_shard, on_class, run_fleet
     from rtmw.workflows.fleet import pack_artifact as pack
@@ -147,12 +146,7 @@ def main(out: str, count: int, shards: int, address: str | None) -> None:
                 answer = ray.get(
                     on_class(task, spec.classes[name]).remote(tar, digest, "cpu", 1, whole, True, 8)
                 )
-                unsharded = evaluate_wholebody(
-                    eval_set.ann_file,
-                    answer["results"],
-                    box_source=eval_set.box_source,
-                    image_ids=[i.image_id for i in eval_set.items],
-                ).to_dict()
+                unsharded = score(eval_set, answer["results"]).to_dict()
                 merged = run.evaluations[job]["evaluation"]
                 checks.append(
                     {

@@ -11,6 +11,7 @@ from rtmw.harness.accuracy import (
     quantile_interval,
     reference_correct,
     run_accuracy,
+    score,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "quantile_interval",
     "reference_correct",
     "run_accuracy",
+    "score",
 ]

@@ -69,16 +69,21 @@ def predict(
     return results, raw
 
 
-def evaluate(pose: TopDown, eval_set: EvalSet, *, progress: bool = False) -> AccuracyRun:
-    """Six-part AP/AR of a pose pipeline on an evaluation set, with its raw predictions."""
-    results, raw = predict(pose, eval_set.items, progress=progress, desc="evaluate")
-    evaluation = evaluate_wholebody(
+def score(eval_set: EvalSet, results: list[dict[str, Any]]) -> WholeBodyEvaluation:
+    """Six-part AP/AR of results (before rescoring) made on every image of ``eval_set``,
+    however they were made (one process, or shards merged in image order)."""
+    return evaluate_wholebody(
         eval_set.ann_file,
         results,
         box_source=eval_set.box_source,
         image_ids=[item.image_id for item in eval_set.items],
     )
-    return AccuracyRun(evaluation, raw, results)
+
+
+def evaluate(pose: TopDown, eval_set: EvalSet, *, progress: bool = False) -> AccuracyRun:
+    """Six-part AP/AR of a pose pipeline on an evaluation set, with its raw predictions."""
+    results, raw = predict(pose, eval_set.items, progress=progress, desc="evaluate")
+    return AccuracyRun(score(eval_set, results), raw, results)
 
 
 def evaluate_pose(

@@ -517,7 +517,7 @@ def _sharded_evaluations(
     from tqdm import tqdm
 
     from rtmw.data.evalset import load_eval_set
-    from rtmw.data.evaluation import evaluate_wholebody
+    from rtmw.harness import score
 
     evaluation = spec.evaluation
     assert evaluation is not None
@@ -572,12 +572,7 @@ def _sharded_evaluations(
             continue
         answers.sort(key=lambda a: a["index"])
         results = [r for answer in answers for r in answer["results"]]
-        scored = evaluate_wholebody(
-            eval_set.ann_file,
-            results,
-            box_source=eval_set.box_source,
-            image_ids=[item.image_id for item in eval_set.items],
-        )
+        scored = score(eval_set, results)
         entry["accuracy"] = scored.to_dict()
         entry["accuracy_sharding"] = {
             "shards": len(answers),
