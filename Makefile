@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: install test test-servers test-capped test-base-install lint typecheck check clean demo gate-demo bench-baseline
+.PHONY: install test test-servers test-capped test-base-install lint typecheck check clean demo demo-3d gate-demo bench-baseline
 
 # The capped-ISA lane: the precision-sensitive tests again with the CPU held to AVX2, so that
 # an AVX-512/bf16 machine also exercises the AVX2 class. oneDNN (OpenVINO, torch) and ATen
@@ -56,6 +56,11 @@ test-base-install:
 demo:
 	@test -x $(VENV)/bin/rtmw-demo || $(MAKE) install
 	$(VENV)/bin/rtmw-demo --out results/demo
+
+# The same for RTMW3D: the 3D demo model on synthetic 3D figures, MPJPE per part, 3D gate
+demo-3d:
+	@test -x $(VENV)/bin/rtmw-demo || $(MAKE) install
+	$(VENV)/bin/rtmw-demo --3d --out results/demo-3d
 
 # The committed CPU baseline: rtmw-m-256x192, rtmw-l-256x192 and rtmw-l-384x288 (random
 # weights, exported latency-only) on every CPU target this machine runs, INT8 and bf16

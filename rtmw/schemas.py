@@ -103,6 +103,9 @@ ARTIFACT = FileSchema(
             "calibration",
             "verification",
             "io",
+            # RTMW3D artifacts: how simcc_z decodes; a reader that knows no "depth"
+            # refuses the artifact rather than run a 3D model as a 2D one
+            "depth",
             "options",
             "host",
             "created",

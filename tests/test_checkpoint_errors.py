@@ -146,10 +146,20 @@ def test_dwpose_distillation_file_rejected(
         load_checkpoint(path)
 
 
-def test_rtmw3d_rejected(state_dict: dict[str, torch.Tensor], tmp_path: Path) -> None:
+def test_rtmw3d_head_identified_and_checked(
+    state_dict: dict[str, torch.Tensor], tmp_path: Path
+) -> None:
+    """A 2D layout plus head.cls_z is an RTMW3D model (depth size from cls_z's length); a
+    cls_z that does not fit the GAU's width is refused with the tensor named."""
     three_d = dict(state_dict, **{"head.cls_z.weight": torch.zeros(512, 256)})
     path = _save({"state_dict": three_d}, tmp_path / "rtmw3d.pth")
-    with pytest.raises(NotRTMWError, match="RTMW3D"):
+    model, config = load_checkpoint(path)
+    assert config.is_3d and config.depth_size == 256 and config.name.startswith("rtmw3d-")
+    with torch.no_grad():
+        assert len(model(torch.zeros(1, 3, 256, 192))) == 3
+    wrong = dict(state_dict, **{"head.cls_z.weight": torch.zeros(512, 128)})
+    path = _save({"state_dict": wrong}, tmp_path / "rtmw3d-wrong.pth")
+    with pytest.raises(StateDictMismatch, match=r"head\.cls_z\.weight"):
         load_checkpoint(path)
 
 

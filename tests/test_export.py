@@ -127,8 +127,8 @@ def test_runtime_and_pipeline_match_torch(exported_case, target: str) -> None:
         ref_x, ref_y = reference_pose.run_model(batch)  # flip-fused logits
         cand_x, cand_y = pose.run_model(batch)
         end_to_end = pose(image, boxes)
-    reference = reference_pose.decode(ref_x, ref_y, batch)
-    result = pose.decode(cand_x, cand_y, batch)
+    reference = reference_pose.decode((ref_x, ref_y), batch)
+    result = pose.decode((cand_x, cand_y), batch)
     np.testing.assert_array_equal(end_to_end.keypoints, result.keypoints)
     limits = DEFAULT_TOLERANCES[read_artifact(out / target).manifest.precision]
     scale = max(np.abs(ref_x).max(), np.abs(ref_y).max())

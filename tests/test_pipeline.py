@@ -140,7 +140,7 @@ def test_flip_fusion_is_identity_for_a_mirror_consistent_model() -> None:
     index = list(FLIP_INDICES)
     flipped_x = simcc_x[:, index, ::-1]  # what a mirror-consistent model predicts on the flip
     flipped_y = simcc_y[:, index]
-    fused_x, fused_y = fuse_flip(simcc_x, simcc_y, flipped_x, flipped_y, FLIP_INDICES)
+    fused_x, fused_y = fuse_flip((simcc_x, simcc_y), (flipped_x, flipped_y), FLIP_INDICES)
     np.testing.assert_allclose(fused_x, simcc_x)
     np.testing.assert_allclose(fused_y, simcc_y)
 

@@ -50,11 +50,16 @@ class Budget:
     confidence: float
     resamples: int
     px_min_keypoints: int = 100
+    # RTMW3D: millimetres a part's root-aligned MPJPE / PA-MPJPE may grow over the
+    # reference's; None where the budgets file has no 3D tables (3D entries then fail)
+    mpjpe_rise: dict[str, float] | None = None
+    pa_mpjpe_rise: dict[str, float] | None = None
 
 
 BUDGET_KEYS = {"ap_drop", "px_p95", "min_speed_ratio", "apply_to", "confidence", "resamples",
-               "px_min_keypoints"}  # fmt: skip
+               "px_min_keypoints", "mpjpe_rise", "pa_mpjpe_rise"}  # fmt: skip
 PART_TABLES = ("ap_drop", "px_p95")
+PART_TABLES_3D = ("mpjpe_rise", "pa_mpjpe_rise")  # optional; complete when present
 
 
 @dataclass
@@ -115,7 +120,7 @@ def _check_keys(data: dict[str, Any], path: Path) -> None:
         if unknown:
             hint = " (px_p99 is now px_p95)" if "px_p99" in unknown else ""
             raise GateConfigError(f"{path}: [{name}] has unknown key(s) {sorted(unknown)}{hint}")
-        for table in PART_TABLES:
+        for table in (*PART_TABLES, *PART_TABLES_3D):
             if table in layer:
                 bad = set(layer[table]) - set(PARTS)
                 if bad:
@@ -143,6 +148,11 @@ def budget_for(budgets: dict[str, Any], target: str, precision: str) -> Budget:
         missing = [p for p in PARTS if p not in table]
         if missing:
             raise GateConfigError(f"budget {key} for {target} lacks parts: {', '.join(missing)}")
+    for key in PART_TABLES_3D:
+        table = merged.get(key)
+        missing = [p for p in PARTS if table is not None and p not in table]
+        if missing:
+            raise GateConfigError(f"budget {key} for {target} lacks parts: {', '.join(missing)}")
     try:
         return _budget(merged)
     except (TypeError, ValueError) as exc:
@@ -156,6 +166,10 @@ def _budget(merged: dict[str, Any]) -> Budget:
     if apply_to not in APPLY_TO:
         raise GateConfigError(f"apply_to must be one of {APPLY_TO}, got {apply_to!r}")
     ratio = merged.get("min_speed_ratio")
+    three_d = {
+        key: {p: float(merged[key][p]) for p in PARTS} if key in merged else None
+        for key in PART_TABLES_3D
+    }
     return Budget(
         ap_drop={p: float(merged["ap_drop"][p]) for p in PARTS},
         px_p95={p: float(merged["px_p95"][p]) for p in PARTS},
@@ -164,6 +178,8 @@ def _budget(merged: dict[str, Any]) -> Budget:
         confidence=float(merged.get("confidence", 0.95)),
         resamples=int(merged.get("resamples", 200)),
         px_min_keypoints=int(merged.get("px_min_keypoints", 100)),
+        mpjpe_rise=three_d["mpjpe_rise"],
+        pa_mpjpe_rise=three_d["pa_mpjpe_rise"],
     )
 
 
@@ -281,6 +297,7 @@ def gate_entry(
             else:
                 checks.append(Check(name, part, "ap_drop", judged, limit, judged <= limit, detail))
         checks.append(_px_check(name, part, fid_parts.get(part) or {}, budget))
+    checks.extend(_checks_3d(name, ref, cand, budget))
     if budget.min_speed_ratio is not None:
         ref_speed = _best_speed(ref)
         cand_speed = _best_speed(cand)
@@ -291,6 +308,35 @@ def gate_entry(
             ratio = cand_speed / ref_speed
             checks.append(Check(name, "all", "speed_ratio", ratio, budget.min_speed_ratio,
                                 ratio >= budget.min_speed_ratio))  # fmt: skip
+    return checks
+
+
+def _checks_3d(name: str, ref: dict[str, Any], cand: dict[str, Any], budget: Budget) -> list[Check]:
+    """MPJPE and PA-MPJPE rise per part (mm) when the reference was scored in 3D."""
+    ref_3d = (ref.get("accuracy") or {}).get("3d")
+    if ref_3d is None:
+        return []
+    cand_3d = (cand.get("accuracy") or {}).get("3d")
+    checks = []
+    for metric, key, limits in (
+        ("mpjpe_rise", "mpjpe_mm", budget.mpjpe_rise),
+        ("pa_mpjpe_rise", "pa_mpjpe_mm", budget.pa_mpjpe_rise),
+    ):
+        if limits is None:
+            reason = f"the reference has 3D figures but the budgets no {metric}"
+            checks.append(Check(name, "all", metric, None, None, False, reason))
+            continue
+        for part in PARTS:
+            ref_mm = (ref_3d.get(key) or {}).get(part)
+            cand_mm = ((cand_3d or {}).get(key) or {}).get(part)
+            if not (_finite(ref_mm) and _finite(cand_mm)):
+                checks.append(Check(name, part, metric, None, limits[part], False,
+                                    "3D error missing or NaN in a run"))  # fmt: skip
+                continue
+            rise = float(cand_mm) - float(ref_mm)
+            detail = f"{float(cand_mm):.1f} mm vs reference {float(ref_mm):.1f} mm"
+            checks.append(Check(name, part, metric, rise, limits[part], rise <= limits[part],
+                                detail))  # fmt: skip
     return checks
 
 

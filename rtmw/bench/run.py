@@ -221,6 +221,7 @@ def bench_artifact(
                 eval_set,
                 flip=settings.flip,
                 max_batch=max(settings.batches),
+                depth=runtime.depth,
             )
             entry["accuracy"] = accuracy.to_dict()
             entry["predictions"] = _save_predictions(accuracy, out_dir, entry["name"])
@@ -260,7 +261,7 @@ def measure_speed(runtime: Runtime, artifact: Artifact, settings: BenchSettings)
         }
         pose = TopDown(
             runtime.infer, manifest.input_size, flip_test=settings.flip, max_batch=batch,
-            flip_in_batch=settings.flip_in_batch,
+            flip_in_batch=settings.flip_in_batch, depth=runtime.depth,
         )  # fmt: skip
         reset_peak_rss()
         figures["e2e"][str(batch)] = {
@@ -358,7 +359,7 @@ def _baseline(
                 )
                 pose = TopDown(
                     runtime.infer, artifact.manifest.input_size, flip_test=settings.flip,
-                    max_batch=1,
+                    max_batch=1, depth=runtime.depth,
                 )  # fmt: skip
                 timing = time_frame(pose, frame, boxes, settings.plan)
             return {
@@ -456,8 +457,9 @@ def _reference(
         raise UsageError(f"--reference {ref_path}: {LATENCY_ONLY_REFUSAL}")
     with runtimes.open(artifact, device="cpu", threads=settings.threads) as runtime:
         run = run_accuracy(
-            runtime.infer, artifact.manifest.input_size, eval_set, flip=settings.flip
-        )
+            runtime.infer, artifact.manifest.input_size, eval_set, flip=settings.flip,
+            depth=runtime.depth,
+        )  # fmt: skip
     return run, ref_path.name
 
 
@@ -477,7 +479,9 @@ def _settings_record(
     if eval_set is not None:
         data = {
             "image_dir": settings.image_dir,
-            "ann_file": settings.ann_file,
+            # the file evaluated: an H3WB release is read through its converted copy
+            "ann_file": str(eval_set.ann_file),
+            "ann_given": settings.ann_file,
             "det_file": settings.det_file,
             "ann_sha256": sha256_file(Path(settings.ann_file or "")),
             "image_ids": [item.image_id for item in eval_set.items],

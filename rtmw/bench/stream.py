@@ -20,7 +20,7 @@ import numpy as np
 from rtmw.pipeline import CropBatch, PoseResult, TopDown
 from rtmw.runtimes.base import Runtime
 
-InFlight = tuple[float, CropBatch, "Future[tuple[np.ndarray, np.ndarray]]"]
+InFlight = tuple[float, CropBatch, "Future[tuple[np.ndarray, ...]]"]
 
 
 def stream(
@@ -36,7 +36,7 @@ def stream(
     keep: bool = False,
 ) -> dict[str, Any]:
     """Feed ``frames`` copies of one multi-person frame through the overlapped pipeline."""
-    pose = TopDown(runtime.infer, input_size, flip_test=flip, max_batch=None)
+    pose = TopDown(runtime.infer, input_size, flip_test=flip, max_batch=None, depth=runtime.depth)
     for _ in range(warmup):
         pose(frame, boxes)
     pending: queue.Queue[InFlight | None] = queue.Queue(maxsize=depth)
@@ -60,9 +60,7 @@ def stream(
     producer.start()
     while (item := pending.get()) is not None:
         submitted, batch, future = item
-        simcc_x, simcc_y = future.result()
-        fused_x, fused_y = pose.model_outputs(simcc_x, simcc_y, len(batch))
-        result = pose.decode(fused_x, fused_y, batch)
+        result = pose.decode(pose.model_outputs(future.result(), len(batch)), batch)
         if keep:
             kept.append(result)
         latencies.append((time.perf_counter() - submitted) * 1000.0)

@@ -11,7 +11,8 @@ from rtmw.cli._common import exit_code_epilog, verbosity, vocab_option
 
 @click.command(
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog="Example:\n\n\b\n  rtmw-demo --out results/demo"
+    epilog="Examples:\n\n\b\n  rtmw-demo --out results/demo\n"
+    "  rtmw-demo --3d --out results/demo-3d   # RTMW3D: MPJPE per part and the 3D gate"
     + exit_code_epilog("a target this machine should build did not build or run"),
 )
 @vocab_option(
@@ -24,12 +25,19 @@ from rtmw.cli._common import exit_code_epilog, verbosity, vocab_option
 @click.option(
     "--calib-seed", default=0, show_default=True, help="Seed of the calibration-set sampling."
 )
+@click.option(
+    "--3d", "three_d", is_flag=True,
+    help="The RTMW3D demo model on synthetic 3D figures (MPJPE per part, 3D gate).",
+)  # fmt: skip
 @verbosity
-def main(out: str, val_images: int, seconds: float, calib_seed: int, quiet: bool) -> None:
+def main(
+    out: str, val_images: int, seconds: float, calib_seed: int, three_d: bool, quiet: bool
+) -> None:
     """Run the whole product on the embedded demo model and synthetic data."""
     from rtmw.workflows.demo import DemoSettings, run_demo
 
-    settings = DemoSettings(val_images=val_images, seconds=seconds, calib_seed=calib_seed)
+    settings = DemoSettings(val_images=val_images, seconds=seconds, calib_seed=calib_seed,
+                            three_d=three_d)  # fmt: skip
     status = run_demo(Path(out), settings, say=click.echo)
     # the demo succeeded when every target it should build was built and benchmarked; the
     # gate's verdict is one of its results, not its exit status

@@ -34,7 +34,11 @@ def main(checkpoint: str, as_json: bool, quiet: bool) -> None:
         "tensors": len(contents.state_dict),
         "wrapper_prefix": contents.stripped_prefix,
         "published_wholebody_ap": config.published.ap["wholebody"] if config.published else None,
+        "outputs": list(config.output_names),
     }
+    if config.is_3d:  # RTMW3D: the codec the third output decodes with
+        record["depth"] = {"depth_size": config.depth_size, "z_range": config.z_range,
+                           "root_index": list(config.root_index)}  # fmt: skip
     if as_json:
         click.echo(json.dumps(record, indent=2))
         return

@@ -19,6 +19,9 @@ logger = logging.getLogger(__name__)
         "Examples:\n\n\b\n"
         "  # the embedded demo model, from nothing (synthetic data is generated)\n"
         "  rtmw-train --model rtmw-demo-256x192 --synthetic 3000 --iters 3000 --out runs/demo\n"
+        "  # the RTMW3D demo: the 2D demo's weights plus a z classifier, on synthetic 3D figures\n"
+        "  rtmw-train --model rtmw3d-demo-wide-256x192 --init rtmw/models/weights/"
+        "rtmw-demo-wide_synthetic-3000it-256x192-c56865b3.pth --synthetic 3000 --out runs/3d\n"
         "  # fine-tune an official checkpoint on your own COCO-WholeBody-format data\n"
         "  rtmw-train --init rtmw-dw-l-m_simcc-cocktail14_270e-256x192-20231122.pth \\\n"
         "      --images data/train/ --ann data/train.json \\\n"
@@ -27,7 +30,10 @@ logger = logging.getLogger(__name__)
     ),
 )
 @click.option("--model", default="rtmw-demo-256x192", show_default=True, help="Zoo architecture.")
-@click.option("--init", type=click.Path(dir_okay=False), help="Checkpoint to fine-tune from.")
+@click.option(
+    "--init", type=click.Path(dir_okay=False),
+    help="Checkpoint to fine-tune from (a 2D RTMW one starts an RTMW3D --model, cls_z new).",
+)  # fmt: skip
 @vocab_option("image_dir", type=click.Path(file_okay=False), help="Training image folder.")
 @vocab_option("ann_file", type=click.Path(dir_okay=False), help="Training COCO-WholeBody JSON.")
 @click.option("--val-images", type=click.Path(file_okay=False), help="Validation image folder.")
@@ -98,15 +104,18 @@ def main(
         if images or ann:
             raise InputError("give either --synthetic or --images/--ann, not both")
         from rtmw.data.synthetic import SyntheticDataset, existing_dataset, make_dataset
+        from rtmw.models import get_config
 
+        # a 3D model trains on 3D figures (root-relative depth known exactly)
+        depth = get_config(model).is_3d
         data_root = Path(out) / "data"
         splits = {"train": (synthetic, seed + 1), "val": (max(synthetic // 20, 10), seed + 2)}
         made: dict[str, SyntheticDataset] = {}
         for split, (count, split_seed) in splits.items():
             # seeded, so a resumed run may reuse what it drew before
-            found = existing_dataset(data_root, split) if resume else None
+            found = existing_dataset(data_root, split, depth=depth) if resume else None
             made[split] = found or make_dataset(
-                data_root, count, split_seed, split=split, progress=not quiet
+                data_root, count, split_seed, split=split, progress=not quiet, depth=depth
             )
         images, ann = str(made["train"].image_dir), str(made["train"].ann_file)
         val_images, val_ann = str(made["val"].image_dir), str(made["val"].ann_file)

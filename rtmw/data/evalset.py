@@ -56,6 +56,9 @@ def load_eval_set(
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
         raise DataError(f"image folder not found: {image_dir}")
+    from rtmw.data.h3wb import as_coco
+
+    ann_file = as_coco(ann_file, image_dir)  # an H3WB release file, converted once
     anns = load_annotations(ann_file)
     image_ids = sorted(anns.images)
     if limit is not None:
@@ -78,7 +81,8 @@ def load_eval_set(
     else:
         by_image: dict[int, list[np.ndarray]] = {}
         for person in anns.persons:
-            if person.iscrowd or not (person.keypoints[:, 2] > 0).any():
+            labelled = (person.keypoints[:, 2] > 0).any() or person.has_3d
+            if person.iscrowd or not labelled:
                 continue
             by_image.setdefault(person.image_id, []).append(person.bbox_xyxy)
         wanted = set(image_ids)

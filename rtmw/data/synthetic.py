@@ -167,6 +167,8 @@ class Figure:
     arm_in_front: tuple[bool, bool]  # (right arm, left arm)
     palm_front: tuple[bool, bool]
     extras: dict[str, Any] = field(default_factory=dict)
+    # root-relative depth of every keypoint in metres (3D figures only): + is farther away
+    depth: np.ndarray | None = None
 
     def transformed(self, scale: float, angle: float, offset: np.ndarray) -> Figure:
         rot = _rot(angle)
@@ -183,6 +185,7 @@ class Figure:
             self.arm_in_front,
             self.palm_front,
             extras,
+            self.depth,
         )
 
 
@@ -347,6 +350,87 @@ def _pose_figure(rng: np.random.Generator) -> Figure:
     )
 
 
+# ----------------------------------------------------------------------------- depth (3D)
+
+ROOT_INDEX = (11, 12)  # the hips: depth is relative to their mean, as RTMW3D's codec sets it
+
+
+def _lift_depth(fig: Figure, rng: np.random.Generator) -> np.ndarray:
+    """Root-relative depth (body units, + away from the camera) of a frontal figure.
+
+    Each bone leaves the image plane at its own angle, so the 3D skeleton's orthographic
+    projection is exactly the 2D figure (its drawn bones are the foreshortened ones). The
+    angles follow what the picture shows: an arm drawn in front of the torso points
+    toward the camera, one drawn behind it away; toes point forward; the face is convex
+    around the nose; shoulders and hips turn together with the torso.
+    """
+    kp = fig.keypoints
+    z = np.zeros(NUM_KEYPOINTS)
+
+    def bone(child: int, parent: int, angle: float) -> None:
+        length = float(np.linalg.norm(kp[child] - kp[parent]))
+        z[child] = z[parent] + length * math.tan(float(np.clip(angle, -1.2, 1.2)))
+
+    twist = rng.normal(0.0, 0.25)
+    for left, right in ((5, 6), (11, 12)):
+        half = (kp[left, 0] - kp[right, 0]) / 2  # the person's left is image +x
+        z[left], z[right] = half * math.tan(twist), -half * math.tan(twist)
+    for (shoulder, elbow, wrist, part), front in zip(
+        ((6, 8, 10, "righthand"), (5, 7, 9, "lefthand")), fig.arm_in_front, strict=True
+    ):
+        upper = -rng.uniform(0.35, 1.0) if front else rng.uniform(-0.25, 0.5)
+        fore = upper + rng.normal(0.0, 0.4)
+        bone(elbow, shoulder, upper)
+        bone(wrist, elbow, fore)
+        hand = PART_SLICES[part]
+        tilt = math.tan(float(np.clip(fore + rng.normal(0.0, 0.3), -1.2, 1.2)))
+        offsets = np.linalg.norm(kp[hand] - kp[wrist], axis=1)
+        z[hand] = z[wrist] + offsets * tilt
+        z[hand.start] = z[wrist]  # the hand root is the wrist
+    foot = PART_SLICES["foot"].start
+    for hip, knee, ankle, toes in ((12, 14, 16, foot + 3), (11, 13, 15, foot)):
+        bone(knee, hip, rng.normal(-0.1, 0.35))
+        bone(ankle, knee, rng.normal(0.1, 0.3))
+        bone(toes, ankle, -rng.uniform(0.7, 1.1))  # big toe
+        bone(toes + 1, ankle, -rng.uniform(0.6, 1.0))  # small toe
+        bone(toes + 2, ankle, rng.uniform(0.2, 0.6))  # heel, behind the ankle
+    neck_z = (z[5] + z[6]) / 2
+    head_z = neck_z + rng.normal(-0.01, 0.015)
+    face = PART_SLICES["face"]
+    pts = kp[face]
+    center = pts.mean(0)
+    radius = fig.head_radius
+    lateral = np.clip(np.abs(pts[:, 0] - center[0]) / radius, 0.0, 1.0)
+    z[face] = head_z - radius * 0.9 * (1.0 - lateral**2)
+    z[0] = z[face.start + 30]  # nose: the nose tip
+    z[1] = z[face.start + 42 : face.start + 48].mean()
+    z[2] = z[face.start + 36 : face.start + 42].mean()
+    z[3] = z[4] = head_z + radius * 0.3  # ears, behind the face
+    relative: np.ndarray = z - z[list(ROOT_INDEX)].mean()
+    return relative
+
+
+def _perspective(fig: Figure, depth_m: np.ndarray, focal: float, principal: np.ndarray,
+                 root_z: float) -> Figure:  # fmt: skip
+    """A placed (orthographic) figure seen by a pinhole camera: each keypoint's offset from
+    the principal point scales by root_z / (root_z + z), the head with its face."""
+    ratio = root_z / (root_z + depth_m)
+    points = principal + (fig.keypoints - principal) * ratio[:, None]
+    face = PART_SLICES["face"]
+    extras = dict(fig.extras)
+    head_ratio = float(ratio[face].mean())
+    extras["head_center"] = principal + (fig.extras["head_center"] - principal) * head_ratio
+    return Figure(points, fig.style, fig.head_radius * head_ratio, fig.limb_width,
+                  fig.arm_in_front, fig.palm_front, extras, depth_m)  # fmt: skip
+
+
+def _depth_shade(color: Color, fig: Figure, indices: list[int]) -> Color:
+    """Farther parts drawn darker (a depth cue the picture carries); 2D figures unchanged."""
+    if fig.depth is None:
+        return color
+    return _shade(color, float(np.clip(1.0 - 1.5 * fig.depth[indices].mean(), 0.45, 1.6)))
+
+
 # ----------------------------------------------------------------------------- drawing
 
 
@@ -412,8 +496,10 @@ def _draw_limb(
     canvas.paint(owner, draw)
 
 
-def _draw_hand(canvas: _Canvas, owner: int, hand: np.ndarray, fig: Figure) -> None:
-    skin, dark = fig.style.skin, fig.style.outline
+def _draw_hand(
+    canvas: _Canvas, owner: int, hand: np.ndarray, fig: Figure, skin: Color | None = None
+) -> None:
+    skin, dark = skin or fig.style.skin, fig.style.outline
     finger_w = max(1.0, fig.limb_width * 0.28)
 
     def draw(img: np.ndarray, mask_value: int | None) -> None:
@@ -506,16 +592,17 @@ def _draw_figure(canvas: _Canvas, owner: int, fig: Figure, rng: np.random.Genera
 
     def arm(side: str) -> None:
         s, e, wr = (6, 8, 10) if side == "right" else (5, 7, 9)
-        _draw_limb(canvas, owner, [kp[s], kp[e]], st.shirt, w * 0.95)
-        _draw_limb(canvas, owner, [kp[e], kp[wr]], st.sleeve, w * 0.8)
+        _draw_limb(canvas, owner, [kp[s], kp[e]], _depth_shade(st.shirt, fig, [s, e]), w * 0.95)
+        _draw_limb(canvas, owner, [kp[e], kp[wr]], _depth_shade(st.sleeve, fig, [e, wr]), w * 0.8)
         hand = kp[PART_SLICES["righthand" if side == "right" else "lefthand"]]
-        _draw_hand(canvas, owner, hand, fig)
+        _draw_hand(canvas, owner, hand, fig, _depth_shade(st.skin, fig, [wr]))
 
     for side, front in zip(("right", "left"), fig.arm_in_front, strict=True):
         if not front:
             arm(side)
     for h, k, a, f in ((12, 14, 16, foot + 3), (11, 13, 15, foot)):
-        _draw_limb(canvas, owner, [kp[h], kp[k], kp[a]], st.pants, w * 1.15)
+        pants = _depth_shade(st.pants, fig, [k, a])
+        _draw_limb(canvas, owner, [kp[h], kp[k], kp[a]], pants, w * 1.15)
         _draw_foot(canvas, owner, kp[a], kp[f : f + 3], fig)
     torso = kp[[5, 6, 12, 11]]
     neck_base = (kp[5] + kp[6]) / 2
@@ -715,9 +802,20 @@ def _simulated_detections(
 
 
 def render_image(
-    rng: np.random.Generator, image_id: int, first_ann_id: int, size: tuple[int, int] | None = None
+    rng: np.random.Generator,
+    image_id: int,
+    first_ann_id: int,
+    size: tuple[int, int] | None = None,
+    *,
+    depth_rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, list[dict[str, Any]], list[dict[str, Any]]]:
-    """One image with 1–4 figures: (BGR image, annotations, simulated detections)."""
+    """One image with 1–4 figures: (BGR image, annotations, simulated detections).
+
+    With ``depth_rng`` the figures are 3D skeletons seen by a pinhole camera (focal
+    1.2 × the image's long side, principal point at its centre): annotations gain
+    ``keypoints_3d`` (camera frame, metres) and ``camera_param``; the 2D stream of
+    random numbers is the same, so the 2D data of a seed does not change.
+    """
     if size is None:
         width = int(rng.integers(40, 81)) * 8
         height = int(rng.integers(40, 65)) * 8
@@ -726,6 +824,9 @@ def render_image(
     canvas = _Canvas(_background(rng, width, height))
     n_persons = int(rng.choice([1, 1, 2, 2, 3, 4]))
     figures = []
+    focal = 1.2 * max(width, height)
+    principal = np.array([width / 2, height / 2])
+    cameras: list[tuple[np.ndarray, float] | None] = []
     for owner in range(n_persons):
         fig = _pose_figure(rng)
         person_h = (
@@ -745,6 +846,16 @@ def render_image(
             else:
                 cx = rng.uniform(0.95, 1.1) * width
         placed = fig.transformed(person_h, angle, np.array([cx, top]))
+        if depth_rng is not None:
+            height_m = depth_rng.uniform(1.55, 1.9)  # the figure's height in metres
+            depth_m = _lift_depth(fig, depth_rng) * height_m
+            root_z = focal * height_m / person_h  # its hips' distance from the camera
+            # camera-frame metres of the skeleton whose projection is drawn
+            xy = (placed.keypoints - principal) * (root_z / focal)
+            cameras.append((np.column_stack([xy, root_z + depth_m]), root_z))
+            placed = _perspective(placed, depth_m, focal, principal, root_z)
+        else:
+            cameras.append(None)
         _draw_figure(canvas, owner, placed, rng)
         figures.append(placed)
     for fig in figures:
@@ -755,6 +866,15 @@ def render_image(
     for owner, fig in enumerate(figures):
         ann = _annotate(canvas, owner, fig, first_ann_id + len(anns), image_id)
         if ann is not None:
+            camera = cameras[owner]
+            if camera is not None:
+                points_3d, root_z = camera
+                ann["keypoints_3d"] = np.round(points_3d, 5).reshape(-1).tolist()
+                ann["camera_param"] = {
+                    "f": [focal, focal],
+                    "c": [float(principal[0]), float(principal[1])],
+                }
+                ann["root_z"] = round(float(root_z), 5)
             anns.append(ann)
     image = canvas.image
     if rng.random() < 0.3:
@@ -772,8 +892,12 @@ def make_dataset(
     split: str = "val",
     image_format: str = "jpg",
     progress: bool = True,
+    depth: bool = False,
 ) -> SyntheticDataset:
     """Write images, a COCO-WholeBody annotation file and a person-detection file.
+
+    ``depth`` draws 3D figures (see :func:`render_image`): the same layout, with 3D
+    ground truth in every annotation, under ``annotations/coco_wholebody3d_<split>.json``.
 
     Layout (mirrors COCO-WholeBody's): ``images/<split>/000000000001.jpg``,
     ``annotations/coco_wholebody_<split>_v1.0.json``,
@@ -796,7 +920,10 @@ def make_dataset(
     for index in iterator:
         image_id = index + 1
         rng = np.random.default_rng([seed, index])
-        image, anns, dets = render_image(rng, image_id, first_ann_id=len(annotations) + 1)
+        depth_rng = np.random.default_rng([seed, index, 3]) if depth else None
+        image, anns, dets = render_image(
+            rng, image_id, first_ann_id=len(annotations) + 1, depth_rng=depth_rng
+        )
         file_name = f"{image_id:012d}.{image_format}"
         if not cv2.imwrite(str(image_dir / file_name), image, params):
             raise OSError(f"could not write {image_dir / file_name}")
@@ -810,14 +937,15 @@ def make_dataset(
         )
         annotations.extend(anns)
         detections.extend(dets)
-    ann_file = root / "annotations" / f"coco_wholebody_{split}_v1.0.json"
+    ann_file = root / "annotations" / annotation_name(split, depth)
     det_file = root / "detections" / f"{split}_person_detections.json"
     coco = {
         "info": {
-            "description": f"rtmw synthetic COCO-WholeBody, seed {seed}",
+            "description": f"rtmw synthetic COCO-WholeBody{' 3D' if depth else ''}, seed {seed}",
             "version": "1.0",
             "rtmw_generator": GENERATOR_VERSION,
             "seed": seed,
+            **({"depth": True} if depth else {}),
         },
         "licenses": [],
         "images": images,
@@ -830,10 +958,16 @@ def make_dataset(
     return SyntheticDataset(root, image_dir, ann_file, det_file, len(images), len(annotations))
 
 
-def existing_dataset(out_dir: str | Path, split: str) -> SyntheticDataset | None:
+def annotation_name(split: str, depth: bool = False) -> str:
+    return f"coco_wholebody3d_{split}.json" if depth else f"coco_wholebody_{split}_v1.0.json"
+
+
+def existing_dataset(
+    out_dir: str | Path, split: str, *, depth: bool = False
+) -> SyntheticDataset | None:
     """A split written earlier by this generator version, or None (then write it anew)."""
     root = Path(out_dir)
-    ann_file = root / "annotations" / f"coco_wholebody_{split}_v1.0.json"
+    ann_file = root / "annotations" / annotation_name(split, depth)
     det_file = root / "detections" / f"{split}_person_detections.json"
     if not (ann_file.is_file() and det_file.is_file()):
         return None

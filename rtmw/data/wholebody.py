@@ -61,6 +61,22 @@ class PersonAnnotation:
     keypoints: np.ndarray  # (133, 3): x, y, v
     iscrowd: bool
     part_valid: dict[str, bool]
+    # 3D ground truth (RTMW3D data: H3WB, synthetic 3D): camera-frame metres (133, 3),
+    # the pinhole camera {"f": [fx, fy], "c": [cx, cy]} and the root's depth (metres)
+    keypoints_3d: np.ndarray | None = None
+    camera: dict[str, list[float]] | None = None
+    root_z: float | None = None
+    # which 3D keypoints are labelled (H3WB: all); None: the 2D labels say (v > 0)
+    valid_3d: np.ndarray | None = None
+
+    @property
+    def mask_3d(self) -> np.ndarray:
+        mask: np.ndarray = self.valid_3d if self.valid_3d is not None else self.keypoints[:, 2] > 0
+        return mask
+
+    @property
+    def has_3d(self) -> bool:
+        return self.keypoints_3d is not None
 
     @property
     def bbox_xyxy(self) -> np.ndarray:
@@ -109,8 +125,38 @@ def keypoints_from_annotation(ann: Mapping[str, Any], where: str = "annotation")
     return np.concatenate(parts, axis=0)
 
 
+ROOT_INDEX = (11, 12)  # the hips: RTMW3D's and H3WB's root (pelvis)
+
+
+def _three_d(
+    ann: Mapping[str, Any], where: str
+) -> tuple[np.ndarray | None, dict[str, list[float]] | None, float | None]:
+    """The optional 3D fields of an annotation: ``keypoints_3d`` (133 × [X, Y, Z] metres,
+    camera frame), ``camera_param`` ({"f", "c"}) and ``root_z`` (default: the hips' depth)."""
+    values = ann.get("keypoints_3d")
+    if values is None:
+        return None, None, None
+    try:
+        points = np.asarray(values, dtype=np.float64).reshape(NUM_KEYPOINTS, 3)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: keypoints_3d must hold {NUM_KEYPOINTS * 3} numbers") from None
+    if not np.isfinite(points).all():
+        raise DataError(f"{where}: keypoints_3d holds NaN or Inf")
+    camera = ann.get("camera_param")
+    parsed = None
+    if camera is not None:
+        try:
+            parsed = {key: [float(v) for v in camera[key]][:2] for key in ("f", "c")}
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"{where}: camera_param needs f and c, two numbers each") from None
+    root_z = ann.get("root_z")
+    root = float(root_z) if root_z is not None else float(points[list(ROOT_INDEX), 2].mean())
+    return points, parsed, root
+
+
 def load_annotations(path: str | Path) -> WholeBodyAnnotations:
-    """Read a COCO-WholeBody v1.0 annotation file (person category only)."""
+    """Read a COCO-WholeBody v1.0 annotation file (person category only); 3D fields
+    (``keypoints_3d``, ``camera_param``, ``root_z``) are read when present."""
     data = _read_json(path, "annotation file")
     if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
         raise DataError(f"{path}: not a COCO annotation file (needs 'images' and 'annotations')")
@@ -142,6 +188,15 @@ def load_annotations(path: str | Path) -> WholeBodyAnnotations:
             "righthand": bool(ann.get("righthand_valid", True)),
             "foot": bool(ann.get("foot_valid", True)),
         }
+        keypoints_3d, camera, root_z = _three_d(ann, where)
+        visible_3d = ann.get("keypoints_3d_visible")
+        valid_3d = (
+            np.asarray(visible_3d, dtype=np.float64).reshape(-1) > 0
+            if visible_3d is not None and keypoints_3d is not None
+            else None
+        )
+        if valid_3d is not None and valid_3d.shape != (NUM_KEYPOINTS,):
+            raise DataError(f"{where}: keypoints_3d_visible must hold {NUM_KEYPOINTS} flags")
         persons.append(
             PersonAnnotation(
                 id=int(ann["id"]),
@@ -151,6 +206,10 @@ def load_annotations(path: str | Path) -> WholeBodyAnnotations:
                 keypoints=keypoints_from_annotation(ann, where),
                 iscrowd=bool(ann.get("iscrowd", 0)),
                 part_valid=valid,
+                keypoints_3d=keypoints_3d,
+                camera=camera,
+                root_z=root_z,
+                valid_3d=valid_3d,
             )
         )
     return WholeBodyAnnotations(images, persons, Path(path))

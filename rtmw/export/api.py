@@ -44,6 +44,7 @@ from rtmw.export.registry import (
 from rtmw.export.verify import (
     DEFAULT_TOLERANCES,
     LATENCY_ONLY,
+    DepthScale,
     StructureReport,
     Tolerances,
     VerificationReport,
@@ -53,8 +54,9 @@ from rtmw.export.verify import (
     verification_inputs,
 )
 from rtmw.host import cpu_fingerprint
-from rtmw.models import model_from_contents, read_checkpoint
+from rtmw.models import RTMWConfig, model_from_contents, read_checkpoint
 from rtmw.models.inference import TorchInference
+from rtmw.pipeline import DepthCodec
 from rtmw.schemas import Status
 
 logger = logging.getLogger(__name__)
@@ -90,9 +92,28 @@ class ExportResult:
                 f"max|Δ| {max(v['max_abs_diff_x'], v['max_abs_diff_y']):.3g} "
                 f"argmax {v['argmax_agreement']:.1%} kp p99 {format_px(v['keypoint_px_p99'])}"
             )
+            if v.get("max_abs_diff_z") is not None:
+                z_p99 = v.get("depth_m_p99")
+                figures += (
+                    f" | z max|Δ| {v['max_abs_diff_z']:.3g} argmax {v['argmax_agreement_z']:.1%}"
+                    f" p99 {'–' if z_p99 is None else f'{z_p99 * 1000:.1f} mm'}"
+                )
             size = f"{self.size_mb:7.1f} MB {self.seconds:6.1f} s"
             return f"{self.target:<14} ok        {size}  {figures}"
         return f"{self.target:<14} {self.status.value:<9} {self.reason}"
+
+
+def depth_codec(config: RTMWConfig) -> dict[str, Any] | None:
+    """What decoding a 3D model's simcc_z needs, recorded in its artifacts."""
+    if config.depth_size is None:
+        return None
+    return DepthCodec(config.depth_size, config.z_range, config.root_index).to_dict()
+
+
+def depth_scale(config: RTMWConfig) -> DepthScale | None:
+    if config.depth_size is None:
+        return None
+    return DepthScale(config.depth_size, config.z_range)
 
 
 def expand_targets(targets: str | Sequence[str], *, include_int8: bool = True) -> list[str]:
@@ -216,7 +237,9 @@ def _write_artifact(
             calibration=ctx.calibration.describe()
             if spec.precision == "int8" and ctx.calibration is not None
             else None,
-            io=output.io,
+            # the outputs are the model's, whatever the target: simcc_x, simcc_y (+ simcc_z)
+            io={**output.io, "outputs": list(ctx.config.output_names)},
+            depth=depth_codec(ctx.config),
             options=output.options,
             host=cpu_fingerprint(),
             created=now_utc(),
@@ -228,7 +251,9 @@ def _write_artifact(
             report: VerificationReport | StructureReport = (
                 check_structure(runner, torch_reference, inputs)
                 if ctx.options.latency_only
-                else compare(runner, torch_reference, inputs, tolerances)
+                else compare(
+                    runner, torch_reference, inputs, tolerances, depth=depth_scale(ctx.config)
+                )
             )
             ran_on, execution = runner.device, dict(runner.execution)
         finally:

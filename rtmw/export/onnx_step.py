@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 INPUT_NAME = "input"
-OUTPUT_NAMES = ("simcc_x", "simcc_y")
+OUTPUT_NAMES = ("simcc_x", "simcc_y")  # a 2D model's; RTMW3D adds simcc_z (config.output_names)
 
 # Node-name fragments (TorchScript exporter scopes) kept in FP32 by FP16 conversions:
 # ScaleNorm's ‖x‖₂ overflows FP16, and the GAU's squared-ReLU attention sums 133
@@ -61,7 +61,8 @@ def export_onnx(
     onnx: Any = import_backend("onnx", "onnx")
     width, height = config.input_size
     dummy = torch.zeros(1, 3, height, width)
-    dynamic = {name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)}
+    outputs = config.output_names
+    dynamic = {name: {0: "batch"} for name in (INPUT_NAME, *outputs)}
     # torch's exporter warns with whole TorchScript graphs; the outcome is what counts
     with contextlib.redirect_stdout(io.StringIO()), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -72,7 +73,7 @@ def export_onnx(
             dynamo=False,
             opset_version=opset,
             input_names=[INPUT_NAME],
-            output_names=list(OUTPUT_NAMES),
+            output_names=list(outputs),
             dynamic_axes=dynamic,
             do_constant_folding=True,
         )
@@ -128,8 +129,9 @@ def convert_fp16(src: Path, dst: Path) -> Path:
 
 
 def standard_io(file: str) -> dict[str, Any]:
-    """The I/O record of an artifact whose model takes ``input`` and returns simcc_x/y."""
-    return {"file": file, "input": INPUT_NAME, "outputs": list(OUTPUT_NAMES), "batch": "dynamic"}
+    """The I/O record of an artifact whose model takes ``input`` (the export adds the
+    model's output names: simcc_x, simcc_y and, for RTMW3D, simcc_z)."""
+    return {"file": file, "input": INPUT_NAME, "batch": "dynamic"}
 
 
 def fp32_onnx(ctx: ExportContext) -> Path:

@@ -33,6 +33,7 @@ HEAD_HIGH_PRECISION = (
     "/head/gau/",
     "/head/cls_x/",
     "/head/cls_y/",
+    "/head/cls_z/",  # RTMW3D's depth classifier, in float like cls_x/cls_y
 )
 POLICIES: dict[str, tuple[str, ...]] = {
     "head-fp32": HEAD_HIGH_PRECISION,  # the default
@@ -149,7 +150,7 @@ def block_of(node_name: str) -> str:
         return "other"
     if parts[0] == "neck" and len(parts) >= 3 and re.fullmatch(r"\w+\.\d+", parts[2]):
         return f"neck.{parts[2]}"
-    if parts[0] == "head" and parts[1] in ("cls_x", "cls_y"):
+    if parts[0] == "head" and parts[1] in ("cls_x", "cls_y", "cls_z"):
         return "head.cls"
     return f"{parts[0]}.{parts[1]}"
 

@@ -83,8 +83,22 @@ class VerificationReport(_Report):
     # decoded-keypoint error per body part over all keypoints (crop pixels): what a user
     # sees move; the pass/fail p99 above uses clear peaks only
     keypoint_px_per_part: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    # RTMW3D's third output: z logits' max|Δ|, argmax agreement, decoded z error (depth
+    # pixels of the codec, and metres); None for 2D models
+    max_abs_diff_z: float | None = None
+    argmax_agreement_z: float | None = None
+    depth_px_p50: float | None = None
+    depth_px_p99: float | None = None
+    depth_m_p99: float | None = None
+    clear_peaks_z: int | None = None
+    depth_m_per_part: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def summary(self) -> str:
+        z = ""
+        if self.max_abs_diff_z is not None and self.argmax_agreement_z is not None:
+            z = f", z max|Δ| {self.max_abs_diff_z:.3g} argmax {self.argmax_agreement_z:.1%}"
+            if self.depth_m_p99 is not None:
+                z += f" p99 {self.depth_m_p99 * 1000:.1f} mm"
         return (
             f"max|Δ| x {self.max_abs_diff_x:.3g} y {self.max_abs_diff_y:.3g} "
             f"(rel {self.max_rel_diff:.2e}), argmax {self.argmax_agreement:.1%}, "
@@ -94,6 +108,7 @@ class VerificationReport(_Report):
                 if self.keypoint_px_p50 is not None and self.keypoint_px_p99 is not None
                 else f"kp {format_px(None)}"
             )
+            + z
         )
 
 
@@ -137,15 +152,18 @@ def clear_peaks(reference: np.ndarray, min_gap: float, window: int = 3) -> np.nd
 
 def _run_both(
     candidate: InferFn, reference: InferFn, inputs: dict[str, np.ndarray]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Both models on every non-empty input batch: (cand_x, cand_y, ref_x, ref_y)."""
-    outputs: list[list[np.ndarray]] = [[], [], [], []]
+) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """Both models on every non-empty input batch: (candidate outputs, reference outputs),
+    each simcc_x, simcc_y (and simcc_z of a 3D model) over all inputs."""
+    cand: list[tuple[np.ndarray, ...]] = []
+    ref: list[tuple[np.ndarray, ...]] = []
     for batch in inputs.values():
         if len(batch):
-            for store, value in zip(outputs, (*candidate(batch), *reference(batch)), strict=True):
-                store.append(value)
-    cx, cy, rx, ry = (np.concatenate(values) for values in outputs)
-    return cx, cy, rx, ry
+            cand.append(tuple(candidate(batch)))
+            ref.append(tuple(reference(batch)))
+    joined = [tuple(np.concatenate(parts) for parts in zip(*runs, strict=True))
+              for runs in (cand, ref)]  # fmt: skip
+    return joined[0], joined[1]
 
 
 def _per_part(errors: np.ndarray) -> dict[str, dict[str, float | None]]:
@@ -161,22 +179,44 @@ def _per_part(errors: np.ndarray) -> dict[str, dict[str, float | None]]:
 
 
 def _failures(
-    finite: bool, rel: float, agree: float, p99: float | None, tolerances: Tolerances
-) -> list[str]:
+    finite: bool, rel: float, agree: float, p99: float | None, tolerances: Tolerances,
+    *, agree_z: float | None = None, depth_p99: float | None = None,
+) -> list[str]:  # fmt: skip
     """Every check that missed, not only the first."""
     failures = []
     if not finite:
         failures.append("NaN or Inf in the outputs")
     if not rel <= tolerances.max_rel_diff:
         failures.append(f"max rel |Δ| {rel:.2e} > {tolerances.max_rel_diff:.2g}")
+    within = f" (±{tolerances.argmax_window} bins)" if tolerances.argmax_window else ""
     if not agree >= tolerances.min_argmax_agreement:
-        within = f" (±{tolerances.argmax_window} bins)" if tolerances.argmax_window else ""
         failures.append(
             f"argmax agreement{within} {agree:.1%} < {tolerances.min_argmax_agreement:.0%}"
         )
     if p99 is not None and not p99 <= tolerances.max_keypoint_px_p99:
         failures.append(f"keypoint p99 {p99:.2f} px > {tolerances.max_keypoint_px_p99} px")
+    if agree_z is not None and not agree_z >= tolerances.min_argmax_agreement:
+        failures.append(
+            f"z argmax agreement{within} {agree_z:.1%} < {tolerances.min_argmax_agreement:.0%}"
+        )
+    # the codec treats depth as a third pixel axis: the same pixel tolerance applies
+    if depth_p99 is not None and not depth_p99 <= tolerances.max_keypoint_px_p99:
+        failures.append(
+            f"decoded z p99 {depth_p99:.2f} depth px > {tolerances.max_keypoint_px_p99} px"
+        )
     return failures
+
+
+@dataclass(frozen=True)
+class DepthScale:
+    """How a 3D model's decoded z maps to metres (its codec's depth size and range)."""
+
+    depth_size: int
+    z_range: float
+
+    @property
+    def metres_per_px(self) -> float:
+        return self.z_range / (self.depth_size / 2)
 
 
 def compare(
@@ -187,19 +227,21 @@ def compare(
     *,
     split_ratio: float = 2.0,
     reference_name: str = "torch fp32",
+    depth: DepthScale | None = None,
 ) -> VerificationReport:
     counts = {k: len(v) for k, v in inputs.items()}
-    cx, cy, rx, ry = _run_both(candidate, reference, inputs)
-    if cx.shape != rx.shape or cy.shape != ry.shape:
+    cand, ref = _run_both(candidate, reference, inputs)
+    if [c.shape for c in cand] != [r.shape for r in ref]:
         nan = float("nan")
-        shapes = f"output shapes {cx.shape}/{cy.shape} differ from {rx.shape}/{ry.shape}"
+        got = "/".join(str(c.shape) for c in cand)
+        shapes = f"output shapes {got} differ from {'/'.join(str(r.shape) for r in ref)}"
         return VerificationReport(reference_name, counts, nan, nan, nan, nan, nan, nan, 0, False,
                                   asdict(tolerances), [shapes])  # fmt: skip
-    finite = bool(np.isfinite(cx).all() and np.isfinite(cy).all())
-    diff_x = float(np.abs(cx - rx).max())
-    diff_y = float(np.abs(cy - ry).max())
-    scale = float(max(np.abs(rx).max(), np.abs(ry).max(), 1e-12))
-    rel = max(diff_x, diff_y) / scale
+    cx, cy, rx, ry = cand[0], cand[1], ref[0], ref[1]
+    finite = bool(all(np.isfinite(c).all() for c in cand))
+    diffs = [float(np.abs(c - r).max()) for c, r in zip(cand, ref, strict=True)]
+    scale = float(max(max(np.abs(r).max() for r in ref), 1e-12))
+    rel = max(diffs) / scale
     window = tolerances.argmax_window
     agree = float(
         np.mean(
@@ -215,11 +257,36 @@ def compare(
     errors = all_errors[clear]
     p50 = float(np.percentile(errors, 50)) if errors.size else None
     p99 = float(np.percentile(errors, 99)) if errors.size else None
+    z_fields: dict[str, Any] = {}
+    agree_z = depth_p99 = None
+    if len(cand) == 3 and depth is not None:
+        cz, rz = cand[2], ref[2]
+        agree_z = float(np.mean(np.abs(cz.argmax(-1) - rz.argmax(-1)) <= window))
+        # decoded z in depth pixels (argmax / split), judged where all three peaks are clear
+        z_error_px = np.abs(cz.argmax(-1) - rz.argmax(-1)) / split_ratio
+        clear_z = clear & clear_peaks(rz, min_gap)
+        judged = z_error_px[clear_z]
+        depth_p99 = float(np.percentile(judged, 99)) if judged.size else None
+        metres = depth.metres_per_px
+        z_fields = {
+            "max_abs_diff_z": diffs[2],
+            "argmax_agreement_z": agree_z,
+            "depth_px_p50": float(np.percentile(judged, 50)) if judged.size else None,
+            "depth_px_p99": depth_p99,
+            "depth_m_p99": depth_p99 * metres if depth_p99 is not None else None,
+            "clear_peaks_z": int(clear_z.sum()),
+            "depth_m_per_part": {
+                part: {
+                    k: (v * metres if v is not None and k != "n" else v) for k, v in stats.items()
+                }
+                for part, stats in _per_part(z_error_px).items()
+            },
+        }
     return VerificationReport(
         reference=reference_name,
         inputs=counts,
-        max_abs_diff_x=diff_x,
-        max_abs_diff_y=diff_y,
+        max_abs_diff_x=diffs[0],
+        max_abs_diff_y=diffs[1],
         max_rel_diff=rel,
         argmax_agreement=agree,
         keypoint_px_p50=p50,
@@ -227,8 +294,11 @@ def compare(
         clear_peaks=int(clear.sum()),
         finite=finite,
         tolerances=asdict(tolerances),
-        failures=_failures(finite, rel, agree, p99, tolerances),
+        failures=_failures(
+            finite, rel, agree, p99, tolerances, agree_z=agree_z, depth_p99=depth_p99
+        ),
         keypoint_px_per_part=_per_part(all_errors),
+        **z_fields,
     )
 
 
@@ -259,13 +329,14 @@ class StructureReport(_Report):
 def check_structure(
     candidate: InferFn, reference: InferFn, inputs: dict[str, np.ndarray]
 ) -> StructureReport:
-    """Output names (simcc_x/simcc_y, in the adapter's order), shapes equal to torch's on
-    the same batch, finite values: what a latency-only artifact must have."""
+    """Output names (simcc_x/simcc_y[/simcc_z], in the adapter's order), shapes equal to
+    torch's on the same batch, finite values: what a latency-only artifact must have."""
     counts = {k: len(v) for k, v in inputs.items()}
-    cx, cy, rx, ry = _run_both(candidate, reference, inputs)
-    got = {"simcc_x": list(cx.shape), "simcc_y": list(cy.shape)}
-    expected = {"simcc_x": list(rx.shape), "simcc_y": list(ry.shape)}
-    finite = bool(np.isfinite(cx).all() and np.isfinite(cy).all())
+    cand, ref = _run_both(candidate, reference, inputs)
+    names = ("simcc_x", "simcc_y", "simcc_z")
+    got = {name: list(c.shape) for name, c in zip(names, cand, strict=False)}
+    expected = {name: list(r.shape) for name, r in zip(names, ref, strict=False)}
+    finite = bool(all(np.isfinite(c).all() for c in cand))
     failures = []
     if got != expected:
         failures.append(f"output shapes {got} differ from torch's {expected}")

@@ -24,9 +24,10 @@ from rtmw.data.evaluation import (
     instance_result,
     keypoint_similarity,
 )
+from rtmw.data.evaluation3d import Evaluation3D, evaluate_matched, match_persons
 from rtmw.errors import DataError
 from rtmw.keypoints import PART_SLICES, PARTS
-from rtmw.pipeline import DEFAULT_MAX_BATCH, InferFn, PoseResult, TopDown
+from rtmw.pipeline import DEFAULT_MAX_BATCH, DepthCodec, InferFn, PoseResult, TopDown
 
 
 @dataclass
@@ -34,9 +35,14 @@ class AccuracyRun:
     evaluation: WholeBodyEvaluation
     predictions: dict[int, PoseResult]
     results: list[dict[str, Any]]  # COCO-WholeBody results before rescoring (for gates)
+    # a 3D model on data with 3D ground truth: MPJPE/PA-MPJPE per part
+    evaluation_3d: Evaluation3D | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return self.evaluation.to_dict()
+        data = self.evaluation.to_dict()
+        if self.evaluation_3d is not None:
+            data["3d"] = self.evaluation_3d.to_dict()
+        return data
 
 
 def predict(
@@ -81,9 +87,37 @@ def score(eval_set: EvalSet, results: list[dict[str, Any]]) -> WholeBodyEvaluati
 
 
 def evaluate(pose: TopDown, eval_set: EvalSet, *, progress: bool = False) -> AccuracyRun:
-    """Six-part AP/AR of a pose pipeline on an evaluation set, with its raw predictions."""
+    """Six-part AP/AR of a pose pipeline on an evaluation set, with its raw predictions;
+    a 3D pipeline on data with 3D ground truth adds MPJPE/PA-MPJPE per part."""
     results, raw = predict(pose, eval_set.items, progress=progress, desc="evaluate")
-    return AccuracyRun(score(eval_set, results), raw, results)
+    three_d = score_3d(eval_set, raw) if pose.depth is not None else None
+    return AccuracyRun(score(eval_set, results), raw, results, three_d)
+
+
+def has_3d(eval_set: EvalSet) -> bool:
+    return any(p.has_3d for p in eval_set.annotations.persons)
+
+
+def score_3d(eval_set: EvalSet, predictions: dict[int, PoseResult]) -> Evaluation3D | None:
+    """3D error per part of a 3D model's predictions (None when the data has no 3D)."""
+    if not has_3d(eval_set):
+        return None
+    matched = []
+    for item in eval_set.items:
+        out = predictions.get(item.image_id)
+        if out is None or out.depth is None:
+            continue
+        record = eval_set.annotations.images[item.image_id]
+        matched.extend(
+            match_persons(
+                eval_set.annotations.persons_in(item.image_id),
+                item.boxes_xyxy,
+                out.keypoints,
+                out.depth,
+                (record.width, record.height),
+            )
+        )
+    return evaluate_matched(matched)
 
 
 def evaluate_pose(
@@ -102,9 +136,10 @@ def run_accuracy(
     flip: bool = True,
     max_batch: int | None = DEFAULT_MAX_BATCH,
     progress: bool = False,
+    depth: DepthCodec | None = None,
 ) -> AccuracyRun:
     """:func:`evaluate` of ``infer`` behind the shared pipeline."""
-    pose = TopDown(infer, input_size, flip_test=flip, max_batch=max_batch)
+    pose = TopDown(infer, input_size, flip_test=flip, max_batch=max_batch, depth=depth)
     return evaluate(pose, eval_set, progress=progress)
 
 

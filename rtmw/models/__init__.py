@@ -14,6 +14,7 @@ from rtmw.models.checkpoint import (
 )
 from rtmw.models.rtmw import RTMW
 from rtmw.models.zoo import (
+    DEMO_3D_NAME,
     DEMO_NAME,
     SMALL_DEMO_NAME,
     ZOO,
@@ -24,6 +25,7 @@ from rtmw.models.zoo import (
 )
 
 __all__ = [
+    "DEMO_3D_NAME",
     "DEMO_NAME",
     "RTMW",
     "SMALL_DEMO_NAME",

@@ -210,11 +210,6 @@ def _count_blocks(state: Mapping[str, torch.Tensor], stage: int) -> int:
 def _reject_other_families(state: Mapping[str, torch.Tensor], source: str) -> None:
     keys = list(state)
     has = {p: any(k.startswith(p) for k in keys) for p in PARTS_PREFIXES}
-    if "head.cls_z.weight" in state:
-        raise NotRTMWError(
-            f"{source}: this is an RTMW3D checkpoint (head.cls_z present); rtmw handles the "
-            "2D RTMW models (rtmw-m/l/x) only"
-        )
     if not has["backbone."] or not has["head."]:
         raise CheckpointError(
             f"{source}: not an mmpose top-down pose checkpoint (no backbone./head. tensors; "
@@ -264,12 +259,16 @@ def _candidate_configs(state: Mapping[str, torch.Tensor], source: str) -> list[R
     widen = int(stem.shape[0]) / 64
     ratio = 2.0
     input_size = (round(cls_x.shape[0] / ratio), round(cls_y.shape[0] / ratio))
+    # RTMW3D: the z classifier's length gives the codec's depth size
+    cls_z = state.get("head.cls_z.weight")
+    depth_size = round(cls_z.shape[0] / ratio) if cls_z is not None else None
     fits = [
         c
         for c in ZOO.values()
         if c.stage_blocks == blocks
         and c.stem_channels == int(stem.shape[0])
         and c.input_size == input_size
+        and c.depth_size == depth_size
     ]
     if fits:
         return fits
@@ -278,11 +277,13 @@ def _candidate_configs(state: Mapping[str, torch.Tensor], source: str) -> list[R
         (d for d in known_deepen if RTMWConfig("probe", 1.0, d, (32, 32)).stage_blocks == blocks),
         blocks[1] / 6,
     )
+    family = "rtmw3d" if depth_size is not None else "rtmw"
     custom = RTMWConfig(
-        name=f"rtmw-custom-w{widen:g}-d{deepen:g}-{input_size[1]}x{input_size[0]}",
+        name=f"{family}-custom-w{widen:g}-d{deepen:g}-{input_size[1]}x{input_size[0]}",
         widen_factor=widen,
         deepen_factor=deepen,
         input_size=input_size,
+        depth_size=depth_size,
         description="inferred from tensor shapes; not a published configuration",
     )
     return [custom]
@@ -357,6 +358,28 @@ def model_from_contents(
         logger.info("stripped wrapper prefix %r from %s", contents.stripped_prefix, contents.path)
     logger.info("loaded %s as %s (sha256 %s…)", contents.path, config.name, contents.sha256[:12])
     return model, replace(config, extra={**config.extra, "sha256": contents.sha256})
+
+
+def lift_to_3d(contents: CheckpointContents, target: RTMWConfig) -> tuple[RTMW, RTMWConfig]:
+    """An RTMW3D model whose every tensor but the new z classifier comes from a 2D RTMW
+    checkpoint of the same architecture (RTMW3D is trained from RTMW/RTMPose weights);
+    head.cls_z starts as mmpose's head init, N(0, 0.01)."""
+    if not target.is_3d:
+        raise StateDictMismatch(f"{target.name} is not an RTMW3D configuration")
+    _reject_other_families(contents.state_dict, str(contents.path))
+    if "head.cls_z.weight" in contents.state_dict:
+        raise StateDictMismatch(f"{contents.path}: already an RTMW3D checkpoint; load it as one")
+    model = RTMW(target)
+    expected = {k: v for k, v in expected_layout(target).items() if k != "head.cls_z.weight"}
+    report = _mismatch_report(contents.state_dict, expected)
+    if report:
+        raise StateDictMismatch(f"{contents.path}: cannot start {target.name} from it ({report})")
+    missing, unexpected = model.load_state_dict(contents.state_dict, strict=False)
+    assert missing == ["head.cls_z.weight"] and not unexpected, (missing, unexpected)
+    assert model.head.cls_z is not None
+    torch.nn.init.normal_(model.head.cls_z.weight, std=0.01)
+    logger.info("started %s from the 2D checkpoint %s", target.name, contents.path)
+    return model.eval(), replace(target, extra={**target.extra, "init_sha256": contents.sha256})
 
 
 def load_checkpoint(path: str | Path, *, expect: str | None = None) -> tuple[RTMW, RTMWConfig]:

@@ -62,7 +62,7 @@ def not_ieee(reported: dict[str, str]) -> dict[str, str]:
 
 
 class TorchInference:
-    """``(N,3,H,W) float32 → (simcc_x, simcc_y)`` with a torch module, IEEE f32.
+    """``(N,3,H,W) float32 → (simcc_x, simcc_y[, simcc_z])`` with a torch module, IEEE f32.
 
     Calling it switches the module to eval mode; ``restore`` puts training mode back for
     a caller (training validation) that needs it.
@@ -74,11 +74,11 @@ class TorchInference:
         self.model = model
         self._was_training = model.training
 
-    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         self.model.eval()
         with torch.inference_mode():
-            x, y = self.model(torch.from_numpy(np.ascontiguousarray(batch)).to(self.device))
-        return x.float().cpu().numpy(), y.float().cpu().numpy()
+            outputs = self.model(torch.from_numpy(np.ascontiguousarray(batch)).to(self.device))
+        return tuple(o.float().cpu().numpy() for o in outputs)
 
     def restore(self) -> None:
         self.model.train(self._was_training)

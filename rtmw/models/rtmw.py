@@ -151,19 +151,25 @@ class RTMWHead(nn.Module):
         simcc_w, simcc_h = config.simcc_size
         self.cls_x = nn.Linear(hidden, simcc_w, bias=False)
         self.cls_y = nn.Linear(hidden, simcc_h, bias=False)
+        # RTMW3DHead: one more classifier on the same GAU tokens, over root-relative depth
+        simcc_d = config.simcc_depth
+        self.cls_z = nn.Linear(hidden, simcc_d, bias=False) if simcc_d is not None else None
 
-    def forward(self, feats: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    def forward(self, feats: tuple[Tensor, Tensor]) -> tuple[Tensor, ...]:
         enc_b, enc_t = feats  # stride 16, stride 32
         tokens_t = self.mlp(torch.flatten(self.final_layer(enc_t), 2))
         dec_t = self.conv_dec(self.ps(enc_t))
         enc_b = torch.cat([dec_t, enc_b], dim=1)
         tokens_b = self.mlp2(torch.flatten(self.final_layer2(enc_b), 2))
         tokens = self.gau(torch.cat([tokens_t, tokens_b], dim=2))
+        if self.cls_z is not None:
+            return self.cls_x(tokens), self.cls_y(tokens), self.cls_z(tokens)
         return self.cls_x(tokens), self.cls_y(tokens)
 
 
 class RTMW(nn.Module):
-    """Top-down whole-body pose model: NCHW normalised crops → (simcc_x, simcc_y)."""
+    """Top-down whole-body pose model: NCHW normalised crops → (simcc_x, simcc_y), and
+    simcc_z for RTMW3D configurations (``config.depth_size`` set)."""
 
     def __init__(self, config: RTMWConfig) -> None:
         super().__init__()
@@ -175,6 +181,6 @@ class RTMW(nn.Module):
         )
         self.head = RTMWHead(config)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        simcc: tuple[Tensor, Tensor] = self.head(self.neck(self.backbone(x)))
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        simcc: tuple[Tensor, ...] = self.head(self.neck(self.backbone(x)))
         return simcc

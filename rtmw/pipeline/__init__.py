@@ -1,6 +1,13 @@
 """The single pre/post-processing of the project (numpy + OpenCV; no torch)."""
 
-from rtmw.pipeline.decode import crop_to_image, decode_simcc, flip_simcc_x, fuse_flip
+from rtmw.pipeline.decode import (
+    camera_keypoints,
+    crop_to_image,
+    decode_depth,
+    decode_simcc,
+    flip_simcc_x,
+    fuse_flip,
+)
 from rtmw.pipeline.draw import draw_poses, save_image
 from rtmw.pipeline.preprocess import (
     MEAN_RGB,
@@ -14,21 +21,32 @@ from rtmw.pipeline.preprocess import (
     preprocess,
     warp_matrices,
 )
-from rtmw.pipeline.topdown import DEFAULT_MAX_BATCH, InferFn, PoseResult, TopDown
+from rtmw.pipeline.topdown import (
+    DEFAULT_MAX_BATCH,
+    DepthCodec,
+    InferFn,
+    PoseResult,
+    SimccOutputs,
+    TopDown,
+)
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
     "MEAN_RGB",
     "STD_RGB",
     "CropBatch",
+    "DepthCodec",
     "InferFn",
     "PoseResult",
+    "SimccOutputs",
     "TopDown",
     "boxes_to_center_scale",
+    "camera_keypoints",
     "check_boxes",
     "check_image",
     "crop_persons",
     "crop_to_image",
+    "decode_depth",
     "decode_simcc",
     "draw_poses",
     "flip_simcc_x",

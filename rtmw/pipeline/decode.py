@@ -1,4 +1,5 @@
-"""SimCC decoding, flip-test fusion and back-projection: the only decode in the project."""
+"""SimCC decoding (2D and RTMW3D depth), flip-test fusion and back-projection: the only
+decode in the project."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from rtmw.errors import InputError
 
 
 def check_simcc(
-    simcc_x: np.ndarray, simcc_y: np.ndarray, input_size: tuple[int, int], split_ratio: float
+    simcc_x: np.ndarray,
+    simcc_y: np.ndarray,
+    input_size: tuple[int, int],
+    split_ratio: float,
+    simcc_z: np.ndarray | None = None,
+    depth_size: int | None = None,
 ) -> None:
     expected = (int(input_size[0] * split_ratio), int(input_size[1] * split_ratio))
     if simcc_x.ndim != 3 or simcc_y.ndim != 3 or simcc_x.shape[:2] != simcc_y.shape[:2]:
@@ -23,6 +29,18 @@ def check_simcc(
             f"simcc lengths {simcc_x.shape[2]}/{simcc_y.shape[2]} do not match input size "
             f"{input_size[0]}x{input_size[1]} at split ratio {split_ratio} (expected {expected})"
         )
+    if (simcc_z is None) != (depth_size is None):
+        raise InputError(
+            "a 3D model gives three simcc outputs and a 2D model two; got "
+            f"{2 if simcc_z is None else 3} for a {'2D' if depth_size is None else '3D'} model"
+        )
+    if simcc_z is not None and depth_size is not None:
+        depth_bins = int(depth_size * split_ratio)
+        if simcc_z.shape != (*simcc_x.shape[:2], depth_bins):
+            raise InputError(
+                f"simcc_z must be (N, K, {depth_bins}) for depth size {depth_size}, got "
+                f"{simcc_z.shape}"
+            )
 
 
 def decode_simcc(
@@ -43,23 +61,66 @@ def decode_simcc(
     return keypoints, scores
 
 
+def decode_depth(
+    simcc_z: np.ndarray,
+    scores: np.ndarray,
+    *,
+    split_ratio: float,
+    depth_size: int,
+    z_range: float,
+) -> np.ndarray:
+    """Root-relative depth (N,K) in the codec's metric (metres), as RTMW3D decodes it.
+
+    mmpose's SimCC3DLabel: the argmax bin, −1 where the keypoint's score is ≤ 0, divided
+    by the split ratio, then mapped from [0, depth_size] to [−z_range, z_range].
+    """
+    z_loc = np.argmax(simcc_z, axis=2).astype(np.float32)
+    z_loc[scores <= 0] = -1.0
+    z_loc /= np.float32(split_ratio)
+    depth: np.ndarray = ((z_loc / np.float32(depth_size / 2) - 1.0) * np.float32(z_range)).astype(
+        np.float32
+    )
+    return depth
+
+
+def camera_keypoints(
+    keypoints: np.ndarray,
+    depth: np.ndarray,
+    root_z: np.ndarray,
+    focal: np.ndarray,
+    principal: np.ndarray,
+) -> np.ndarray:
+    """Image-pixel keypoints (N,K,2) and root-relative depth (N,K) → camera-frame metres
+    (N,K,3) through a pinhole camera at the root's distance ``root_z`` (N,), as mmpose's
+    TopdownPoseEstimator3D places them: Z = z + root_z, (X, Y) = (uv − c) / f · Z."""
+    z = depth.astype(np.float64) + np.asarray(root_z, np.float64).reshape(-1, 1)
+    f = np.asarray(focal, np.float64).reshape(-1, 1, 2)
+    c = np.asarray(principal, np.float64).reshape(-1, 1, 2)
+    xy = (keypoints.astype(np.float64) - c) / f * z[..., None]
+    return np.concatenate([xy, z[..., None]], axis=-1)
+
+
 def flip_simcc_x(simcc_x: np.ndarray, flip_indices: Sequence[int]) -> np.ndarray:
     """Map simcc_x of a horizontally flipped crop back to the unflipped frame."""
     return simcc_x[:, list(flip_indices), ::-1]
 
 
 def fuse_flip(
-    simcc_x: np.ndarray,
-    simcc_y: np.ndarray,
-    flipped_x: np.ndarray,
-    flipped_y: np.ndarray,
+    outputs: Sequence[np.ndarray],
+    flipped: Sequence[np.ndarray],
     flip_indices: Sequence[int],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Average raw logits of the original and the flipped crop (mmpose, no shift)."""
+) -> tuple[np.ndarray, ...]:
+    """Average raw logits of the original and the flipped crop (mmpose, no shift).
+
+    simcc_x is mirrored and its keypoints swapped left/right; simcc_y and a 3D model's
+    simcc_z only swap keypoints (a horizontal mirror changes neither height nor depth).
+    """
     index = list(flip_indices)
-    fused_x = (simcc_x + flip_simcc_x(flipped_x, index)) * 0.5
-    fused_y = (simcc_y + flipped_y[:, index]) * 0.5
-    return fused_x, fused_y
+    fused = [(outputs[0] + flip_simcc_x(flipped[0], index)) * 0.5]
+    fused.extend(
+        (out + flip[:, index]) * 0.5 for out, flip in zip(outputs[1:], flipped[1:], strict=True)
+    )
+    return tuple(fused)
 
 
 def crop_to_image(

@@ -7,32 +7,63 @@ model, never of the pixels fed to it or of the decoding.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from rtmw.errors import InputError
 from rtmw.keypoints import FLIP_INDICES, NUM_KEYPOINTS
-from rtmw.pipeline.decode import check_simcc, crop_to_image, decode_simcc, fuse_flip
+from rtmw.pipeline.decode import (
+    check_simcc,
+    crop_to_image,
+    decode_depth,
+    decode_simcc,
+    fuse_flip,
+)
 from rtmw.pipeline.preprocess import CropBatch, preprocess
 
 # the one inference signature of the project: every runtime adapter, the torch reference
-# and the pipeline speak it: (N,3,H,W) float32 → (simcc_x, simcc_y)
-InferFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+# and the pipeline speak it: (N,3,H,W) float32 → (simcc_x, simcc_y), and simcc_z from a
+# 3D model (RTMW3D)
+SimccOutputs = tuple[np.ndarray, ...]
+InferFn = Callable[[np.ndarray], SimccOutputs]
 # crops per inference call unless told otherwise: 1000 boxes in one frame must not build a
 # 2000-crop float batch (8.5 GB measured); persons are processed in chunks that fit
 DEFAULT_MAX_BATCH = 32
 
 
+@dataclass(frozen=True)
+class DepthCodec:
+    """What decoding RTMW3D's simcc_z needs (mmpose's SimCC3DLabel settings)."""
+
+    depth_size: int  # the codec's third input size: simcc_z has depth_size × split bins
+    z_range: float  # metres spanned on each side of the root
+    root_index: tuple[int, ...] = (11, 12)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"depth_size": self.depth_size, "z_range": self.z_range,
+                "root_index": list(self.root_index)}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object] | None) -> DepthCodec | None:
+        if not data:
+            return None
+        root = data.get("root_index", (11, 12))
+        index = tuple(int(i) for i in root) if isinstance(root, (list, tuple)) else (11, 12)
+        return cls(int(str(data["depth_size"])), float(str(data["z_range"])), index)
+
+
 @dataclass
 class PoseResult:
-    """Keypoints (N,133,2) in image pixels, scores (N,133), and the crops' geometry."""
+    """Keypoints (N,133,2) in image pixels, scores (N,133), and the crops' geometry; a 3D
+    model adds ``depth`` (N,133): root-relative z in metres (+ away from the camera)."""
 
     keypoints: np.ndarray
     scores: np.ndarray
     centers: np.ndarray
     scales: np.ndarray
+    depth: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.keypoints)
@@ -47,11 +78,12 @@ class PoseResult:
 class TopDown:
     """Image + person boxes → whole-body keypoints, with optional flip test.
 
-    ``infer`` takes an (N,3,H,W) float32 batch and returns (simcc_x, simcc_y) as numpy
-    arrays. With flip test the original and mirrored crops go through one call of
-    2N, so batched backends see one batch; ``max_batch`` (default 32) bounds the crops
-    per call, and a frame with more persons is processed in chunks of persons, so memory
-    stays bounded however many boxes come in.
+    ``infer`` takes an (N,3,H,W) float32 batch and returns (simcc_x, simcc_y) — and
+    simcc_z when ``depth`` describes a 3D model — as numpy arrays. With flip test the
+    original and mirrored crops go through one call of 2N, so batched backends see one
+    batch; ``max_batch`` (default 32) bounds the crops per call, and a frame with more
+    persons is processed in chunks of persons, so memory stays bounded however many boxes
+    come in.
     """
 
     def __init__(
@@ -63,6 +95,7 @@ class TopDown:
         split_ratio: float = 2.0,
         max_batch: int | None = DEFAULT_MAX_BATCH,
         flip_in_batch: bool = True,
+        depth: DepthCodec | None = None,
     ) -> None:
         if max_batch is not None and max_batch < 1:
             raise InputError(f"max_batch must be ≥ 1, got {max_batch}")
@@ -74,23 +107,34 @@ class TopDown:
         # the mirrored crops in the same inference call as the originals (one batch of 2N);
         # False runs them as a second call, to measure what batching them together gives
         self.flip_in_batch = flip_in_batch
+        self.depth = depth
 
     def preprocess(self, image: np.ndarray, boxes_xyxy: np.ndarray) -> CropBatch:
         return preprocess(image, boxes_xyxy, self.input_size)
 
-    def _infer_chunked(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def check(self, outputs: SimccOutputs) -> None:
+        if len(outputs) not in (2, 3):
+            raise InputError(f"inference returned {len(outputs)} outputs; expected 2 or 3")
+        check_simcc(outputs[0], outputs[1], self.input_size, self.split_ratio,
+                    outputs[2] if len(outputs) == 3 else None,
+                    self.depth.depth_size if self.depth else None)  # fmt: skip
+
+    def _infer_chunked(self, inputs: np.ndarray) -> SimccOutputs:
         step = self.max_batch or len(inputs)
-        outs_x, outs_y = [], []
+        chunks: list[SimccOutputs] = []
         for start in range(0, len(inputs), step):
-            sx, sy = self.infer(inputs[start : start + step])
-            outs_x.append(np.asarray(sx, dtype=np.float32))
-            outs_y.append(np.asarray(sy, dtype=np.float32))
-        simcc_x = np.concatenate(outs_x) if len(outs_x) > 1 else outs_x[0]
-        simcc_y = np.concatenate(outs_y) if len(outs_y) > 1 else outs_y[0]
-        check_simcc(simcc_x, simcc_y, self.input_size, self.split_ratio)
-        if len(simcc_x) != len(inputs):
-            raise InputError(f"inference returned {len(simcc_x)} results for {len(inputs)} crops")
-        return simcc_x, simcc_y
+            got = self.infer(inputs[start : start + step])
+            chunks.append(tuple(np.asarray(o, dtype=np.float32) for o in got))
+        if len(chunks) == 1:
+            outputs = chunks[0]
+        else:
+            outputs = tuple(np.concatenate(parts) for parts in zip(*chunks, strict=True))
+        self.check(outputs)
+        if len(outputs[0]) != len(inputs):
+            raise InputError(
+                f"inference returned {len(outputs[0])} results for {len(inputs)} crops"
+            )
+        return outputs
 
     def model_inputs(self, batch: CropBatch) -> np.ndarray:
         """What one frame sends to the model: the crops, and their mirrors when flip testing."""
@@ -99,32 +143,37 @@ class TopDown:
         both = np.concatenate([batch.inputs, batch.inputs[..., ::-1]], axis=0)
         return np.ascontiguousarray(both)
 
-    def model_outputs(
-        self, simcc_x: np.ndarray, simcc_y: np.ndarray, persons: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def model_outputs(self, outputs: SimccOutputs, persons: int) -> SimccOutputs:
         """Raw outputs of :meth:`model_inputs` → per-person logits (flip-fused)."""
-        check_simcc(simcc_x, simcc_y, self.input_size, self.split_ratio)
+        self.check(outputs)
         if not self.flip_test:
-            return simcc_x, simcc_y
+            return tuple(outputs)
         n = persons
-        return fuse_flip(simcc_x[:n], simcc_y[:n], simcc_x[n:], simcc_y[n:], FLIP_INDICES)
+        return fuse_flip([o[:n] for o in outputs], [o[n:] for o in outputs], FLIP_INDICES)
 
-    def run_model(self, batch: CropBatch) -> tuple[np.ndarray, np.ndarray]:
+    def run_model(self, batch: CropBatch) -> SimccOutputs:
         """Raw (fused, when flip testing) simcc logits for a crop batch."""
-        n = len(batch)
         if not self.flip_test:
             return self._infer_chunked(batch.inputs)
         if not self.flip_in_batch:
-            x, y = self._infer_chunked(batch.inputs)
-            fx, fy = self._infer_chunked(np.ascontiguousarray(batch.inputs[..., ::-1]))
-            return fuse_flip(x, y, fx, fy, FLIP_INDICES)
-        simcc_x, simcc_y = self._infer_chunked(self.model_inputs(batch))
-        return fuse_flip(simcc_x[:n], simcc_y[:n], simcc_x[n:], simcc_y[n:], FLIP_INDICES)
+            plain = self._infer_chunked(batch.inputs)
+            mirrored = self._infer_chunked(np.ascontiguousarray(batch.inputs[..., ::-1]))
+            return fuse_flip(plain, mirrored, FLIP_INDICES)
+        return self.model_outputs(self._infer_chunked(self.model_inputs(batch)), len(batch))
 
-    def decode(self, simcc_x: np.ndarray, simcc_y: np.ndarray, batch: CropBatch) -> PoseResult:
-        keypoints, scores = decode_simcc(simcc_x, simcc_y, self.split_ratio)
+    def decode(self, outputs: SimccOutputs, batch: CropBatch) -> PoseResult:
+        keypoints, scores = decode_simcc(outputs[0], outputs[1], self.split_ratio)
         image_kpts = crop_to_image(keypoints, batch.centers, batch.scales, self.input_size)
-        return PoseResult(image_kpts, scores, batch.centers, batch.scales)
+        depth = None
+        if self.depth is not None and len(outputs) == 3:
+            depth = decode_depth(
+                outputs[2],
+                scores,
+                split_ratio=self.split_ratio,
+                depth_size=self.depth.depth_size,
+                z_range=self.depth.z_range,
+            )
+        return PoseResult(image_kpts, scores, batch.centers, batch.scales, depth)
 
     def __call__(self, image: np.ndarray, boxes_xyxy: np.ndarray) -> PoseResult:
         boxes = np.asarray(boxes_xyxy)
@@ -132,8 +181,11 @@ class TopDown:
         if persons and boxes.ndim == 2 and len(boxes) > max(persons, 1):
             step = max(persons, 1)
             parts = [self(image, boxes[i : i + step]) for i in range(0, len(boxes), step)]
-            return PoseResult(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                                ("keypoints", "scores", "centers", "scales")))  # fmt: skip
+            depth = (np.concatenate([p.depth for p in parts if p.depth is not None])
+                     if self.depth is not None else None)  # fmt: skip
+            joined = [np.concatenate([getattr(p, f) for p in parts])
+                      for f in ("keypoints", "scores", "centers", "scales")]  # fmt: skip
+            return PoseResult(joined[0], joined[1], joined[2], joined[3], depth)
         batch = self.preprocess(image, boxes_xyxy)
         if len(batch) == 0:
             return PoseResult(
@@ -141,6 +193,6 @@ class TopDown:
                 np.zeros((0, NUM_KEYPOINTS), np.float32),
                 np.zeros((0, 2)),
                 np.zeros((0, 2)),
+                np.zeros((0, NUM_KEYPOINTS), np.float32) if self.depth is not None else None,
             )
-        simcc_x, simcc_y = self.run_model(batch)
-        return self.decode(simcc_x, simcc_y, batch)
+        return self.decode(self.run_model(batch), batch)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
@@ -20,6 +20,23 @@ import numpy as np
 from rtmw.artifact import Artifact
 from rtmw.errors import DeviceUnavailable, InputError, UsageError
 from rtmw.host import cpu_fingerprint
+from rtmw.pipeline import DepthCodec
+
+# (simcc_x, simcc_y) of a 2D model, (simcc_x, simcc_y, simcc_z) of RTMW3D
+SimccOutputs = tuple[np.ndarray, ...]
+DEFAULT_OUTPUTS = ("simcc_x", "simcc_y")
+
+
+def depth_codec(artifact: Artifact) -> DepthCodec | None:
+    """How an RTMW3D artifact's simcc_z decodes (None for a 2D model)."""
+    return DepthCodec.from_dict(artifact.manifest.depth)
+
+
+def output_names(artifact: Artifact) -> tuple[str, ...]:
+    """The outputs an artifact's model gives, in order, as its manifest records them."""
+    names = artifact.manifest.io.get("outputs") or DEFAULT_OUTPUTS
+    return tuple(str(n) for n in names)
+
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +96,8 @@ class Runtime(ABC):
         # a backend that runs one crop at a time loops. Both say so.
         self.fixed_batch = batch
         self.loops_over_batch = batch is not None
+        self.output_names = output_names(artifact)
+        self.depth = depth_codec(artifact)
         # the precision contract (rtmw.runtimes.precision): what the float parts must run
         # in, set before activation; adapters record what the backend reported
         self.host = cpu_fingerprint()
@@ -117,7 +136,8 @@ class Runtime(ABC):
         logger.info("%s: running on %s", self.name, self.device)
         return self
 
-    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def infer(self, batch: np.ndarray) -> SimccOutputs:
+        """simcc_x, simcc_y (and simcc_z for a 3D model), float32, in the manifest's order."""
         if not self.active:
             self.activate()
         self._check_batch(batch)
@@ -126,28 +146,31 @@ class Runtime(ABC):
             parts = [
                 self._infer_chunk(batch[i : i + step], step) for i in range(0, len(batch), step)
             ]
-            return (
-                np.concatenate([p[0] for p in parts]),
-                np.concatenate([p[1] for p in parts]),
-            )
-        simcc_x, simcc_y = self._infer_impl(np.ascontiguousarray(batch))
-        return np.asarray(simcc_x, np.float32), np.asarray(simcc_y, np.float32)
+            return tuple(np.concatenate(group) for group in zip(*parts, strict=True))
+        return self._as_outputs(self._infer_impl(np.ascontiguousarray(batch)), len(batch))
 
-    def _infer_chunk(self, chunk: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    def _infer_chunk(self, chunk: np.ndarray, size: int) -> SimccOutputs:
         """One call of a fixed-batch model; a short last chunk is padded, its padding dropped."""
         count = len(chunk)
         if count < size:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - count, axis=0)])
-        simcc_x, simcc_y = self._infer_impl(np.ascontiguousarray(chunk))
-        return np.asarray(simcc_x[:count], np.float32), np.asarray(simcc_y[:count], np.float32)
+        return self._as_outputs(self._infer_impl(np.ascontiguousarray(chunk)), count)
 
-    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _as_outputs(self, outputs: Sequence[np.ndarray], count: int) -> SimccOutputs:
+        if len(outputs) != len(self.output_names):
+            raise InputError(
+                f"{self.name}: the model gave {len(outputs)} outputs, its manifest names "
+                f"{len(self.output_names)} ({', '.join(self.output_names)})"
+            )
+        return tuple(np.asarray(o[:count], np.float32) for o in outputs)
+
+    def __call__(self, batch: np.ndarray) -> SimccOutputs:
         return self.infer(batch)
 
     # the kind of asynchronous inference infer_async gives (adapters with their own say so)
     async_kind: ClassVar[str] = "worker thread"
 
-    def infer_async(self, batch: np.ndarray) -> Future[tuple[np.ndarray, np.ndarray]]:
+    def infer_async(self, batch: np.ndarray) -> Future[SimccOutputs]:
         """Start inference and return at once; the result arrives in the future.
 
         The base runs ``infer`` on one worker thread (backends release the GIL while they
@@ -193,7 +216,8 @@ class Runtime(ABC):
         """
 
     @abstractmethod
-    def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def _infer_impl(self, batch: np.ndarray) -> Sequence[np.ndarray]:
+        """The model's outputs for one batch, in ``self.output_names`` order."""
 
     def _close_impl(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -43,12 +43,9 @@ class ExecuTorchRunner(Runtime):
         self.execution["reported"] = {"threads": threads, "delegates": delegates}
         return f"cpu ({', '.join(delegates) or 'portable kernels'}, {threads} threads, f32)"
 
-    def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         outputs = self._method.execute([self._torch.from_numpy(batch)])
-        return (
-            np.array(outputs[0].numpy(), np.float32, copy=True),
-            np.array(outputs[1].numpy(), np.float32, copy=True),
-        )
+        return tuple(np.array(o.numpy(), np.float32, copy=True) for o in outputs)
 
     def _close_impl(self) -> None:
         del self._method

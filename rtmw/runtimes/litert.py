@@ -98,21 +98,23 @@ class LiteRTRunner(Runtime):
             "litert: no GPU delegate could be loaded (" + "; ".join(failures) + ")"
         )
 
-    @staticmethod
-    def _output_order(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The model's return order (simcc_x, simcc_y), from the signature's output names
-        ('serving_default_output_0'): the tensor table's order is the converter's."""
+    def _output_order(self, details: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The model's return order (simcc_x, simcc_y[, simcc_z]), from the signature's
+        output names ('serving_default_output_0'): the tensor table's order is the
+        converter's."""
+        count = len(self.output_names)
 
         def number(detail: dict[str, Any]) -> int:
             found = re.search(r"output_(\d+)", str(detail["name"]))
-            if found is None or len(details) != 2:
+            if found is None or len(details) != count:
                 names = [d["name"] for d in details]
-                raise DeviceUnavailable(f"litert: expected outputs output_0, output_1; got {names}")
+                expected = ", ".join(f"output_{i}" for i in range(count))
+                raise DeviceUnavailable(f"litert: expected outputs {expected}; got {names}")
             return int(found.group(1))
 
         return sorted(details, key=number)
 
-    def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         tensor = batch
         scale, zero_point = self._input["quantization"]
         if self._input["dtype"] == np.int8:
@@ -127,7 +129,7 @@ class LiteRTRunner(Runtime):
                 out_scale, out_zero = detail["quantization"]
                 value = (value.astype(np.float32) - out_zero) * out_scale
             outputs.append(np.array(value, np.float32, copy=True))
-        return outputs[0], outputs[1]
+        return tuple(outputs)
 
     def _close_impl(self) -> None:
         del self._interpreter

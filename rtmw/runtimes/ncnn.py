@@ -72,13 +72,15 @@ class NcnnRunner(Runtime):
             raise DeviceUnavailable(f"ncnn: could not load {io['bin']}")
         self.net = net
         self.input_blob = io.get("ncnn_input", "in0")
-        self.output_blobs = io.get("ncnn_outputs", ["out0", "out1"])
+        self.output_blobs = io.get(
+            "ncnn_outputs", [f"out{i}" for i in range(len(self.output_names))]
+        )
         mode = self.execution_precision + (" arithmetic, fp16 storage" if fp16 else "")
         if self.artifact.manifest.precision == "int8":
             mode = "int8 layers, f32 float layers"
         return f"{'vulkan' if use_vulkan else 'cpu'} ({net.opt.num_threads} threads, {mode})"
 
-    def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         crop = np.ascontiguousarray(batch[0])  # kept alive for the whole extraction
         mat = self._ncnn.Mat(crop)
         extractor = self.net.create_extractor()
@@ -91,7 +93,7 @@ class NcnnRunner(Runtime):
                 raise RuntimeError(f"ncnn: extracting {blob} failed with {status}")
             outputs.append(np.array(out, dtype=np.float32, copy=True)[None])
         del mat, crop
-        return outputs[0], outputs[1]
+        return tuple(outputs)
 
     def _close_impl(self) -> None:
         self.net.clear()

@@ -79,7 +79,7 @@ class OnnxRuntimeRunner(Runtime):
             )
         self._read_back(options, wanted, provider_options)
         self.input_name = self.session.get_inputs()[0].name
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.session_outputs = [o.name for o in self.session.get_outputs()]
         return f"{self.requested_device} ({active[0]}, {self.execution_precision})"
 
     def _provider_options(self, base: str, index: str) -> dict[str, str]:
@@ -117,11 +117,10 @@ class OnnxRuntimeRunner(Runtime):
                 "FP16 graph: nodes without an FP16 CPU kernel compute in f32 behind inserted casts"
             )
 
-    def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        outputs = dict(
-            zip(self.output_names, self.session.run(None, {self.input_name: batch}), strict=True)
-        )
-        return outputs["simcc_x"], outputs["simcc_y"]
+    def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        ran = self.session.run(None, {self.input_name: batch})
+        outputs = dict(zip(self.session_outputs, ran, strict=True))
+        return tuple(outputs[name] for name in self.output_names)
 
     def _close_impl(self) -> None:
         del self.session

@@ -107,12 +107,9 @@ class OpenVINORunner(Runtime):
                 self.execution["kept_f32_nodes"] = runtime_precisions(self.compiled, kept)
         return f"{self.requested_device} ({','.join(executed)}, {self.execution_precision})"
 
-    def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         result = self.request.infer({0: batch}, share_inputs=True)
-        return (
-            np.array(result[self.outputs["simcc_x"]], copy=True),
-            np.array(result[self.outputs["simcc_y"]], copy=True),
-        )
+        return tuple(np.array(result[self.outputs[name]], copy=True) for name in self.output_names)
 
     def _close_impl(self) -> None:
         del self.request

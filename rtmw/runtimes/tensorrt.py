@@ -80,7 +80,7 @@ class TensorRTRunner(Runtime):
         name = torch.cuda.get_device_name(index)
         return f"cuda:{index} ({name}, {self.execution_precision})"
 
-    def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         torch = self._torch
         engine, context = self.engine, self.context
         input_name = self.inputs[0]
@@ -99,10 +99,7 @@ class TensorRTRunner(Runtime):
         if not context.execute_async_v3(self.stream.cuda_stream):
             raise RuntimeError("tensorrt: execute_async_v3 failed")
         self.stream.synchronize()
-        return (
-            results["simcc_x"].float().cpu().numpy(),
-            results["simcc_y"].float().cpu().numpy(),
-        )
+        return tuple(results[name].float().cpu().numpy() for name in self.output_names)
 
     def _close_impl(self) -> None:
         del self.context

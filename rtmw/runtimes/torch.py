@@ -41,7 +41,7 @@ class TorchRunner(Runtime):
         actual = str(next(model.parameters()).device)
         return f"{actual} ({self.execution_precision})"
 
-    def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         return self.inference(batch)
 
     def _close_impl(self) -> None:

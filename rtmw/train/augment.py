@@ -148,6 +148,22 @@ def augment_person(
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """uint8 BGR crop (H,W,3), crop-pixel keypoints (K,2) and visibility weights (K,)."""
+    crop, points, weights, _ = augment_person_ordered(
+        image, bbox_xyxy, keypoints_xyv, input_size, cfg, rng
+    )
+    return crop, points, weights
+
+
+def augment_person_ordered(
+    image: np.ndarray,
+    bbox_xyxy: np.ndarray,
+    keypoints_xyv: np.ndarray,
+    input_size: tuple[int, int],
+    cfg: AugmentConfig,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`augment_person` plus the keypoint order it returns (the flip's left/right
+    swap, or identity), so per-keypoint values such as depth follow their keypoints."""
     keypoints = keypoints_xyv[:, :2].astype(np.float64)
     visible = keypoints_xyv[:, 2] > 0
     mat, flip = sample_warp(bbox_xyxy, keypoints, visible, input_size, cfg, rng)
@@ -157,7 +173,5 @@ def augment_person(
     crop = photometric(crop, cfg, rng)
     points = keypoints @ mat[:, :2].T + mat[:, 2]
     weights = visible.astype(np.float32)
-    if flip:
-        index = np.asarray(FLIP_INDICES)
-        points, weights = points[index], weights[index]
-    return crop, points.astype(np.float32), weights
+    order = np.asarray(FLIP_INDICES) if flip else np.arange(len(points))
+    return crop, points[order].astype(np.float32), weights[order], order

@@ -25,11 +25,20 @@ from tqdm import tqdm
 from rtmw.data.evalset import EvalSet, load_eval_set
 from rtmw.errors import DataError
 from rtmw.harness import run_accuracy
-from rtmw.models import RTMW, RTMWConfig, get_config, load_checkpoint, save_checkpoint
+from rtmw.models import (
+    RTMW,
+    RTMWConfig,
+    get_config,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from rtmw.models.checkpoint import lift_to_3d
 from rtmw.models.inference import TorchInference
+from rtmw.pipeline import DepthCodec
 from rtmw.train.augment import AugmentConfig
-from rtmw.train.dataset import WholeBodyTrainSet
-from rtmw.train.targets import kl_simcc_loss
+from rtmw.train.dataset import DepthTargets, WholeBodyTrainSet
+from rtmw.train.targets import kl_simcc3d_loss, kl_simcc_loss
 
 logger = logging.getLogger(__name__)
 
@@ -147,12 +156,22 @@ class TrainResult:
 
 
 def validate(model: RTMW, eval_set: EvalSet, *, flip: bool) -> dict[str, float]:
+    """Six-part AP; a 3D model adds root-aligned MPJPE per part (mm) as ``mpjpe_<part>``."""
     infer = TorchInference(model)  # the export reference's adapter: IEEE f32, eval mode
+    config = model.config
+    depth = (
+        DepthCodec(config.depth_size, config.z_range, config.root_index)
+        if config.depth_size is not None
+        else None
+    )
     try:
-        run = run_accuracy(infer, model.config.input_size, eval_set, flip=flip)
+        run = run_accuracy(infer, config.input_size, eval_set, flip=flip, depth=depth)
     finally:
         infer.restore()
-    return {part: metrics.ap for part, metrics in run.evaluation.parts.items()}
+    scores = {part: metrics.ap for part, metrics in run.evaluation.parts.items()}
+    if run.evaluation_3d is not None:
+        scores.update({f"mpjpe_{p}": v for p, v in run.evaluation_3d.mpjpe.items()})
+    return scores
 
 
 RESUME_FILE = "resume.pt"
@@ -215,7 +234,11 @@ def _load_resume(
 
 
 def _build_model(cfg: TrainConfig) -> tuple[RTMW, RTMWConfig]:
-    if cfg.init:
+    target = get_config(cfg.model)
+    if cfg.init and target.is_3d and not _is_3d_checkpoint(cfg.init):
+        model, config = lift_to_3d(read_checkpoint(cfg.init), target)
+        model.train()
+    elif cfg.init:
         model, config = load_checkpoint(cfg.init)
         logger.info("fine-tuning %s from %s", config.name, cfg.init)
     else:
@@ -224,6 +247,10 @@ def _build_model(cfg: TrainConfig) -> tuple[RTMW, RTMWConfig]:
         init_head_like_mmpose(model.head)
     # channels-last makes oneDNN's depthwise-convolution backward ~4× faster on CPU
     return _in_layout(model, torch.channels_last).train(), config
+
+
+def _is_3d_checkpoint(path: str) -> bool:
+    return "head.cls_z.weight" in read_checkpoint(path).state_dict
 
 
 def _train_step(
@@ -235,11 +262,17 @@ def _train_step(
         group["lr"] = lr
     epoch, indices = batch_indices(step, len(dataset), cfg)
     dataset.set_epoch(epoch)
-    inputs, target_x, target_y, weights = default_collate([dataset[int(i)] for i in indices])
-    pred_x, pred_y = model(inputs.contiguous(memory_format=torch.channels_last))
+    batch = default_collate([dataset[int(i)] for i in indices])
+    inputs = batch[0]
+    preds = model(inputs.contiguous(memory_format=torch.channels_last))
     # mmpose sums the loss over the batch; per instance keeps lr batch-independent
     # (AdamW's update is invariant to the loss scale, clipping is not)
-    loss = kl_simcc_loss(pred_x, pred_y, target_x, target_y, weights) / len(inputs)
+    if dataset.depth is not None:
+        _, tx, ty, tz, weights, weights_z = batch
+        loss = kl_simcc3d_loss(preds, (tx, ty, tz), weights, weights_z) / len(inputs)
+    else:
+        _, target_x, target_y, weights = batch
+        loss = kl_simcc_loss(preds[0], preds[1], target_x, target_y, weights) / len(inputs)
     if not torch.isfinite(loss):
         raise DataError(f"training loss is not finite at iteration {step + 1}: {loss.item()}")
     optimizer.zero_grad(set_to_none=True)
@@ -273,8 +306,19 @@ def train(cfg: TrainConfig, *, progress: bool = True, resume: bool = False) -> T
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     model, config = _build_model(cfg)
+    depth = (
+        DepthTargets(config.depth_size, config.z_range, config.root_index)
+        if config.depth_size is not None
+        else None
+    )
     dataset = WholeBodyTrainSet(
-        cfg.image_dir, cfg.ann_file, config.input_size, cfg.augment, seed=cfg.seed
+        cfg.image_dir,
+        cfg.ann_file,
+        config.input_size,
+        cfg.augment,
+        seed=cfg.seed,
+        depth=depth,
+        sigma=(*config.simcc_sigma, config.simcc_sigma_z),
     )
     if len(dataset) < cfg.batch_size:
         raise DataError(
@@ -306,7 +350,9 @@ def train(cfg: TrainConfig, *, progress: bool = True, resume: bool = False) -> T
         if validate_now and eval_set is not None:
             ap = validate(model, eval_set, flip=False)
             state.history[-1]["val_ap"] = ap
-            logger.info("iter %d: whole-body AP %.3f (no flip)", done, ap["wholebody"])
+            logger.info("iter %d: whole-body AP %.3f (no flip)%s", done, ap["wholebody"],
+                        f", MPJPE {ap['mpjpe_wholebody']:.1f} mm" if "mpjpe_wholebody" in ap
+                        else "")  # fmt: skip
             _save_last(model, out_dir / f"{config.name}_last.pth", done, cfg)
         if done % cfg.save_every == 0 or done == last:
             state.seconds = time.perf_counter() - started

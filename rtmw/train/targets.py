@@ -69,3 +69,75 @@ def kl_simcc_loss(
         kl = F.kl_div(log_p, label, reduction="none").mean(dim=-1)
         total = total + (kl * weights * part_weight).sum()
     return total / num_keypoints
+
+
+# RTMW3D (mmpose projects/rtmpose3d): SimCC3DLabel targets and KLDiscretLoss2, as the
+# project's configs use them: sigma (6, 6.93, 6), un-normalised, z relative to the hips'
+# mean and mapped from [−z_range, z_range] onto [0, depth_size]; the loss applies
+# beta 10 to the logits and label softmax (beta 10), no face mask, sums per keypoint
+# and divides by the number of keypoints. The configs' BoneLoss is computed on argmax
+# coordinates and so gives no gradient: it is not part of the training objective here.
+SIMCC3D_SIGMA = (6.0, 6.93, 6.0)
+LOGIT_BETA_3D = 10.0
+
+
+def depth_labels(
+    keypoints_3d: np.ndarray, root_index: tuple[int, ...], z_range: float, depth_size: int
+) -> np.ndarray:
+    """(N, K, 3) camera-frame metres → (N, K) z in the codec's depth pixels."""
+    root_z = keypoints_3d[..., list(root_index), 2].mean(-1, keepdims=True)
+    relative = keypoints_3d[..., 2] - root_z
+    labels: np.ndarray = (relative / z_range + 1.0) * (depth_size / 2)
+    return labels
+
+
+def simcc3d_targets(
+    keypoints: np.ndarray,
+    depth_px: np.ndarray,
+    weights: np.ndarray,
+    input_size: tuple[int, int],
+    depth_size: int,
+    *,
+    split_ratio: float = 2.0,
+    sigma: tuple[float, float, float] = SIMCC3D_SIGMA,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(N,K,2) crop pixels, (N,K) depth pixels, (N,K) weights → target x, y, z, weights.
+
+    A keypoint whose 3-sigma window falls off any of the three axes gets weight 0, as
+    SimCC3DLabel does.
+    """
+    width, height = input_size
+    bins = tuple(round(n * split_ratio) for n in (width, height, depth_size))
+    points = np.concatenate([keypoints, depth_px[..., None]], axis=-1)
+    mu = np.around(points * split_ratio)
+    radius = np.asarray(sigma) * 3
+    low, high = mu - radius, mu + radius + 1
+    inside = np.all(low < np.asarray(bins), axis=-1) & np.all(high >= 0, axis=-1)
+    weights = np.where(inside & (weights >= 0.5), weights, 0.0).astype(np.float32)
+    targets = []
+    for axis, size in enumerate(bins):
+        grid = np.arange(size, dtype=np.float32)
+        gauss = np.exp(-((grid - mu[..., axis : axis + 1]) ** 2) / (2 * sigma[axis] ** 2))
+        targets.append((gauss * (weights > 0)[..., None]).astype(np.float32))
+    return targets[0], targets[1], targets[2], weights
+
+
+def kl_simcc3d_loss(
+    preds: tuple[Tensor, Tensor, Tensor],
+    targets: tuple[Tensor, Tensor, Tensor],
+    weights: Tensor,
+    weights_z: Tensor,
+    *,
+    logit_beta: float = LOGIT_BETA_3D,
+    label_beta: float = LABEL_BETA,
+) -> Tensor:
+    """KLDiscretLoss2(beta=10, label_softmax=True): x and y weighted by the keypoint
+    weights, z by the depth weights (0 for instances without 3D labels)."""
+    num_keypoints = preds[0].shape[1]
+    total = preds[0].new_zeros(())
+    for pred, target, weight in zip(preds, targets, (weights, weights, weights_z), strict=True):
+        log_p = F.log_softmax(pred * logit_beta, dim=-1)
+        label = F.softmax(target * label_beta, dim=-1)
+        kl = F.kl_div(log_p, label, reduction="none").mean(dim=-1)
+        total = total + (kl * weight).sum()
+    return total / num_keypoints

@@ -3,6 +3,8 @@
 synthetic data → calibration set → export to every target this machine can build
 (INT8 included) → benchmark all artifacts on a held-out synthetic split → gate the FP16
 and INT8 artifacts against FP32 → results/demo/ (JSON, Markdown, plots, images).
+With ``three_d`` the same on the RTMW3D demo model and synthetic 3D figures: the bench
+adds MPJPE/PA-MPJPE per part and the gate their budgets (results/demo-3d/).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from rtmw.calib import build_calibration_set, save_calibration_set
 from rtmw.data.synthetic import make_dataset
 from rtmw.export import ExportResult, ExportStatus, export, get_target, unavailable_reason
 from rtmw.host import cpu_fingerprint, describe
-from rtmw.models import DEMO_NAME, demo_checkpoint
+from rtmw.models import DEMO_3D_NAME, DEMO_NAME, demo_checkpoint
 from rtmw.workflows.gate import gate_results
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,12 @@ class DemoSettings:
     batches: tuple[int, ...] = (1, 8)
     seconds: float = 1.0
     calib_seed: int = 0
+    # the RTMW3D demo: the 3D demo model on synthetic 3D figures (MPJPE per part, 3D gate)
+    three_d: bool = False
+
+    @property
+    def model(self) -> str:
+        return DEMO_3D_NAME if self.three_d else DEMO_NAME
 
 
 def targets_for_this_host(say: Say) -> list[str]:
@@ -97,10 +105,13 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, say: Say = p
     this machine should build did not build or run."""
     start = time.perf_counter()
     say(f"CPU: {describe(cpu_fingerprint())}")
-    say(f"== synthetic data: {settings.calib_images} calibration images, "
+    kind = "3D " if settings.three_d else ""
+    say(f"== synthetic {kind}data: {settings.calib_images} calibration images, "
         f"{settings.val_images} validation images")  # fmt: skip
-    train = make_dataset(out / "data", settings.calib_images, TRAIN_SEED, split="train")
-    val = make_dataset(out / "data", settings.val_images, VAL_SEED, split="val")
+    depth = settings.three_d
+    train = make_dataset(out / "data", settings.calib_images, TRAIN_SEED, split="train",
+                         depth=depth)  # fmt: skip
+    val = make_dataset(out / "data", settings.val_images, VAL_SEED, split="val", depth=depth)
 
     say(f"== calibration set: {settings.calib_n} person crops from the training split "
         f"(seed {settings.calib_seed})")  # fmt: skip
@@ -110,7 +121,7 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, say: Say = p
 
     targets = targets_for_this_host(say)
     overrides = {t: p for t, p in DEMO_INT8_POLICY_OVERRIDES.items() if t in targets}
-    say(f"== export {DEMO_NAME} to {len(targets)} targets (INT8: {DEMO_INT8_POLICY}"
+    say(f"== export {settings.model} to {len(targets)} targets (INT8: {DEMO_INT8_POLICY}"
         + "".join(f"; {t}: {p}" for t, p in overrides.items()) + ")")  # fmt: skip
     artifacts = out / "artifacts"
     by_policy: dict[str, list[str]] = {}
@@ -119,8 +130,8 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, say: Say = p
     made = [
         result
         for policy, group in by_policy.items()
-        for result in export(demo_checkpoint(), group, artifacts, overwrite=True, progress=True,
-                             calib=calib_path, int8_policy=policy)
+        for result in export(demo_checkpoint(settings.model), group, artifacts, overwrite=True,
+                             progress=True, calib=calib_path, int8_policy=policy)
     ]  # fmt: skip
     made.sort(key=lambda r: targets.index(r.target) if r.target in targets else len(targets))
     for result in made:
@@ -135,7 +146,7 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, say: Say = p
         image_dir=str(val.image_dir), ann_file=str(val.ann_file),
         reference=str(artifacts / "onnx"), draw=3,
     )  # fmt: skip
-    run = bench(list(paths), bench_settings, out, name="demo")
+    run = bench(list(paths), bench_settings, out, name="demo-3d" if depth else "demo")
 
     say("== gate FP16 and INT8 artifacts against FP32 (onnx)")
     verdict = gate_results(out / "results.json", out / "results.json")

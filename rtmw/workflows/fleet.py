@@ -296,9 +296,10 @@ def eval_shard(
             local.write_bytes(shard.images[item.path.name])
             items.append(replace(item, path=local))
         with runtimes.open(artifact, device=RUNTIME_DEVICE[device], threads=threads) as runtime:
-            pose = TopDown(
-                runtime.infer, artifact.manifest.input_size, flip_test=flip, max_batch=max_batch
-            )
+            # shards score 2D AP (results are COCO-WholeBody keypoints); 3D error is not
+            # merged across shards
+            pose = TopDown(runtime.infer, artifact.manifest.input_size, flip_test=flip,
+                           max_batch=max_batch, depth=runtime.depth)  # fmt: skip
             results, _ = predict(pose, items)
     return {
         "index": shard.index,

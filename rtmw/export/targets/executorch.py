@@ -65,7 +65,6 @@ def _output(ctx: ExportContext, lowered: dict[str, Any], **options: Any) -> Targ
             "file": "model.pte",
             "input": "input",
             "batch": ctx.options.fixed_batch,
-            "outputs": ["simcc_x", "simcc_y"],
         },
         tools=_tools(),
         options={

@@ -83,7 +83,7 @@ def _output(ctx: ExportContext, packages: tuple[str, ...], **options: Any) -> Ta
     return TargetOutput(
         files=["model.tflite"],
         io={"file": "model.tflite", "input": "args_0", "signature": SIGNATURE,
-            "batch": ctx.options.fixed_batch, "outputs": ["simcc_x", "simcc_y"]},
+            "batch": ctx.options.fixed_batch},
         tools=_versions(*packages),
         options={"converter": "litert-torch", "batch": ctx.options.fixed_batch, **options},
     )  # fmt: skip

@@ -82,7 +82,9 @@ def target_openvino_fp16(ctx: ExportContext, stage: Path) -> TargetOutput:
 
 # the SimCC head's token projections (ScaleNorm + Linear), the GAU and the classifiers:
 # the same blocks the INT8 policy keeps in float, and for the same reason
-BF16_KEPT_F32 = ("/head/mlp/", "/head/mlp2/", "/head/gau/", "/head/cls_x/", "/head/cls_y/")
+BF16_KEPT_F32 = (
+    "/head/mlp/", "/head/mlp2/", "/head/gau/", "/head/cls_x/", "/head/cls_y/", "/head/cls_z/",
+)  # fmt: skip
 # the IR attribute that OpenVINO reads as "keep this node's precision" (DisableFP16Compression,
 # serialised as "precise"); the CPU plugin then leaves the node in f32 under a bf16 hint
 PRECISE_ATTRIBUTE = "precise"
@@ -218,7 +220,11 @@ def _fp32_reference_keypoints(ctx: ExportContext, holdout: np.ndarray) -> list[n
         work / "model.xml", format="openvino", precision="fp32",
         input_size=ctx.config.input_size, files=("model.bin",),
     ) as reference:  # fmt: skip
-        return [decode_simcc(*reference(holdout[i : i + 1]))[0][0] for i in range(len(holdout))]
+        decoded = []
+        for i in range(len(holdout)):
+            outputs = reference(holdout[i : i + 1])
+            decoded.append(decode_simcc(outputs[0], outputs[1])[0][0])
+        return decoded
 
 
 def _accuracy_controlled(

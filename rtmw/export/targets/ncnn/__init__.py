@@ -84,7 +84,6 @@ NCNN_IO = {
     "param": "model.ncnn.param",
     "bin": "model.ncnn.bin",
     "ncnn_input": "in0",
-    "ncnn_outputs": ["out0", "out1"],
     "input": "in0",
     "batch": 1,
 }

@@ -1,0 +1,292 @@
+"""RTMW3D: the family, strict loading, decoding, 3D data, 3D error, training and export."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import has_module, xtcocotools_usable
+
+from rtmw.data.evaluation3d import Matched3D, evaluate_matched, procrustes
+from rtmw.data.synthetic import make_dataset
+from rtmw.data.wholebody import load_annotations
+from rtmw.errors import StateDictMismatch
+from rtmw.models import RTMW, build, expected_layout, get_config, load_checkpoint, save_checkpoint
+from rtmw.models.checkpoint import demo_checkpoint, lift_to_3d, read_checkpoint
+from rtmw.models.macs import macs_per_crop
+from rtmw.pipeline import DepthCodec, TopDown, decode_depth, fuse_flip
+from rtmw.pipeline.decode import flip_simcc_x
+
+# Counted on mmpose 1.3.2's modules with the project's source (issue #21): RTMW-l/x-384x288
+# plus head.cls_z (256 → 576)
+PUBLISHED_3D = {
+    "rtmw3d-l-384x288": (57_501_751, 729, "rtmw-l-384x288"),
+    "rtmw3d-x-384x288": (92_342_447, 837, "rtmw-x-384x288"),
+}
+# MACs per 288×384 crop, torch's FlopCounterMode on our modules: the 2D model's plus the
+# z classifier's 133 × 256 × 576
+MACS_3D = {"rtmw3d-l-384x288": 17_658_223_744, "rtmw3d-x-384x288": 29_257_923_712}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_3D))
+def test_layout_counts_and_macs(name: str) -> None:
+    params, tensors, two_d = PUBLISHED_3D[name]
+    config = get_config(name)
+    assert config.is_3d and config.depth_size == 288 and config.simcc_depth == 576
+    assert config.output_names == ("simcc_x", "simcc_y", "simcc_z")
+    layout = expected_layout(config)
+    base = expected_layout(get_config(two_d))
+    assert set(layout) - set(base) == {"head.cls_z.weight"}
+    assert all(layout[k] == v for k, v in base.items())
+    assert layout["head.cls_z.weight"] == (576, 256)
+    with torch.device("meta"):
+        model = RTMW(config)
+    assert sum(p.numel() for p in model.parameters()) == params == config.num_parameters
+    assert len(model.state_dict()) == tensors == config.num_state_tensors
+    assert macs_per_crop(name) == MACS_3D[name]
+    assert macs_per_crop(name) - macs_per_crop(two_d) == 133 * 256 * 576
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_3D))
+def test_random_init_checkpoint_loads_strictly(name: str, tmp_path: Path) -> None:
+    """Saved exactly as mmpose saves it; identified from shapes (not from the file name)."""
+    model = build(name, seed=3)
+    path = save_checkpoint(model, tmp_path / "weights.pth")
+    raw = torch.load(path, map_location="cpu", weights_only=False)
+    assert set(raw) == {"meta", "state_dict"} and list(raw["state_dict"]) == list(
+        model.state_dict()
+    )
+    loaded, config = load_checkpoint(path)
+    assert config.name == name
+    x = torch.randn(1, 3, 384, 288, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref, out = model(x), loaded(x)
+    assert [tuple(t.shape) for t in out] == [(1, 133, 576), (1, 133, 768), (1, 133, 576)]
+    assert all(torch.equal(a, b) for a, b in zip(ref, out, strict=True))
+
+
+def test_wrong_depth_bins_refused(tmp_path: Path) -> None:
+    state = OrderedDict(build("rtmw3d-demo-wide-256x192", seed=0).state_dict())
+    state["head.cls_z.weight"] = torch.zeros(384, 128)
+    path = tmp_path / "bad.pth"
+    torch.save({"state_dict": state}, path)
+    with pytest.raises(StateDictMismatch, match="cls_z"):
+        load_checkpoint(path)
+
+
+def test_lift_keeps_every_2d_tensor() -> None:
+    contents = read_checkpoint(demo_checkpoint())
+    model, config = lift_to_3d(contents, get_config("rtmw3d-demo-wide-256x192"))
+    state = model.state_dict()
+    assert set(state) - set(contents.state_dict) == {"head.cls_z.weight"}
+    assert all(torch.equal(state[k], v) for k, v in contents.state_dict.items())
+    assert config.extra["init_sha256"] == contents.sha256
+    with pytest.raises(StateDictMismatch, match="cannot start"):
+        lift_to_3d(contents, get_config("rtmw3d-l-384x288"))
+
+
+def test_decode_depth_is_mmpose_simcc3d() -> None:
+    """argmax bin, −1 where the score ≤ 0, / split, then [0, D] → [−z_range, z_range]."""
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((2, 133, 576)).astype(np.float32)
+    scores = rng.standard_normal((2, 133)).astype(np.float32)
+    got = decode_depth(z, scores, split_ratio=2.0, depth_size=288, z_range=2.1744869)
+    loc = z.argmax(-1).astype(np.float64)
+    loc[scores <= 0] = -1
+    expected = (loc / 2.0 / 144.0 - 1.0) * 2.1744869
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    # the centre bin is the root's depth; the ends are ±z_range
+    one = np.zeros((1, 1, 576), np.float32)
+    one[0, 0, 288] = 1.0
+    assert decode_depth(one, np.ones((1, 1)), split_ratio=2.0, depth_size=288,
+                        z_range=2.0)[0, 0] == pytest.approx(0.0)  # fmt: skip
+
+
+def test_flip_fusion_swaps_depth_without_mirroring() -> None:
+    rng = np.random.default_rng(1)
+    outs = [rng.standard_normal((1, 133, n)).astype(np.float32) for n in (384, 512, 384)]
+    flipped = [rng.standard_normal((1, 133, n)).astype(np.float32) for n in (384, 512, 384)]
+    from rtmw.keypoints import FLIP_INDICES
+
+    fused = fuse_flip(outs, flipped, FLIP_INDICES)
+    assert len(fused) == 3
+    index = list(FLIP_INDICES)
+    np.testing.assert_allclose(fused[0], (outs[0] + flip_simcc_x(flipped[0], index)) / 2)
+    np.testing.assert_allclose(fused[2], (outs[2] + flipped[2][:, index]) / 2)
+
+
+def test_topdown_refuses_output_count_mismatch() -> None:
+    from rtmw.errors import InputError
+
+    def two(batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        n = len(batch)
+        return np.zeros((n, 133, 384), np.float32), np.zeros((n, 133, 512), np.float32)
+
+    image = np.zeros((300, 300, 3), np.uint8)
+    pose = TopDown(two, (192, 256), depth=DepthCodec(192, 2.17))
+    with pytest.raises(InputError, match="three simcc outputs"):
+        pose(image, np.array([[10, 10, 200, 280]]))
+
+
+def test_synthetic_3d_figures_project_exactly(tmp_path: Path) -> None:
+    """The 2D labels are the pinhole projection of keypoints_3d; depth is root-relative
+    to the hips; the same seed's 2D data (depth off) carries no 3D fields."""
+    data = make_dataset(tmp_path / "d3", 8, seed=4, depth=True, progress=False)
+    anns = load_annotations(data.ann_file)
+    assert anns.persons and all(p.has_3d for p in anns.persons)
+    for person in anns.persons:
+        assert person.keypoints_3d is not None and person.camera is not None
+        points = person.keypoints_3d
+        uv = points[:, :2] / points[:, 2:] * np.asarray(person.camera["f"]) + person.camera["c"]
+        labelled = person.keypoints[:, 2] > 0
+        np.testing.assert_allclose(uv[labelled], person.keypoints[labelled, :2], atol=0.01)
+        assert person.root_z == pytest.approx(points[[11, 12], 2].mean(), abs=1e-4)
+        assert np.ptp(points[:, 2]) > 0.05  # real depth, not a flat figure
+    flat = make_dataset(tmp_path / "d2", 8, seed=4, progress=False)
+    assert not any(p.has_3d for p in load_annotations(flat.ann_file).persons)
+
+
+def _matched(gt: np.ndarray, pred: np.ndarray) -> Matched3D:
+    return Matched3D(gt, pred, np.ones(133, bool))
+
+
+def test_mpjpe_and_pa_mpjpe() -> None:
+    rng = np.random.default_rng(2)
+    gt = rng.normal(0, 0.3, (133, 3)) + np.array([0.0, 0.0, 5.0])
+    shifted = gt + np.array([0.1, -0.2, 0.3])  # a shift: the root alignment removes it
+    perfect = evaluate_matched([_matched(gt, shifted)])
+    assert perfect.mpjpe["wholebody"] == pytest.approx(0.0, abs=1e-9)
+    offset = gt.copy()
+    offset[91:112] += [0.01, 0.0, 0.0]  # the left hand 10 mm to the side
+    hand = evaluate_matched([_matched(gt, offset)])
+    assert hand.mpjpe["lefthand"] == pytest.approx(10.0, abs=1e-6)
+    assert hand.mpjpe["body"] < hand.mpjpe["lefthand"]
+    assert hand.local["lefthand"] == pytest.approx(0.0, abs=1e-6)  # wrist-aligned: rigid shift
+    angle = 0.3
+    rot = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0,
+                                                                   np.cos(angle)]])  # fmt: skip
+    turned = (gt - gt.mean(0)) @ rot.T * 1.1 + gt.mean(0)
+    result = evaluate_matched([_matched(gt, turned)])
+    assert result.mpjpe["wholebody"] > 20.0
+    assert result.pa_mpjpe["wholebody"] == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(procrustes(turned, gt), gt, atol=1e-9)
+
+
+@pytest.mark.skipif(not xtcocotools_usable()[0], reason=xtcocotools_usable()[1])
+def test_h3wb_json_release_read_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file in H3WB's JSON release layout (mm, joints by id) loads and evaluates like
+    the COCO-WholeBody-3D file it was written from."""
+    from rtmw.data.evalset import load_eval_set
+    from rtmw.data.h3wb import as_coco, to_h3wb_json
+
+    monkeypatch.setenv("RTMW_CACHE", str(tmp_path / "cache"))
+    data = make_dataset(tmp_path / "d", 6, seed=5, depth=True, progress=False)
+    coco = json.loads(data.ann_file.read_text())
+    h3wb = tmp_path / "RGBto3D_train.json"
+    h3wb.write_text(json.dumps(to_h3wb_json(coco)))
+    converted = as_coco(h3wb, data.image_dir)
+    assert converted != h3wb and as_coco(h3wb, data.image_dir) == converted  # cached
+    ours = load_annotations(data.ann_file).persons
+    theirs = load_annotations(converted).persons
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.keypoints_3d is not None and b.keypoints_3d is not None
+        np.testing.assert_allclose(a.keypoints_3d, b.keypoints_3d, atol=1e-5)
+        assert b.valid_3d is not None and b.valid_3d.all()
+    eval_set = load_eval_set(data.image_dir, h3wb)
+    assert eval_set.ann_file == converted and eval_set.num_instances == len(theirs)
+
+
+def test_3d_targets_and_training_step(tmp_path: Path) -> None:
+    """Targets peak where the codec maps the keypoint; two training iterations of a 3D
+    model started from 2D weights give a loadable RTMW3D checkpoint."""
+    from rtmw.train import TrainConfig, train
+    from rtmw.train.targets import depth_labels, simcc3d_targets
+
+    points = np.zeros((1, 133, 3))
+    points[0, :, 2] = 5.0
+    points[0, 0, 2] = 5.5  # the nose half a metre behind the hips
+    depth = depth_labels(points, (11, 12), 2.0, 192)
+    assert depth[0, 11] == pytest.approx(96.0) and depth[0, 0] == pytest.approx(96 + 24)
+    kp = np.full((1, 133, 2), 50.0)
+    _, _, tz, w = simcc3d_targets(kp, depth, np.ones((1, 133)), (192, 256), 192)
+    assert tz.shape == (1, 133, 384) and int(tz[0, 0].argmax()) == 240 and w.all()
+    data = make_dataset(tmp_path / "d", 6, seed=6, depth=True, progress=False)
+    cfg = TrainConfig(
+        model="rtmw3d-demo-wide-256x192", init=str(demo_checkpoint()),
+        image_dir=str(data.image_dir), ann_file=str(data.ann_file), out_dir=str(tmp_path / "run"),
+        iters=2, batch_size=4, warmup_iters=1, val_every=100, save_every=100, threads=2,
+    )  # fmt: skip
+    result = train(cfg, progress=False)
+    assert all(np.isfinite(h["loss"]) for h in result.history)
+    _, config = load_checkpoint(result.checkpoint)
+    assert config.is_3d
+
+
+@pytest.mark.onnx
+@pytest.mark.skipif(not has_module("onnxruntime"), reason="onnxruntime not installed")
+def test_export_verifies_all_three_outputs(tmp_path: Path) -> None:
+    """The artifact names three outputs and records z figures; a z-only error is caught."""
+    from rtmw import runtimes
+    from rtmw.artifact import read_artifact
+    from rtmw.export import export
+    from rtmw.export.verify import DEFAULT_TOLERANCES, DepthScale, compare, verification_inputs
+    from rtmw.models.inference import TorchInference
+
+    model, _ = lift_to_3d(read_checkpoint(demo_checkpoint()),
+                          get_config("rtmw3d-demo-wide-256x192"))  # fmt: skip
+    path = save_checkpoint(model, tmp_path / "r3d.pth")
+    (result,) = export(path, ["onnx"], tmp_path / "out")
+    assert result.status == "ok", result.line()
+    manifest = read_artifact(tmp_path / "out" / "onnx").manifest
+    assert manifest.io["outputs"] == ["simcc_x", "simcc_y", "simcc_z"]
+    assert manifest.depth == {"depth_size": 192, "z_range": 2.1744869, "root_index": [11, 12]}
+    v = manifest.verification
+    assert v["max_abs_diff_z"] < 1e-3 and v["argmax_agreement_z"] == 1.0
+    assert "z max|Δ|" in result.line()
+    reference = TorchInference(model)
+    inputs = verification_inputs((192, 256))
+
+    def broken_z(batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        x, y, z = reference(batch)
+        return x, y, np.roll(z, 40, axis=-1)  # every depth 40 bins off
+
+    with runtimes.open(read_artifact(tmp_path / "out" / "onnx")) as runner:
+        assert len(runner.infer(inputs["persons"][:2])) == 3
+    report = compare(broken_z, reference, inputs, DEFAULT_TOLERANCES["fp32"],
+                     depth=DepthScale(192, 2.1744869))  # fmt: skip
+    assert not report.passed and any("z argmax" in f for f in report.failures)
+
+
+def test_gate_judges_3d_error() -> None:
+    from rtmw.bench.gate import gate_entry, load_budgets
+
+    parts = ("body", "foot", "face", "lefthand", "righthand", "wholebody")
+
+    def entry(name: str, precision: str, mpjpe: float) -> dict[str, object]:
+        three_d = {"mpjpe_mm": dict.fromkeys(parts, mpjpe),
+                   "pa_mpjpe_mm": dict.fromkeys(parts, mpjpe / 2)}  # fmt: skip
+        return {"name": name, "target": name, "precision": precision, "status": "ok",
+                "model": "m", "input_size": [192, 256], "verification": "accuracy",
+                "accuracy": {"parts": {p: {"ap": 0.5} for p in parts}, "3d": three_d},
+                "fidelity": {"parts": {p: {"px_p95": 0.5, "keypoints": 500}
+                                       for p in parts}}}  # fmt: skip
+
+    run = {"settings": {"data": {"ann_sha256": "a", "box_source": "gt", "image_ids": [1]},
+                        "flip": True}, "_path": "/nonexistent/results.json"}  # fmt: skip
+    budgets = load_budgets()
+    budgets["defaults"]["resamples"] = 0
+    ref = entry("onnx", "fp32", 60.0)
+    ok = gate_entry(run, run, ref, entry("ort-int8", "int8", 65.0), budgets)
+    assert all(c.passed for c in ok if c.metric.endswith("mpjpe_rise"))
+    bad = gate_entry(run, run, ref, entry("ort-int8", "int8", 75.0), budgets)
+    failed = [c for c in bad if not c.passed]
+    assert failed and all(c.metric == "mpjpe_rise" for c in failed)
+    lost = entry("ort-int8", "int8", 60.0)
+    lost["accuracy"] = {"parts": {p: {"ap": 0.5} for p in parts}}  # no 3D figures
+    assert any(not c.passed and "3D error missing" in c.detail
+               for c in gate_entry(run, run, ref, lost, budgets))  # fmt: skip
