@@ -290,3 +290,98 @@ def test_gate_judges_3d_error() -> None:
     lost["accuracy"] = {"parts": {p: {"ap": 0.5} for p in parts}}  # no 3D figures
     assert any(not c.passed and "3D error missing" in c.detail
                for c in gate_entry(run, run, ref, lost, budgets))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def calib_3d(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Person crops of synthetic 3D figures, by rtmw-calib's code."""
+    from rtmw.calib import build_calibration_set, save_calibration_set
+
+    src = make_dataset(tmp_path_factory.mktemp("calib3d"), 40, seed=31, split="train",
+                       depth=True, progress=False)  # fmt: skip
+    calib = build_calibration_set(src.image_dir, input_size=(192, 256), ann_file=src.ann_file,
+                                  n=64, progress=False)  # fmt: skip
+    return save_calibration_set(calib, tmp_path_factory.mktemp("calib3d-set") / "calib.npz")
+
+
+@pytest.mark.precision
+@pytest.mark.parametrize("target", ["ort-int8", "openvino-int8", "ncnn-int8"])
+def test_int8_of_the_3d_demo_verified_with_cls_z_in_float(
+    target: str, calib_3d: Path, tmp_path: Path
+) -> None:
+    """The trained 3D demo model has clear z peaks: INT8 is judged on all three outputs
+    (z argmax within ±4 bins, decoded z p99), with the z classifier kept in float."""
+    from rtmw.artifact import read_artifact
+    from rtmw.export import export
+    from rtmw.models import DEMO_3D_NAME
+
+    backend = {"ort-int8": "onnxruntime", "openvino-int8": "openvino", "ncnn-int8": "ncnn"}
+    if not has_module(backend[target]):
+        pytest.skip(f"{backend[target]} not installed")
+    (result,) = export(demo_checkpoint(DEMO_3D_NAME), [target], tmp_path, calib=calib_3d)
+    assert result.status == "ok", result.line()
+    manifest = read_artifact(tmp_path / target).manifest
+    v = manifest.verification
+    assert v["mode"] == "accuracy" and v["clear_peaks_z"] > 0
+    assert v["argmax_agreement_z"] >= v["tolerances"]["min_argmax_agreement"]
+    assert v["depth_m_p99"] is not None
+    assert "/head/cls_z/" in manifest.options["kept_patterns"]
+    if target == "ort-int8":
+        import onnx
+
+        model = onnx.load(str(tmp_path / target / "model.onnx"))
+        dequantised = {o for n in model.graph.node if n.op_type == "DequantizeLinear"
+                       for o in n.output}  # fmt: skip
+        cls_z = [n for n in model.graph.node if n.name.startswith("/head/cls_z/")]
+        assert cls_z and all(n.op_type == "MatMul" for n in cls_z)
+        assert not any(i in dequantised for n in cls_z for i in n.input)
+
+
+def test_h3wb_npz_release_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mmpose's h3wb_train.npz layout (subject → action → camera, mm, K per camera, boxes
+    per frame, images under original/<S>/Images/<action>.<camera>/) converts with its
+    cameras: predictions are placed through them."""
+    import shutil
+
+    from rtmw.data.h3wb import as_coco
+
+    monkeypatch.setenv("RTMW_CACHE", str(tmp_path / "cache"))
+    data = make_dataset(tmp_path / "d", 4, seed=7, depth=True, progress=False)
+    anns = load_annotations(data.ann_file)
+    first = {}
+    for person in anns.persons:
+        first.setdefault(person.image_id, person)
+    persons = [first[i] for i in sorted(first)]
+    cam, subject, action = "54138969", "S1", "Walking"
+    folder = tmp_path / "h36m" / "original" / subject / "Images" / f"{action}.{cam}"
+    folder.mkdir(parents=True)
+    for frame, person in enumerate(persons):
+        shutil.copy(data.image_dir / anns.images[person.image_id].file_name,
+                    folder / f"frame_{frame}.jpg")  # fmt: skip
+    camera = persons[0].camera
+    assert camera is not None
+    k = np.array([[camera["f"][0], 0, camera["c"][0]], [0, camera["f"][1], camera["c"][1]],
+                  [0, 0, 1000.0]]) / 1000.0  # fmt: skip
+    record = {
+        "pose_2d": np.stack([p.keypoints[:, :2] for p in persons]),
+        "camera_3d": np.stack([p.keypoints_3d for p in persons]) * 1000.0,  # type: ignore[misc]
+    }
+    train = {subject: {action: {cam: record, "frame_id": list(range(len(persons)))}}}
+    boxes = {(subject, action, cam, f): dict(zip(("x_min", "y_min", "x_max", "y_max"),
+                                                 (float(v) for v in p.bbox_xyxy), strict=True))
+             for f, p in enumerate(persons)}  # fmt: skip
+    metadata = {subject: {cam: {"K": k[None], "R": np.eye(3)[None], "T": np.zeros(3),
+                                "Distortion": np.zeros((1, 5))}}}  # fmt: skip
+    npz = tmp_path / "h3wb_train.npz"
+    objects = {"train_data": train, "metadata": metadata, "bbox": boxes}
+    np.savez(npz, **{key: np.array(value, dtype=object) for key, value in objects.items()})
+    converted = load_annotations(as_coco(npz, tmp_path / "h36m"))
+    assert len(converted.persons) == len(persons)
+    for ours, theirs in zip(persons, converted.persons, strict=True):
+        assert theirs.camera is not None and ours.keypoints_3d is not None
+        np.testing.assert_allclose(theirs.camera["f"], camera["f"], rtol=1e-9)
+        np.testing.assert_allclose(theirs.keypoints_3d, ours.keypoints_3d, atol=1e-6)
+    image = converted.images[1]
+    assert image.file_name.startswith("original/S1/Images/Walking.54138969/")
+    assert (image.width, image.height) == (anns.images[persons[0].image_id].width,
+                                           anns.images[persons[0].image_id].height)  # fmt: skip

@@ -340,6 +340,13 @@ register(
         simcc_sigma_z=4.9,  # RTMW's sigma at this input size, on the depth axis too
         num_parameters=6_172_527 + 256 * 384,
         num_state_tensors=621,
+        official=OfficialFile(
+            "package:rtmw/models/weights/rtmw3d-demo-wide_synthetic-500it-256x192-2caffb7e.pth",
+            "rtmw3d-demo-wide_synthetic-500it-256x192-2caffb7e.pth",
+            sha256_prefix="2caffb7e",
+            sha256="2caffb7e54f50365baed6933979c50948872d76b33bc9176601acfc965952c35",
+        ),
+        # reproduce: results/demo-3d-training/README.md (rtmw-train, 500 iterations)
         description="demo: quarter-width RTMW3D fine-tuned on synthetic 3D figures",
     )
 )
