@@ -234,7 +234,7 @@ def test_export_verifies_all_three_outputs(tmp_path: Path) -> None:
     from rtmw import runtimes
     from rtmw.artifact import read_artifact
     from rtmw.export import export
-    from rtmw.export.verify import DEFAULT_TOLERANCES, DepthScale, compare, verification_inputs
+    from rtmw.export.verify import DEFAULT_TOLERANCES, compare, verification_inputs
     from rtmw.models.inference import TorchInference
 
     model, _ = lift_to_3d(read_checkpoint(demo_checkpoint()),
@@ -258,7 +258,7 @@ def test_export_verifies_all_three_outputs(tmp_path: Path) -> None:
     with runtimes.open(read_artifact(tmp_path / "out" / "onnx")) as runner:
         assert len(runner.infer(inputs["persons"][:2])) == 3
     report = compare(broken_z, reference, inputs, DEFAULT_TOLERANCES["fp32"],
-                     depth=DepthScale(192, 2.1744869))  # fmt: skip
+                     depth=DepthCodec(192, 2.1744869))  # fmt: skip
     assert not report.passed and any("z argmax" in f for f in report.failures)
 
 

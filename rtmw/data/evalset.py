@@ -111,3 +111,17 @@ def read_image(path: Path) -> np.ndarray:
     if image is None:
         raise DataError(f"could not read image {path}")
     return image
+
+
+def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """IoU of one xyxy box with each of ``others`` (M, 4): how predicted boxes are matched
+    to ground-truth persons."""
+    x1 = np.maximum(box[0], others[:, 0])
+    y1 = np.maximum(box[1], others[:, 1])
+    x2 = np.minimum(box[2], others[:, 2])
+    y2 = np.minimum(box[3], others[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    result: np.ndarray = inter / np.maximum(area + areas - inter, 1e-9)
+    return result

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from rtmw.data.evalset import box_iou
 from rtmw.data.wholebody import ROOT_INDEX, PersonAnnotation
 from rtmw.keypoints import PART_SLICES, PARTS
 
@@ -155,18 +156,6 @@ def evaluate_matched(
                         root_index, per_person)  # fmt: skip
 
 
-def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(box[0], others[:, 0])
-    y1 = np.maximum(box[1], others[:, 1])
-    x2 = np.minimum(box[2], others[:, 2])
-    y2 = np.minimum(box[3], others[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    result: np.ndarray = inter / np.maximum(area + areas - inter, 1e-9)
-    return result
-
-
 def match_persons(
     persons: Sequence[PersonAnnotation],
     boxes_xyxy: np.ndarray,
@@ -183,7 +172,7 @@ def match_persons(
     gt_boxes = np.stack([p.bbox_xyxy for p in candidates]).astype(np.float64)
     pairs: list[tuple[float, int, int]] = []
     for index, box in enumerate(np.asarray(boxes_xyxy, np.float64)):
-        iou = _iou(box, gt_boxes)
+        iou = box_iou(box, gt_boxes)
         pairs.extend((float(iou[g]), index, g) for g in range(len(candidates)) if iou[g] >= 0.5)
     used_boxes: set[int] = set()
     for _, index, g in sorted(pairs, reverse=True):

@@ -44,7 +44,6 @@ from rtmw.export.registry import (
 from rtmw.export.verify import (
     DEFAULT_TOLERANCES,
     LATENCY_ONLY,
-    DepthScale,
     StructureReport,
     Tolerances,
     VerificationReport,
@@ -54,7 +53,7 @@ from rtmw.export.verify import (
     verification_inputs,
 )
 from rtmw.host import cpu_fingerprint
-from rtmw.models import RTMWConfig, model_from_contents, read_checkpoint
+from rtmw.models import model_from_contents, read_checkpoint
 from rtmw.models.inference import TorchInference
 from rtmw.pipeline import DepthCodec
 from rtmw.schemas import Status
@@ -101,19 +100,6 @@ class ExportResult:
             size = f"{self.size_mb:7.1f} MB {self.seconds:6.1f} s"
             return f"{self.target:<14} ok        {size}  {figures}"
         return f"{self.target:<14} {self.status.value:<9} {self.reason}"
-
-
-def depth_codec(config: RTMWConfig) -> dict[str, Any] | None:
-    """What decoding a 3D model's simcc_z needs, recorded in its artifacts."""
-    if config.depth_size is None:
-        return None
-    return DepthCodec(config.depth_size, config.z_range, config.root_index).to_dict()
-
-
-def depth_scale(config: RTMWConfig) -> DepthScale | None:
-    if config.depth_size is None:
-        return None
-    return DepthScale(config.depth_size, config.z_range)
 
 
 def expand_targets(targets: str | Sequence[str], *, include_int8: bool = True) -> list[str]:
@@ -239,7 +225,7 @@ def _write_artifact(
             else None,
             # the outputs are the model's, whatever the target: simcc_x, simcc_y (+ simcc_z)
             io={**output.io, "outputs": list(ctx.config.output_names)},
-            depth=depth_codec(ctx.config),
+            depth=ctx.config.depth_record,
             options=output.options,
             host=cpu_fingerprint(),
             created=now_utc(),
@@ -252,7 +238,11 @@ def _write_artifact(
                 check_structure(runner, torch_reference, inputs)
                 if ctx.options.latency_only
                 else compare(
-                    runner, torch_reference, inputs, tolerances, depth=depth_scale(ctx.config)
+                    runner,
+                    torch_reference,
+                    inputs,
+                    tolerances,
+                    depth=DepthCodec.from_dict(ctx.config.depth_record),
                 )
             )
             ran_on, execution = runner.device, dict(runner.execution)

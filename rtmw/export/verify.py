@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rtmw.keypoints import PART_SLICES
-from rtmw.pipeline import InferFn
+from rtmw.pipeline import DepthCodec, InferFn
 from rtmw.pipeline.decode import decode_simcc
 
 
@@ -207,18 +207,6 @@ def _failures(
     return failures
 
 
-@dataclass(frozen=True)
-class DepthScale:
-    """How a 3D model's decoded z maps to metres (its codec's depth size and range)."""
-
-    depth_size: int
-    z_range: float
-
-    @property
-    def metres_per_px(self) -> float:
-        return self.z_range / (self.depth_size / 2)
-
-
 def compare(
     candidate: InferFn,
     reference: InferFn,
@@ -227,7 +215,7 @@ def compare(
     *,
     split_ratio: float = 2.0,
     reference_name: str = "torch fp32",
-    depth: DepthScale | None = None,
+    depth: DepthCodec | None = None,
 ) -> VerificationReport:
     counts = {k: len(v) for k, v in inputs.items()}
     cand, ref = _run_both(candidate, reference, inputs)

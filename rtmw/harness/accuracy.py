@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from rtmw.data.evalset import BoxedImage, EvalSet, read_image
+from rtmw.data.evalset import BoxedImage, EvalSet, box_iou, read_image
 from rtmw.data.evaluation import (
     WholeBodyEvaluation,
     evaluate_wholebody,
@@ -215,18 +215,6 @@ def quantile_interval(
     return float(lo), float(hi)
 
 
-def _box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(box[0], others[:, 0])
-    y1 = np.maximum(box[1], others[:, 1])
-    x2 = np.minimum(box[2], others[:, 2])
-    y2 = np.minimum(box[3], others[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    result: np.ndarray = inter / np.maximum(area + areas - inter, 1e-9)
-    return result
-
-
 def reference_correct(
     reference: dict[int, PoseResult], eval_set: EvalSet, *, min_keypoint_oks: float = 0.5
 ) -> dict[int, np.ndarray]:
@@ -251,7 +239,7 @@ def reference_correct(
         if candidates:
             gt_boxes = np.stack([p.bbox_xyxy for p in candidates])
             for index, box in enumerate(item.boxes_xyxy):
-                iou = _box_iou(np.asarray(box, np.float64), gt_boxes)
+                iou = box_iou(np.asarray(box, np.float64), gt_boxes)
                 best = int(iou.argmax())
                 if iou[best] < 0.5:
                     continue

@@ -116,6 +116,14 @@ class RTMWConfig:
         return int(self.depth_size * self.simcc_split_ratio)
 
     @property
+    def depth_record(self) -> dict[str, object] | None:
+        """The depth codec (rtmw.pipeline.DepthCodec.from_dict reads it), None for 2D."""
+        if self.depth_size is None:
+            return None
+        return {"depth_size": self.depth_size, "z_range": self.z_range,
+                "root_index": list(self.root_index)}  # fmt: skip
+
+    @property
     def output_names(self) -> tuple[str, ...]:
         return ("simcc_x", "simcc_y", "simcc_z") if self.is_3d else ("simcc_x", "simcc_y")
 

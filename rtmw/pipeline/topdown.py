@@ -41,6 +41,11 @@ class DepthCodec:
     z_range: float  # metres spanned on each side of the root
     root_index: tuple[int, ...] = (11, 12)
 
+    @property
+    def metres_per_px(self) -> float:
+        """Metres per depth pixel of the decoded z (the codec's span over its bins)."""
+        return self.z_range / (self.depth_size / 2)
+
     def to_dict(self) -> dict[str, object]:
         return {"depth_size": self.depth_size, "z_range": self.z_range,
                 "root_index": list(self.root_index)}  # fmt: skip

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,19 +12,10 @@ from torch.utils.data import Dataset
 from rtmw.data.evalset import read_image
 from rtmw.data.wholebody import PersonAnnotation, load_annotations
 from rtmw.errors import DataError
+from rtmw.pipeline import DepthCodec
 from rtmw.pipeline.preprocess import normalize_crops
 from rtmw.train.augment import AugmentConfig, augment_person_ordered
 from rtmw.train.targets import SIMCC3D_SIGMA, depth_labels, simcc3d_targets, simcc_targets
-
-
-@dataclass(frozen=True)
-class DepthTargets:
-    """An RTMW3D training set's codec: depth size, range and root (SimCC3DLabel)."""
-
-    depth_size: int
-    z_range: float
-    root_index: tuple[int, ...] = (11, 12)
-
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +37,7 @@ class WholeBodyTrainSet(Dataset[tuple[torch.Tensor, ...]]):
         seed: int = 0,
         min_keypoints: int = 1,
         cache_images: bool = True,
-        depth: DepthTargets | None = None,
+        depth: DepthCodec | None = None,
         sigma: tuple[float, float, float] | None = None,
     ) -> None:
         self.image_dir = Path(image_dir)

@@ -29,7 +29,7 @@ from rtmw.models import (
     RTMW,
     RTMWConfig,
     get_config,
-    load_checkpoint,
+    model_from_contents,
     read_checkpoint,
     save_checkpoint,
 )
@@ -37,7 +37,7 @@ from rtmw.models.checkpoint import lift_to_3d
 from rtmw.models.inference import TorchInference
 from rtmw.pipeline import DepthCodec
 from rtmw.train.augment import AugmentConfig
-from rtmw.train.dataset import DepthTargets, WholeBodyTrainSet
+from rtmw.train.dataset import WholeBodyTrainSet
 from rtmw.train.targets import kl_simcc3d_loss, kl_simcc_loss
 
 logger = logging.getLogger(__name__)
@@ -159,11 +159,7 @@ def validate(model: RTMW, eval_set: EvalSet, *, flip: bool) -> dict[str, float]:
     """Six-part AP; a 3D model adds root-aligned MPJPE per part (mm) as ``mpjpe_<part>``."""
     infer = TorchInference(model)  # the export reference's adapter: IEEE f32, eval mode
     config = model.config
-    depth = (
-        DepthCodec(config.depth_size, config.z_range, config.root_index)
-        if config.depth_size is not None
-        else None
-    )
+    depth = DepthCodec.from_dict(config.depth_record)
     try:
         run = run_accuracy(infer, config.input_size, eval_set, flip=flip, depth=depth)
     finally:
@@ -235,11 +231,11 @@ def _load_resume(
 
 def _build_model(cfg: TrainConfig) -> tuple[RTMW, RTMWConfig]:
     target = get_config(cfg.model)
-    if cfg.init and target.is_3d and not _is_3d_checkpoint(cfg.init):
-        model, config = lift_to_3d(read_checkpoint(cfg.init), target)
-        model.train()
-    elif cfg.init:
-        model, config = load_checkpoint(cfg.init)
+    contents = read_checkpoint(cfg.init) if cfg.init else None
+    if contents is not None and target.is_3d and "head.cls_z.weight" not in contents.state_dict:
+        model, config = lift_to_3d(contents, target)
+    elif contents is not None:
+        model, config = model_from_contents(contents)
         logger.info("fine-tuning %s from %s", config.name, cfg.init)
     else:
         config = get_config(cfg.model)
@@ -247,10 +243,6 @@ def _build_model(cfg: TrainConfig) -> tuple[RTMW, RTMWConfig]:
         init_head_like_mmpose(model.head)
     # channels-last makes oneDNN's depthwise-convolution backward ~4× faster on CPU
     return _in_layout(model, torch.channels_last).train(), config
-
-
-def _is_3d_checkpoint(path: str) -> bool:
-    return "head.cls_z.weight" in read_checkpoint(path).state_dict
 
 
 def _train_step(
@@ -306,11 +298,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, resume: bool = False) -> T
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     model, config = _build_model(cfg)
-    depth = (
-        DepthTargets(config.depth_size, config.z_range, config.root_index)
-        if config.depth_size is not None
-        else None
-    )
+    depth = DepthCodec.from_dict(config.depth_record)
     dataset = WholeBodyTrainSet(
         cfg.image_dir,
         cfg.ann_file,
