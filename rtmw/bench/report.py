@@ -225,7 +225,7 @@ def _table_3d(results_list: Sequence[dict[str, Any]]) -> list[str]:
                     entry.get("precision", ""),
                     *(_fmt(mpjpe.get(p)) for p in PART_COLUMNS),
                     *(_fmt(pa.get(p)) for p in PART_COLUMNS),
-                    _fmt(_ap(entry, "wholebody"), 3),
+                    _fmt(_ap(entry, "wholebody")),
                     str(three_d.get("persons", "")),
                 ]
             )

@@ -103,6 +103,7 @@ def score_3d(eval_set: EvalSet, predictions: dict[int, PoseResult]) -> Evaluatio
     if not has_3d(eval_set):
         return None
     matched = []
+    persons_by_image = eval_set.annotations.persons_by_image()
     for item in eval_set.items:
         out = predictions.get(item.image_id)
         if out is None or out.depth is None:
@@ -110,7 +111,7 @@ def score_3d(eval_set: EvalSet, predictions: dict[int, PoseResult]) -> Evaluatio
         record = eval_set.annotations.images[item.image_id]
         matched.extend(
             match_persons(
-                eval_set.annotations.persons_in(item.image_id),
+                persons_by_image.get(item.image_id, []),
                 item.boxes_xyxy,
                 out.keypoints,
                 out.depth,
