@@ -340,6 +340,26 @@ def test_int8_of_the_3d_demo_verified_with_cls_z_in_float(
         assert not any(i in dequantised for n in cls_z for i in n.input)
 
 
+@pytest.mark.precision
+def test_sensitivity_scan_of_the_3d_demo_reports_z(calib_3d: Path, tmp_path: Path) -> None:
+    """The per-block INT8 scan runs on a three-output model and says how each block moves
+    the depth classifier's argmax, beside the 2D figures."""
+    from rtmw.calib import load_calibration_set
+    from rtmw.export import sensitivity_scan
+    from rtmw.models import DEMO_3D_NAME
+
+    if not has_module("onnxruntime"):
+        pytest.skip("onnxruntime not installed")
+    path, table = sensitivity_scan(demo_checkpoint(DEMO_3D_NAME), load_calibration_set(calib_3d),
+                                   tmp_path, progress=False)  # fmt: skip
+    rows = json.loads(path.with_suffix(".json").read_text())
+    assert {"backbone.stem", "head.cls"} <= {r["block"] for r in rows}
+    assert all(0 <= r["argmax_agreement_z"] <= 1 for r in rows)
+    # quantising a block moves some z argmaxes: a scan that compared z with itself would not
+    assert min(r["argmax_agreement_z"] for r in rows) < 1.0
+    assert "z argmax agree" in table.splitlines()[0]
+
+
 def test_h3wb_npz_release_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """mmpose's h3wb_train.npz layout (subject → action → camera, mm, K per camera, boxes
     per frame, images under original/<S>/Images/<action>.<camera>/) converts with its

@@ -21,7 +21,7 @@ from rtmw.export.onnx_step import fp32_onnx
 from rtmw.export.quant_policy import POLICIES, blocks, calibration_crops, holdout_crops
 from rtmw.export.targets.onnxruntime import quantize_qdq
 from rtmw.keypoints import PART_SLICES, PARTS
-from rtmw.models import model_from_contents, read_checkpoint
+from rtmw.models import RTMWConfig, model_from_contents, read_checkpoint
 from rtmw.optional import import_backend
 from rtmw.pipeline.decode import decode_simcc
 
@@ -29,23 +29,26 @@ QUANTISABLE = {"Conv", "MatMul", "Gemm"}
 
 
 def _keypoints(
-    path: Path, crops: np.ndarray, precision: str, input_size: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Decoded keypoints and argmaxes of one ONNX model, run as an artifact of its precision
-    runs (the onnxruntime adapter with its pinned CPU settings)."""
+    path: Path, crops: np.ndarray, precision: str, config: RTMWConfig
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Decoded keypoints and the argmax of every output (x, y and, for RTMW3D, z) of one
+    ONNX model, run as an artifact of its precision runs (the onnxruntime adapter with its
+    pinned CPU settings)."""
     from rtmw import runtimes
 
-    xs, ys = [], []
+    batches: list[list[np.ndarray]] = []
     with runtimes.open_model(
-        path, format="onnx", precision=precision, input_size=input_size
+        path,
+        format="onnx",
+        precision=precision,
+        input_size=config.input_size,
+        outputs=config.output_names,
     ) as runner:
         for start in range(0, len(crops), 8):
-            x, y = runner(np.ascontiguousarray(crops[start : start + 8]))
-            xs.append(x)
-            ys.append(y)
-    simcc_x, simcc_y = np.concatenate(xs), np.concatenate(ys)
-    keypoints, _ = decode_simcc(simcc_x, simcc_y)
-    return keypoints, simcc_x.argmax(-1), simcc_y.argmax(-1)
+            batches.append(list(runner(np.ascontiguousarray(crops[start : start + 8]))))
+    outputs = [np.concatenate(parts) for parts in zip(*batches, strict=True)]
+    keypoints, _ = decode_simcc(outputs[0], outputs[1])
+    return keypoints, [output.argmax(-1) for output in outputs]
 
 
 def scan(
@@ -60,8 +63,7 @@ def scan(
     crops = calibration_crops(ctx)
     holdout = holdout_crops(ctx)
     fp32 = fp32_onnx(ctx)
-    size = ctx.config.input_size
-    ref_kpts, ref_ax, ref_ay = _keypoints(fp32, holdout, "fp32", size)
+    ref_kpts, ref_argmax = _keypoints(fp32, holdout, "fp32", ctx.config)
     op_types = {n.name: n.op_type for n in onnx.load(str(fp32)).graph.node}
     cache = ctx.scratch / "sensitivity_calibration.cache"
     rows = []
@@ -70,14 +72,18 @@ def scan(
     for block, nodes in tqdm(grouped, desc="sensitivity", unit="block", disable=not progress):
         out = ctx.scratch / "sensitivity_block.onnx"
         quantize_qdq(fp32, out, crops, include=nodes, symmetric=False, cache=cache)
-        kpts, ax, ay = _keypoints(out, holdout, "int8", size)
+        kpts, argmax = _keypoints(out, holdout, "int8", ctx.config)
         error = np.linalg.norm(kpts - ref_kpts, axis=-1)
         row: dict[str, Any] = {
             "block": block,
             "nodes": len(nodes),
             "kept": any(n.startswith(p) for n in nodes for p in kept),
-            "argmax_agreement": float(np.mean((ax == ref_ax) & (ay == ref_ay))),
+            "argmax_agreement": float(
+                np.mean((argmax[0] == ref_argmax[0]) & (argmax[1] == ref_argmax[1]))
+            ),
         }
+        if len(argmax) > 2:  # RTMW3D: the depth classifier's agreement on its own
+            row["argmax_agreement_z"] = float(np.mean(argmax[2] == ref_argmax[2]))
         for part in PARTS:
             values = error[:, PART_SLICES[part]]
             row[f"{part}_px_p50"] = float(np.percentile(values, 50))
@@ -90,9 +96,12 @@ def scan(
 def table(rows: list[dict[str, Any]]) -> str:
     from rtmw.markdown import table as markdown_table
 
-    header = ["Block", "Kept in float", "argmax agree", *(f"{p} p99 px" for p in PARTS)]
+    depth = any("argmax_agreement_z" in row for row in rows)
+    header = ["Block", "Kept in float", "argmax agree", *(["z argmax agree"] if depth else []),
+              *(f"{p} p99 px" for p in PARTS)]  # fmt: skip
     body = [
         [row["block"], "yes" if row.get("kept") else "", f"{row['argmax_agreement']:.1%}",
+         *([f"{row['argmax_agreement_z']:.1%}"] if depth else []),
          *(f"{row[f'{p}_px_p99']:.2f}" for p in PARTS)]
         for row in rows
     ]  # fmt: skip

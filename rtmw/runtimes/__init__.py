@@ -63,17 +63,20 @@ def open_model(
     device: str = "cpu",
     threads: int | None = None,
     files: tuple[str, ...] = (),
+    outputs: tuple[str, ...] | None = None,
 ) -> Runtime:
     """Open a bare model file (no artifact folder) with the adapter and precision contract
     an artifact of ``format``/``precision`` gets: for work files of an export (quantiser
     references, per-block sensitivity models), which must run as artifacts run.
-    ``files`` names the model's companion files (an IR's .bin) beside it."""
+    ``files`` names the model's companion files (an IR's .bin) beside it; ``outputs`` the
+    model's outputs in order (an RTMW3D model's three; two when not given)."""
     path = Path(model_file)
     manifest = Manifest(
         model="work-file", input_size=input_size, target=f"{format}-{precision}",
         format=format, precision=precision,
         files=hash_files(path.parent, [path.name, *files]), source={"file": str(path)},
-        tools={}, io={"file": path.name, "input": "input", "batch": "dynamic"},
+        tools={}, io={"file": path.name, "input": "input", "batch": "dynamic",
+                      **({"outputs": list(outputs)} if outputs else {})},
     )  # fmt: skip
     runner = runtime_class(format)(Artifact(path.parent, manifest), device=device, threads=threads)
     return runner.activate()

@@ -219,6 +219,7 @@ def _fp32_reference_keypoints(ctx: ExportContext, holdout: np.ndarray) -> list[n
     with runtimes.open_model(
         work / "model.xml", format="openvino", precision="fp32",
         input_size=ctx.config.input_size, files=("model.bin",),
+        outputs=ctx.config.output_names,
     ) as reference:  # fmt: skip
         decoded = []
         for i in range(len(holdout)):
