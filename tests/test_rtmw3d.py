@@ -360,6 +360,45 @@ def test_sensitivity_scan_of_the_3d_demo_reports_z(calib_3d: Path, tmp_path: Pat
     assert "z argmax agree" in table.splitlines()[0]
 
 
+def test_fleet_shards_merge_3d_error_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fleet's evaluation shards of an RTMW3D artifact, merged, give the single-process
+    3D error exactly (per-shard MPJPE means would not: shards hold different persons)."""
+    from rtmw import runtimes
+    from rtmw.artifact import read_artifact
+    from rtmw.data.evalset import load_eval_set
+    from rtmw.export import export
+    from rtmw.harness import run_accuracy
+    from rtmw.models import DEMO_3D_NAME
+    from rtmw.workflows.fleet import Shard, eval_shard, merge_shards, pack_artifact, shard_items
+
+    if not has_module("onnxruntime"):
+        pytest.skip("onnxruntime not installed")
+    ok, why = xtcocotools_usable()
+    if not ok:
+        pytest.skip(why)
+    monkeypatch.setenv("RTMW_FLEET_CACHE", str(tmp_path / "cache"))
+    (result,) = export(demo_checkpoint(DEMO_3D_NAME), ["onnx"], tmp_path / "art")
+    assert result.status == "ok", result.line()
+    folder = tmp_path / "art" / "onnx"
+    data = make_dataset(tmp_path / "val", 6, seed=77, split="val", depth=True, progress=False)
+    eval_set = load_eval_set(data.image_dir, data.ann_file)
+    tar, digest = pack_artifact(folder)
+    answers = []
+    for index, items in enumerate(shard_items(eval_set.items, 3)):
+        shard = Shard(index, items, {item.path.name: item.path.read_bytes() for item in items})
+        answers.append(eval_shard(tar, digest, "cpu", 1, shard, True, 2))
+    merged = merge_shards(eval_set, answers[::-1])  # any arrival order
+    with runtimes.open(read_artifact(folder), device="cpu", threads=1) as runtime:
+        single = run_accuracy(runtime.infer, (192, 256), eval_set, flip=True, max_batch=2,
+                              depth=runtime.depth)  # fmt: skip
+    assert single.evaluation_3d is not None and single.evaluation_3d.persons > 0
+    assert merged.to_dict() == single.to_dict()
+    shipped = sorted(image_id for answer in answers for image_id in answer["poses"])
+    assert shipped == sorted(item.image_id for item in eval_set.items)
+
+
 def test_h3wb_npz_release_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """mmpose's h3wb_train.npz layout (subject → action → camera, mm, K per camera, boxes
     per frame, images under original/<S>/Images/<action>.<camera>/) converts with its

@@ -13,7 +13,8 @@ which class. The command then:
    unit of the class's resource (so two timings never share a node unit);
 4. with an ``[evaluation]`` section, shards the images into contiguous ranges, runs the
    pose pipeline on each shard as its own task (spread over the class's nodes), and
-   evaluates the concatenated results once on this machine. Each image is predicted
+   evaluates the concatenated results once on this machine (an RTMW3D artifact's 3D error
+   too, over every shard's poses). Each image is predicted
    alone (its persons batched as on one machine), so the merged six-part evaluation is
    the single-machine one exactly, when the nodes compute the same numbers (same
    runtime, ISA class and threads: one device class);
@@ -36,12 +37,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rtmw.artifact import MANIFEST, read_artifact
 from rtmw.errors import RtmwError, UsageError
 from rtmw.optional import import_backend
 from rtmw.schemas import RESULTS, Status, read_toml
+
+if TYPE_CHECKING:
+    from rtmw.data.evalset import EvalSet
+    from rtmw.harness import AccuracyRun
 
 logger = logging.getLogger(__name__)
 
@@ -280,7 +285,9 @@ def eval_shard(
     flip: bool,
     max_batch: int,
 ) -> dict[str, Any]:
-    """COCO-WholeBody results (before rescoring) of one shard's images, in image order."""
+    """COCO-WholeBody results (before rescoring) of one shard's images, in image order; a
+    3D artifact's shard also returns its raw poses, so that the driver scores 3D error over
+    every shard at once (MPJPE is a mean over keypoints: per-shard means would not merge)."""
     from rtmw import runtimes
     from rtmw.bench.environment import RUNTIME_DEVICE
     from rtmw.harness.accuracy import predict
@@ -296,14 +303,13 @@ def eval_shard(
             local.write_bytes(shard.images[item.path.name])
             items.append(replace(item, path=local))
         with runtimes.open(artifact, device=RUNTIME_DEVICE[device], threads=threads) as runtime:
-            # shards score 2D AP (results are COCO-WholeBody keypoints); 3D error is not
-            # merged across shards
             pose = TopDown(runtime.infer, artifact.manifest.input_size, flip_test=flip,
                            max_batch=max_batch, depth=runtime.depth)  # fmt: skip
-            results, _ = predict(pose, items)
+            results, raw = predict(pose, items)
     return {
         "index": shard.index,
         "results": results,
+        "poses": raw if pose.depth is not None else {},
         "seconds": time.perf_counter() - started,
         "node": _node_label(_node_identity()),
         "images": len(items),
@@ -312,6 +318,20 @@ def eval_shard(
 
 # ------------------------------------------------------------------------------------------
 # The driver
+
+
+def merge_shards(eval_set: EvalSet, answers: list[dict[str, Any]]) -> AccuracyRun:
+    """One evaluation of every shard's answers (:func:`eval_shard`, in image order): the
+    six-part AP of the concatenated results and, for a 3D artifact, the 3D error of every
+    shard's poses together: the single-machine evaluation when the nodes agree."""
+    from rtmw.harness import AccuracyRun, score
+    from rtmw.harness.accuracy import score_3d
+
+    ordered = sorted(answers, key=lambda a: a["index"])
+    results = [r for answer in ordered for r in answer["results"]]
+    poses = {i: pose for answer in ordered for i, pose in answer.get("poses", {}).items()}
+    three_d = score_3d(eval_set, poses) if poses else None
+    return AccuracyRun(score(eval_set, results), poses, results, three_d)
 
 
 def pack_artifact(folder: Path) -> tuple[bytes, str]:
@@ -518,7 +538,6 @@ def _sharded_evaluations(
     from tqdm import tqdm
 
     from rtmw.data.evalset import load_eval_set
-    from rtmw.harness import score
 
     evaluation = spec.evaluation
     assert evaluation is not None
@@ -572,9 +591,9 @@ def _sharded_evaluations(
             entry["reason"] = f"evaluation shard failed: {_reason(exc)}"
             continue
         answers.sort(key=lambda a: a["index"])
-        results = [r for answer in answers for r in answer["results"]]
-        scored = score(eval_set, results)
-        entry["accuracy"] = scored.to_dict()
+        run = merge_shards(eval_set, answers)
+        results = run.results
+        entry["accuracy"] = run.to_dict()
         entry["accuracy_sharding"] = {
             "shards": len(answers),
             "images": [a["images"] for a in answers],
@@ -582,7 +601,7 @@ def _sharded_evaluations(
             "seconds": [round(a["seconds"], 3) for a in answers],
         }
         merged[name] = {
-            "evaluation": scored.to_dict(),
+            "evaluation": run.to_dict(),
             "results": results,
             "sharding": entry["accuracy_sharding"],
         }
@@ -651,6 +670,7 @@ __all__ = [
     "FleetRun",
     "FleetSpec",
     "RtmwError",
+    "merge_shards",
     "run_fleet",
     "shard_items",
 ]
