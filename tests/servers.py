@@ -156,15 +156,19 @@ def ray_cluster(root: Path, workers: list[dict[str, float]]) -> Iterator[RayClus
     common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
     head = [_ray_cli(), "start", "--head", f"--port={port}", "--num-cpus=0",
             "--include-dashboard=false", f"--temp-dir={temp_dir}", *common]  # fmt: skip
+
+    def start(command: list[str]) -> None:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:  # say why: a bare CalledProcessError hides Ray's reason
+            raise RuntimeError(f"{' '.join(command[1:3])} failed ({done.returncode}): "
+                               f"{(done.stderr or done.stdout)[-1500:]}")  # fmt: skip
+
     try:
-        subprocess.run(head, check=True, env=env, capture_output=True, timeout=120)
+        start(head)
         address = f"127.0.0.1:{port}"
         for resources in workers:
-            subprocess.run(
-                [_ray_cli(), "start", f"--address={address}", "--num-cpus=1",
-                 f"--resources={json.dumps(resources)}", *common],
-                check=True, env=env, capture_output=True, timeout=120,
-            )  # fmt: skip
+            start([_ray_cli(), "start", f"--address={address}", "--num-cpus=1",
+                   f"--resources={json.dumps(resources)}", *common])  # fmt: skip
         yield RayCluster(address, temp_dir, workers)
     finally:
         subprocess.run([_ray_cli(), "stop", "--force"], env=env, capture_output=True, timeout=120)

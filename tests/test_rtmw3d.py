@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -389,6 +390,9 @@ def test_fleet_shards_merge_3d_error_exactly(
     for index, items in enumerate(shard_items(eval_set.items, 3)):
         shard = Shard(index, items, {item.path.name: item.path.read_bytes() for item in items})
         answers.append(eval_shard(tar, digest, "cpu", 1, shard, True, 2))
+    # outside a Ray task a shard must not start a local Ray instance of its own
+    ray = sys.modules.get("ray")
+    assert ray is None or not ray.is_initialized()
     merged = merge_shards(eval_set, answers[::-1])  # any arrival order
     with runtimes.open(read_artifact(folder), device="cpu", threads=1) as runtime:
         single = run_accuracy(runtime.infer, (192, 256), eval_set, flip=True, max_batch=2,

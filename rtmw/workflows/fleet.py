@@ -31,6 +31,7 @@ import io
 import json
 import logging
 import os
+import sys
 import tarfile
 import tempfile
 import time
@@ -224,11 +225,14 @@ def _node_identity() -> dict[str, str]:
     import socket
 
     identity = {"node_ip": socket.gethostbyname(socket.gethostname())}
-    with contextlib.suppress(Exception):  # inside a Ray task
-        import ray
-
+    ray = sys.modules.get("ray")
+    # only inside a Ray task: outside one, get_runtime_context() starts a local Ray
+    # instance (and writes ~/.ray/auth_token, which then breaks `ray start` clusters)
+    if ray is None or not ray.is_initialized():
+        return identity
+    with contextlib.suppress(Exception):
         identity["node_id"] = ray.get_runtime_context().get_node_id()
-        identity["node_ip"] = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+        identity["node_ip"] = ray.util.get_node_ip_address()
     return identity
 
 
