@@ -43,43 +43,8 @@ def _row(model: str, result: object, seconds: float) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@click.command()
-@click.option("--models", default="rtmw3d-l-384x288,rtmw3d-x-384x288", show_default=True)
-@click.option("--targets", default=",".join(FLOAT_TARGETS + INT8_TARGETS), show_default=True)
-@click.option("--out", default="results/rtmw3d-export", show_default=True)
-def main(models: str, targets: str, out: str) -> None:
-    from rtmw.calib import build_calibration_set, save_calibration_set
-    from rtmw.data.synthetic import make_dataset
-    from rtmw.export import export
-    from rtmw.host import cpu_fingerprint, describe
-    from rtmw.models import build, save_checkpoint
-
-    root = Path(out)
-    work = root / "_work"
-    train = make_dataset(work / "data", 40, 707, split="train", depth=True, progress=False)
-    calib = build_calibration_set(train.image_dir, input_size=(288, 384), ann_file=train.ann_file,
-                                  n=64, seed=0, progress=False)  # fmt: skip
-    calib_path = save_calibration_set(calib, work / "calib-288x384.npz")
-    host = describe(cpu_fingerprint())
-    rows: list[dict[str, Any]] = []
-    wanted = targets.split(",")
-    for model in models.split(","):
-        checkpoint = save_checkpoint(build(model, seed=0), work / f"{model}-random.pth")
-        for target in wanted:
-            int8 = target in INT8_TARGETS
-            for latency_only in (int8, True):
-                started = time.perf_counter()
-                (result,) = export(checkpoint, [target], work / model, overwrite=True,
-                                   calib=calib_path if int8 else None,
-                                   latency_only=latency_only)  # fmt: skip
-                row = _row(model, result, time.perf_counter() - started)
-                rows.append({**row, "host": host})
-                print(model, result.line(), flush=True)
-                failed_check = result.status.value == "failed" and bool(result.verification)
-                if latency_only or not failed_check:
-                    break
-                rows[-1]["mode"] = "accuracy"
-                print(model, target, "again latency-only after the failed accuracy check")
+def _write(root: Path, host: str, rows: list[dict[str, Any]]) -> None:
+    """export.json and README.md: this run's rows over an earlier run's other rows."""
     done = {(r["model"], r["target"]) for r in rows}
     earlier = root / "export.json"
     kept = []
@@ -128,6 +93,47 @@ def main(models: str, targets: str, out: str) -> None:
               "accuracy check is followed by the same target exported latency-only.",
               ""]  # fmt: skip
     (root / "README.md").write_text("\n".join(lines))
+
+
+@click.command()
+@click.option("--models", default="rtmw3d-l-384x288,rtmw3d-x-384x288", show_default=True)
+@click.option("--targets", default=",".join(FLOAT_TARGETS + INT8_TARGETS), show_default=True)
+@click.option("--out", default="results/rtmw3d-export", show_default=True)
+def main(models: str, targets: str, out: str) -> None:
+    from rtmw.calib import build_calibration_set, save_calibration_set
+    from rtmw.data.synthetic import make_dataset
+    from rtmw.export import export
+    from rtmw.host import cpu_fingerprint, describe
+    from rtmw.models import build, save_checkpoint
+
+    root = Path(out)
+    work = root / "_work"
+    train = make_dataset(work / "data", 40, 707, split="train", depth=True, progress=False)
+    calib = build_calibration_set(train.image_dir, input_size=(288, 384), ann_file=train.ann_file,
+                                  n=64, seed=0, progress=False)  # fmt: skip
+    calib_path = save_calibration_set(calib, work / "calib-288x384.npz")
+    host = describe(cpu_fingerprint())
+    rows: list[dict[str, Any]] = []
+    wanted = targets.split(",")
+    for model in models.split(","):
+        checkpoint = save_checkpoint(build(model, seed=0), work / f"{model}-random.pth")
+        for target in wanted:
+            int8 = target in INT8_TARGETS
+            for latency_only in (int8, True):
+                started = time.perf_counter()
+                (result,) = export(checkpoint, [target], work / model, overwrite=True,
+                                   calib=calib_path if int8 else None,
+                                   latency_only=latency_only)  # fmt: skip
+                row = _row(model, result, time.perf_counter() - started)
+                rows.append({**row, "host": host})
+                print(model, result.line(), flush=True)
+                _write(root, host, rows)  # after every row: a killed run keeps what it did
+                failed_check = result.status.value == "failed" and bool(result.verification)
+                if latency_only or not failed_check:
+                    break
+                rows[-1]["mode"] = "accuracy"
+                print(model, target, "again latency-only after the failed accuracy check")
+    _write(root, host, rows)
     print(root / "README.md")
 
 
