@@ -77,7 +77,7 @@ def _write(root: Path, host: str, rows: list[dict[str, Any]]) -> None:
         mode = ("structure: " + ", ".join(f"{k} {v}" for k, v in shapes.items())
                 if r["mode"] == "latency-only" and shapes else r["mode"] or "–")  # fmt: skip
         z_p99 = r["depth_m_p99"]
-        status = f"{r['status']} {r['reason']}".strip()
+        status = f"{r['status']} {r['reason']}".strip().replace("|", "\\|")  # in a table cell
         if len(hosts) > 1:
             status += f" ({r['host']})"
         lines.append(
