@@ -99,7 +99,7 @@ class WholeBodyAnnotations:
     path: Path | None = None
 
     def persons_in(self, image_id: int) -> list[PersonAnnotation]:
-        return self.persons_by_image().get(image_id, [])
+        return [p for p in self.persons if p.image_id == image_id]
 
     def persons_by_image(self) -> dict[int, list[PersonAnnotation]]:
         """One pass over the persons: a scan per image is quadratic on COCO/H3WB val."""
