@@ -495,3 +495,120 @@ def test_one_shot_gate_does_not_pass_a_tensorrt_stand_in(tiny_val: object, tmp_p
     allowed = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "b"), "--allow-onnx-only"])
     assert "not gated" not in allowed.output
     assert "| trt-fp16-onnx | body | ap_drop |" in allowed.output
+
+
+# -- the six found on 488ca1a (issue 29) --------------------------------------------------
+def test_calib_cli_with_annotations_lacking_image_id_is_one_line(
+    tiny_val: object, tmp_path: Path
+) -> None:
+    from rtmw.cli.calib import main
+
+    data = json.loads(Path(tiny_val.ann_file).read_text())  # type: ignore[attr-defined]
+    for ann in data["annotations"]:
+        del ann["image_id"]
+    broken = tmp_path / "no_image_id.json"
+    broken.write_text(json.dumps(data))
+    args = ["--images", str(tiny_val.image_dir), "--ann", str(broken),  # type: ignore[attr-defined]
+            "--out", str(tmp_path / "c.npz")]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output  # a malformed data file (DataError)
+    assert "image_id" in _one_error_line(result.output)
+    assert not (tmp_path / "c.npz").exists()
+
+
+@pytest.mark.parametrize(
+    ("results", "message"),
+    [
+        ([{"keypoints": [0.0] * 399, "score": 1.0}], "integer image_id"),
+        ([{"image_id": "1", "keypoints": [0.0] * 399}], "integer image_id"),
+        ({"image_id": 1, "keypoints": [0.0] * 399}, "list of per-person dicts"),
+        ([[1, 2, 3]], "not a per-person dict"),
+    ],
+)
+def test_evaluation_refuses_results_it_cannot_index(
+    tiny_val: object, results: object, message: str
+) -> None:
+    pytest.importorskip("xtcocotools", reason="xtcocotools not installed (rtmw[eval])")
+    from rtmw.data.evaluation import evaluate_wholebody
+
+    ann = Path(tiny_val.ann_file)  # type: ignore[attr-defined]
+    with pytest.raises(DataError, match=message):
+        evaluate_wholebody(ann, results, box_source="gt")  # type: ignore[arg-type]
+
+
+@needs_onnx
+@pytest.mark.parametrize("threads", [-3, 0, 1.5, True])
+def test_runtime_refuses_thread_counts_that_mean_nothing(
+    onnx_artifact: Path, threads: object
+) -> None:
+    from rtmw import runtimes
+    from rtmw.errors import UsageError
+
+    with pytest.raises(UsageError, match="threads must be a positive integer"):
+        runtimes.open(onnx_artifact, threads=threads)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_non_finite_pixels_are_refused_before_inference(
+    onnx_artifact: Path, tmp_path_factory: pytest.TempPathFactory, backend: str, value: float
+) -> None:
+    """NaN gave NaN logits on onnxruntime and finite garbage on OpenVINO: both refuse."""
+    from rtmw import runtimes
+
+    if backend == "onnx":
+        if not (has_module("onnx") and has_module("onnxruntime")):
+            pytest.skip("onnx/onnxruntime not installed")
+        artifact = onnx_artifact
+    else:
+        if not has_module("openvino"):
+            pytest.skip("openvino not installed (rtmw[openvino])")
+        from rtmw.export import export
+
+        out = tmp_path_factory.getbasetemp() / "nan-openvino"
+        if not (out / "openvino-fp32").exists():
+            (made,) = export(small_demo(), ["openvino-fp32"], out)
+            assert made.status == "ok", made.reason
+        artifact = out / "openvino-fp32"
+    batch = np.zeros((2, 3, 256, 192), np.float32)
+    batch[1, 2, 100, 50] = value
+    with runtimes.open(artifact) as runner:
+        with pytest.raises(InputError, match="1 NaN or infinite"):
+            runner.infer(batch)
+        finite = runner.infer(np.zeros((2, 3, 256, 192), np.float32))
+    assert all(np.isfinite(out).all() for out in finite)
+
+
+ABANDON_SCRIPT = """
+import os, sys
+from rtmw.export.context import ExportContext
+from rtmw.models import load_checkpoint
+from rtmw.models.checkpoint import read_checkpoint
+path = sys.argv[1]
+model, config = load_checkpoint(path)
+context = ExportContext(model, config, read_checkpoint(path))
+(context.scratch / "big.bin").write_bytes(b"0" * 1024)
+print(context.scratch, flush=True)
+os.kill(os.getpid(), 9)
+"""
+
+
+def test_scratch_of_a_killed_export_is_removed_by_the_next(tmp_path: Path) -> None:
+    """kill -9 during an export left rtmw-export-* folders (~100 MB with ncnn) that no later
+    run removed; the next export's scratch now sweeps those whose owner is dead, and never
+    a live one's."""
+    from rtmw.scratch import ScratchDir
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", ABANDON_SCRIPT, str(small_demo())], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    abandoned = Path(proc.stdout.strip())
+    assert abandoned.is_dir() and abandoned.parent == tmp_path
+    live = ScratchDir("rtmw-export-", parent=tmp_path)  # a live owner: this process
+    assert not abandoned.exists(), "the killed export's scratch was not swept"
+    again = ScratchDir("rtmw-export-", parent=tmp_path)
+    assert live.path.is_dir(), "a live owner's scratch was removed"
+    live.cleanup()
+    again.cleanup()
+    assert not list(tmp_path.glob("rtmw-export-*"))

@@ -249,8 +249,28 @@ def _load_results(results: Sequence[Mapping[str, Any]] | str | Path) -> list[dic
             raise DataError(f"result file {path} is not valid JSON ({exc})") from None
         if not isinstance(loaded, list):
             raise DataError(f"result file {path} must hold a JSON list")
-        return [dict(r) for r in loaded]
-    return [dict(r) for r in results]
+        return _checked_results(loaded, str(path))
+    if isinstance(results, Mapping) or not isinstance(results, Sequence):
+        raise DataError(
+            f"results must be a list of per-person dicts (COCO results format), "
+            f"got {type(results).__name__}"
+        )
+    return _checked_results(results, "results")
+
+
+def _checked_results(results: Sequence[Any], where: str) -> list[dict[str, Any]]:
+    """Each result a mapping with an integer image_id: the scorer indexes by it."""
+    checked = []
+    for index, result in enumerate(results):
+        if not isinstance(result, Mapping):
+            raise DataError(
+                f"{where}: result {index} is a {type(result).__name__}, not a per-person dict"
+            )
+        image_id = result.get("image_id")
+        if isinstance(image_id, bool) or not isinstance(image_id, (int, np.integer)):
+            raise DataError(f"{where}: result {index} needs an integer image_id (got {image_id!r})")
+        checked.append(dict(result))
+    return checked
 
 
 def evaluate_wholebody(

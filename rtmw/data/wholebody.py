@@ -176,8 +176,17 @@ def load_annotations(path: str | Path) -> WholeBodyAnnotations:
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{path}: malformed image entry ({exc!r})") from None
     persons = []
+    if not isinstance(data["images"], list) or not isinstance(data["annotations"], list):
+        raise DataError(f"{path}: 'images' and 'annotations' must be lists")
     for ann in data["annotations"]:
-        if int(ann.get("category_id", 1)) != 1:
+        if not isinstance(ann, dict):
+            raise DataError(f"{path}: an annotation is not an object ({type(ann).__name__})")
+        try:
+            category = int(ann.get("category_id", 1))
+        except (TypeError, ValueError):
+            where = f"{path}: annotation {ann.get('id')}"
+            raise DataError(f"{where}: category_id is not an integer") from None
+        if category != 1:
             continue
         where = f"{path}: annotation {ann.get('id')}"
         try:
@@ -187,6 +196,11 @@ def load_annotations(path: str | Path) -> WholeBodyAnnotations:
             raise DataError(f"{where}: needs bbox and area ({exc!r})") from None
         if bbox.shape != (4,):
             raise DataError(f"{where}: bbox must be [x, y, w, h]")
+        for key in ("id", "image_id"):
+            try:
+                int(ann[key])
+            except (KeyError, TypeError, ValueError):
+                raise DataError(f"{where}: needs an integer {key!r}") from None
         if int(ann["image_id"]) not in images:
             raise DataError(f"{where}: refers to unknown image_id {ann['image_id']}")
         valid = {

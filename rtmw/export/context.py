@@ -7,7 +7,6 @@ A leaf of ``rtmw.export``: it imports no other export module. Targets receive an
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from rtmw.calib.calibset import CalibrationSet
 from rtmw.errors import UsageError
 from rtmw.models import RTMW, RTMWConfig
 from rtmw.models.checkpoint import CheckpointContents
+from rtmw.scratch import ScratchDir
 
 logger = logging.getLogger(__name__)
 
@@ -88,14 +88,15 @@ class ExportContext:
     checkpoint: CheckpointContents
     options: ExportOptions = field(default_factory=ExportOptions)
     calibration: CalibrationSet | None = None
-    _scratch: tempfile.TemporaryDirectory[str] | None = None
+    _scratch: ScratchDir | None = None
     _made: dict[str, Path] = field(default_factory=dict)
 
     @property
     def scratch(self) -> Path:
         if self._scratch is None:
-            self._scratch = tempfile.TemporaryDirectory(prefix="rtmw-export-")
-        return Path(self._scratch.name)
+            # locked while this process lives: a later export removes it after a kill -9
+            self._scratch = ScratchDir(prefix="rtmw-export-")
+        return self._scratch.path
 
     def once(self, key: str, make: Callable[[Path], Path], name: str) -> Path:
         """``make(scratch / name)`` the first time ``key`` is asked for; its path after.

@@ -83,6 +83,10 @@ class Runtime(ABC):
         self.requested_device = device
         # every adapter gets an explicit thread count (the usable cores unless told), so
         # that no runtime runs with its own default while another uses every core
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        ):
+            raise UsageError(f"{self.name}: threads must be a positive integer, got {threads!r}")
         self.threads = threads or default_threads()
         self.device = "inactive"
         self.active = False
@@ -236,3 +240,8 @@ class Runtime(ABC):
                 f"{self.name}: batch must be (N, {', '.join(map(str, expected))}) with N ≥ 1, "
                 f"got {batch.shape}"
             )
+        # a NaN/Inf pixel gives NaN logits on one backend and finite garbage on another:
+        # refuse it (the sum is a cheap screen; only a non-finite sum costs the full scan)
+        if not np.isfinite(batch.sum(dtype=np.float64)) and not np.isfinite(batch).all():
+            bad = int(np.count_nonzero(~np.isfinite(batch)))
+            raise InputError(f"{self.name}: batch holds {bad} NaN or infinite value(s)")
