@@ -5,9 +5,9 @@ same thing has the same flag everywhere (tests/test_cli.py holds them to it)."""
 from __future__ import annotations
 
 import functools
-import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
@@ -115,8 +115,18 @@ def int8_policy_option(func: F) -> F:
 
 
 def setup_logging(verbose: int, quiet: bool = False) -> None:
-    level = logging.ERROR if quiet else logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    """Ours on the console, third-party libraries' in the run log (rtmw.logs)."""
+    from rtmw.logs import setup_logging as setup
+
+    setup(verbose, quiet)
+
+
+def log_run_in(folder: str | Path, command: str) -> Path:
+    """Third-party libraries' records and native output of this run go to
+    ``folder/command.log`` (the console keeps ours)."""
+    from rtmw.logs import attach_run_log
+
+    return attach_run_log(Path(folder) / f"{command}.log")
 
 
 def verbosity(func: Callable[P, R]) -> Callable[P, R]:

@@ -12,6 +12,7 @@ from rtmw.cli._common import (
     data_options,
     exit_code_epilog,
     int8_policy_option,
+    log_run_in,
     verbosity,
     vocab_option,
 )
@@ -184,6 +185,7 @@ def run_command(
     from rtmw.bench.timing import TimingPlan
 
     paths: list[str | Path] = list(inputs)
+    log_run_in(out, "rtmw-bench")
     if targets:
         paths = _export_first(inputs, targets, Path(out) / "artifacts", quiet)
     if remote["remote"]:

@@ -9,6 +9,7 @@ import click
 from rtmw.cli._common import (
     exit_code_epilog,
     int8_policy_option,
+    log_run_in,
     status_summary,
     verbosity,
     vocab_option,
@@ -133,6 +134,7 @@ def main(
     if checkpoint is None or out is None:
         raise click.UsageError("CHECKPOINT and --out are needed (or --list)")
     requested = [*target, *([targets] if targets else [])]
+    log_run_in(out, "rtmw-export")
     if sensitivity:
         from rtmw.export import sensitivity_scan
 

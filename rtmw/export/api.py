@@ -53,6 +53,7 @@ from rtmw.export.verify import (
     verification_inputs,
 )
 from rtmw.host import cpu_fingerprint
+from rtmw.logs import native_output_to_log
 from rtmw.models import model_from_contents, read_checkpoint
 from rtmw.models.inference import TorchInference
 from rtmw.pipeline import DepthCodec
@@ -207,7 +208,8 @@ def _write_artifact(
     """Build into a staging folder, verify against torch, then rename into place."""
     from rtmw import runtimes
 
-    with staging(destination, overwrite=overwrite) as stage:
+    # backends' own chatter (NNCF, the quantisers, pnnx, absl, cpuinfo) goes to the run log
+    with native_output_to_log(), staging(destination, overwrite=overwrite) as stage:
         output = build.build(ctx, stage)
         manifest = Manifest(
             model=ctx.config.name,

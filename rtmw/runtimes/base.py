@@ -20,6 +20,7 @@ import numpy as np
 from rtmw.artifact import Artifact
 from rtmw.errors import DeviceUnavailable, InputError, UsageError
 from rtmw.host import cpu_fingerprint
+from rtmw.logs import native_output_to_log
 from rtmw.pipeline import DepthCodec
 
 # (simcc_x, simcc_y) of a 2D model, (simcc_x, simcc_y, simcc_z) of RTMW3D
@@ -135,7 +136,8 @@ class Runtime(ABC):
             self.execution["note"] = (
                 "FP16 artifact computed in f32: this CPU has no native FP16 arithmetic"
             )
-        self.device = self._activate_impl()
+        with native_output_to_log():  # session banners, cpuinfo probes: the run log
+            self.device = self._activate_impl()
         self.active = True
         logger.info("%s: running on %s", self.name, self.device)
         return self

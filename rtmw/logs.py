@@ -1,0 +1,174 @@
+"""Our lines on the console; every other library's in the run's log file.
+
+Third-party Python loggers (NNCF, onnxruntime's quantiser, OpenVINO, ExecuTorch, LiteRT,
+``warnings``) go to the run's log file and reach the console only with ``-v``. Native
+libraries write to file descriptors 1 and 2 directly (ExecuTorch's cpuinfo lines, absl,
+TensorFlow Lite's delegate banner, pnnx): :func:`native_output_to_log` points both at the
+log file during the calls that make such output, while our console handler keeps writing to
+the terminal. A library user who never calls :func:`attach_run_log` gets no redirection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+OURS = "rtmw"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+CONSOLE_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+# libraries that install a handler of their own instead of propagating to the root logger
+SELF_HANDLING_LOGGERS = ("nncf",)
+
+
+class _OursOrVerbose(logging.Filter):
+    """Console filter: rtmw's records always (at the handler's level), others only at -v."""
+
+    def __init__(self, show_others: bool):
+        super().__init__()
+        self.show_others = show_others
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.show_others or record.name == OURS or record.name.startswith(OURS + ".")
+
+
+class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the handler that writes to the terminal (native capture re-points it)."""
+
+
+_lock = threading.RLock()
+_run_log: Path | None = None
+_file_handler: logging.FileHandler | None = None
+_capture_depth = 0
+
+
+def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """Console: rtmw's warnings (errors only with ``quiet``; info with -v, debug with -vv);
+    other libraries' records only with -v. Everything goes to the run log once attached."""
+    console_level = logging.ERROR if quiet else logging.WARNING - 10 * min(verbose, 2)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _ConsoleHandler) or not isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+    console = _ConsoleHandler(sys.stderr)
+    console.setLevel(console_level)
+    console.setFormatter(logging.Formatter(CONSOLE_FORMAT))
+    console.addFilter(_OursOrVerbose(show_others=verbose >= 1 and not quiet))
+    root.addHandler(console)
+    root.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
+    for name in SELF_HANDLING_LOGGERS:
+        take_over_logger(name)
+    logging.captureWarnings(True)  # warnings.warn → the 'py.warnings' logger → the log file
+
+
+def take_over_logger(name: str) -> None:
+    """A library logger that prints on its own handler (NNCF's to stdout) propagates to ours
+    instead. Importing the library later re-adds its handler: call again after import."""
+    logger = logging.getLogger(name)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.propagate = True
+
+
+def attach_run_log(path: str | Path) -> Path:
+    """Every record (INFO and up, DEBUG with -vv) and captured native output go to ``path``."""
+    global _run_log, _file_handler
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _lock:
+        root = logging.getLogger()
+        if _file_handler is not None:
+            root.removeHandler(_file_handler)
+            _file_handler.close()
+        handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+        handler.setLevel(logging.DEBUG)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+        _file_handler, _run_log = handler, path
+    return path
+
+
+def run_log() -> Path | None:
+    return _run_log
+
+
+def detach_run_log() -> None:
+    global _run_log, _file_handler
+    with _lock:
+        if _file_handler is not None:
+            logging.getLogger().removeHandler(_file_handler)
+            _file_handler.close()
+        _file_handler, _run_log = None, None
+
+
+def _flush(*streams: IO[str] | None) -> None:
+    for stream in streams:
+        with contextlib.suppress(Exception):
+            if stream is not None:
+                stream.flush()
+
+
+@contextlib.contextmanager
+def native_output_to_log() -> Iterator[None]:
+    """File descriptors 1 and 2 (and Python's sys.stdout/stderr on them) write to the run
+    log for the duration; the console handler keeps the terminal. No-op without a run log,
+    when nested, or off the main thread (descriptors are process-wide)."""
+    global _capture_depth
+    log = _run_log
+    if log is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    with _lock:
+        _capture_depth += 1
+        outer = _capture_depth == 1
+    if not outer:
+        try:
+            yield
+        finally:
+            with _lock:
+                _capture_depth -= 1
+        return
+    _flush(sys.stdout, sys.stderr)
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    consoles: list[tuple[_ConsoleHandler, IO[str]]] = []
+    try:
+        with log.open("a", encoding="utf-8") as sink:
+            sink.write(f"---- native output ({os.getpid()}) ----\n")
+            sink.flush()
+            for handler in logging.getLogger().handlers:
+                if isinstance(handler, _ConsoleHandler):
+                    fileno = _fileno(handler.stream)
+                    if fileno in saved:
+                        original = handler.stream
+                        handler.setStream(os.fdopen(os.dup(saved[fileno]), "w", buffering=1))
+                        consoles.append((handler, original))
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                _flush(sys.stdout, sys.stderr)
+                for fd, copy in saved.items():
+                    os.dup2(copy, fd)
+    finally:
+        for handler, original in consoles:
+            replaced = handler.setStream(original)
+            if replaced is not None and replaced is not original:
+                replaced.close()
+        for copy in saved.values():
+            os.close(copy)
+        with _lock:
+            _capture_depth -= 1
+
+
+def _fileno(stream: object) -> int | None:
+    try:
+        return int(stream.fileno())  # type: ignore[attr-defined]
+    except Exception:
+        return None
