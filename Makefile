@@ -4,7 +4,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: install test test-servers test-capped test-base-install lint typecheck check clean demo demo-3d gate-demo bench-baseline
+.PHONY: install test test-servers test-capped test-base-install lint typecheck check clean demo demo-full demo-3d gate-demo bench-baseline
+# what `make install` leaves behind: the README's commands install first when it is missing
+# or older than pyproject.toml, so that each works alone on a fresh clone
+STAMP  := $(VENV)/.rtmw-installed
 
 # The capped-ISA lane: the precision-sensitive tests again with the CPU held to AVX2, so that
 # an AVX-512/bf16 machine also exercises the AVX2 class. oneDNN (OpenVINO, torch) and ATen
@@ -15,6 +18,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 install: $(PY)
+	@rm -f $(STAMP)
 	# torch pinned: the CPU wheel; an unpinned torch pulls a multi-GB CUDA build
 	$(PIP) install --quiet "torch==2.13.0"
 	$(PIP) install --quiet cython numpy
@@ -24,20 +28,34 @@ install: $(PY)
 	# type stubs only: its dependency is the real tensorrt, which needs NVIDIA hardware
 	$(PIP) install --quiet --no-deps "tensorrt-stubs>=10.13"
 	$(PY) -c "import xtcocotools.cocoeval, torch, cv2; print('rtmw installed; torch', torch.__version__)"
+	@touch $(STAMP)
 
-test:
+$(STAMP): pyproject.toml
+	$(MAKE) --no-print-directory install
+
+# The README's test command: installs first when needed, then the servers and the browser
+# the remote and report tests start (where this user may install them; else they skip,
+# naming what is missing), then the suite
+test: $(STAMP)
+	@$(MAKE) --no-print-directory test-servers || echo "note: the SSH and HTML-report tests will skip: run 'sudo make test-servers' (OpenSSH's server, headless Chromium)"
 	$(PY) -m pytest -q
 
-# The remote tests start a real sshd on 127.0.0.1 (and Ray, from the ray extra); this puts
-# OpenSSH's server on a Debian/Ubuntu host where it is missing (root, or sudo)
+# The remote tests start a real sshd on 127.0.0.1 (and Ray, from the ray extra); the HTML
+# report test opens index.html in headless Chromium. This installs Debian's OpenSSH server
+# and chromium-headless-shell where they are missing (root, or sudo without a password)
+SERVER_PACKAGES := openssh-server openssh-client chromium-headless-shell
 test-servers:
-	@if command -v sshd >/dev/null 2>&1 || test -x /usr/sbin/sshd; then echo "sshd: $$(command -v sshd || echo /usr/sbin/sshd)"; \
-	elif command -v apt-get >/dev/null 2>&1; then \
-		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); export DEBIAN_FRONTEND=noninteractive; \
-		$$SUDO apt-get install -y -q openssh-server openssh-client >/dev/null || \
-		{ $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q openssh-server openssh-client >/dev/null; }; \
-		echo "sshd: installed openssh-server"; \
-	else echo "no sshd and no apt-get: install OpenSSH's server for the remote tests"; exit 1; fi
+	@missing=""; \
+	{ command -v sshd >/dev/null 2>&1 || test -x /usr/sbin/sshd; } || missing="$$missing openssh-server openssh-client"; \
+	command -v chromium-headless-shell >/dev/null 2>&1 || command -v chromium >/dev/null 2>&1 || missing="$$missing chromium-headless-shell"; \
+	if test -z "$$missing"; then echo "test servers: sshd and headless Chromium present"; exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then echo "missing:$$missing (no apt-get: install them by hand)"; exit 1; fi; \
+	if test "$$(id -u)" = 0; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO=sudo; \
+	else echo "missing:$$missing (needs root: sudo make test-servers)"; exit 1; fi; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$SUDO apt-get install -y -q $$missing >/dev/null 2>&1 || \
+	{ $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q $$missing >/dev/null; } || exit 1; \
+	echo "test servers: installed$$missing"
 
 # rtmw-l-384x288 adds nothing to precision over rtmw-m: the lane leaves it out. On a host
 # without AVX-512 the cap changes nothing (the main run already was the AVX2 class), so the
@@ -57,15 +75,19 @@ test-base-install:
 	$(BASE_VENV)/bin/pip install --quiet -e .
 	$(BASE_VENV)/bin/python tools/check_base_install.py
 
-# The README's first command: installs when needed, then the whole product on the demo model
-demo:
-	@test -x $(VENV)/bin/rtmw-demo || $(MAKE) install
+# The README's first command: installs when needed, then the product on the demo model:
+# the quick representative set (FP32, each x86 runtime's INT8, ncnn FP16, bf16 where
+# native), gated, results/demo/index.html
+demo: $(STAMP)
 	$(VENV)/bin/rtmw-demo --out results/demo
 
+# every target (18), LiteRT and ExecuTorch included
+demo-full: $(STAMP)
+	$(VENV)/bin/rtmw-demo --all --out results/demo-full
+
 # The same for RTMW3D: the 3D demo model on synthetic 3D figures, MPJPE per part, 3D gate
-demo-3d:
-	@test -x $(VENV)/bin/rtmw-demo || $(MAKE) install
-	$(VENV)/bin/rtmw-demo --3d --out results/demo-3d
+demo-3d: $(STAMP)
+	$(VENV)/bin/rtmw-demo --3d --all --out results/demo-3d
 
 # The committed CPU baseline: rtmw-m-256x192, rtmw-l-256x192 and rtmw-l-384x288 (random
 # weights, exported latency-only) on every CPU target this machine runs, INT8 and bf16

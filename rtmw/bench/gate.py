@@ -508,3 +508,38 @@ def write_step_summary(text: str) -> Path | None:
 
 def print_table(result: GateResult) -> None:
     sys.stdout.write(markdown(result))
+
+
+_METRIC_WORDS = {
+    "ap_drop": ("loses", "AP", "budget {budget:.2f} AP points"),
+    "px_p95": ("has a keypoint error p95 of", "px", "budget {budget:.1f} px"),
+    "mpjpe_rise": ("adds", "mm MPJPE", "budget {budget:.1f} mm"),
+    "pa_mpjpe_rise": ("adds", "mm PA-MPJPE", "budget {budget:.1f} mm"),
+    "speed_ratio": ("runs at", "× the reference's speed", "floor {budget:.2f}×"),
+}
+
+
+def explain_check(check: Check) -> str:
+    """One failed (or passed) check in words: 'ncnn-fp16 loses 0.24 foot AP (budget 0.20
+    AP points)'; checks that could not be judged say why."""
+    words = _METRIC_WORDS.get(check.metric)
+    if words is None or check.value is None or check.budget is None:
+        what = f"{check.metric} ({check.part})" if check.part != "all" else check.metric
+        return f"{check.candidate}: {what} could not be judged — {check.detail or 'no figure'}"
+    verb, unit, budget = words
+    part = "" if check.part == "all" else f"{check.part} "
+    figure = (f"{check.value:.2f} {part}{unit}" if check.metric == "ap_drop"
+              else f"{check.value:.2f} {unit}" + (f" ({check.part})" if part else ""))  # fmt: skip
+    detail = f"; {check.detail}" if check.detail else ""
+    return f"{check.candidate} {verb} {figure} ({budget.format(budget=check.budget)}{detail})"
+
+
+def verdicts_by_candidate(result: GateResult | None) -> dict[str, str]:
+    """candidate → 'PASS' or 'FAIL (n)': the gate column of the compact table."""
+    if result is None:
+        return {}
+    verdicts: dict[str, str] = {}
+    for name in sorted({c.candidate for c in result.checks}):
+        failed = sum(not c.passed for c in result.checks if c.candidate == name)
+        verdicts[name] = "PASS" if not failed else f"FAIL ({failed})"
+    return verdicts

@@ -10,14 +10,25 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rtmw.errors import DataError, MissingDependency
+
+if TYPE_CHECKING:
+    from rtmw.bench.gate import GateResult
 from rtmw.schemas import RESULTS
 
 SCHEMA = RESULTS.tag
 PART_COLUMNS = ("body", "foot", "face", "lefthand", "righthand", "wholebody")
 PART_LABELS = {"lefthand": "l-hand", "righthand": "r-hand", "wholebody": "whole"}
+
+
+FULL_HEADER = [
+    "Format", "Precision", "Device", "Batch", "Threads", "Status", "Size MB", "p50 ms",
+    "p99 ms", "crops/s", "GMAC/s", "% of peak", "e2e persons/s", "× baseline",
+    "Peak RSS MB",
+    *(f"AP {PART_LABELS.get(p, p)}" for p in PART_COLUMNS),
+]  # fmt: skip
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
@@ -138,16 +149,10 @@ def table_rows(results: dict[str, Any], run_label: str | None = None) -> list[li
     return rows
 
 
-def markdown(results_list: Sequence[dict[str, Any]]) -> str:
+def markdown(results_list: Sequence[dict[str, Any]], gate: GateResult | None = None) -> str:
     """One table; with several runs, a leading Run column compares them side by side."""
     several = len(results_list) > 1
-    header = [
-        *(["Run"] if several else []),
-        "Format", "Precision", "Device", "Batch", "Threads", "Status", "Size MB", "p50 ms",
-        "p99 ms", "crops/s", "GMAC/s", "% of peak", "e2e persons/s", "× baseline",
-        "Peak RSS MB",
-        *(f"AP {PART_LABELS.get(p, p)}" for p in PART_COLUMNS),
-    ]  # fmt: skip
+    header = [*(["Run"] if several else []), *FULL_HEADER]
     from rtmw.host import describe
 
     hosts = [
@@ -167,6 +172,11 @@ def markdown(results_list: Sequence[dict[str, Any]]) -> str:
         )
     ]
     lines = [*hosts, "", *table(header, rows)]
+    if not several:  # the compact table first: which route is fastest, and did it pass
+        from rtmw.bench.summary import compact_markdown
+
+        lines = [*hosts, "", "**At a glance**", "", compact_markdown(results_list[0], gate),
+                 "**Every figure**", "", *table(header, rows)]  # fmt: skip
     notes = []
     for results in results_list:
         env = results["environment"]
@@ -196,8 +206,10 @@ def markdown(results_list: Sequence[dict[str, Any]]) -> str:
         "model's MACs per crop; % of peak: over the host's peak for the precision computed "
         "(cores × clock × MACs/cycle, docs/speed.md; a range where the clock is not readable). "
         "e2e persons/s: one fixed multi-person frame through preprocess → inference (flip test "
-        "doubles the crops) → decode. Peak RSS: the process's peak resident memory while the "
-        "row ran (model loaded). Threads: the same for every runtime of a run."
+        "doubles the crops) → decode. Peak RSS: the peak resident memory while the row's timing "
+        "ran — of a process that ran only that row where the run isolates rows (the demo, "
+        "the baseline), else of this process since the row began. Threads: the same for "
+        "every runtime of a run."
     )
     return (
         "\n".join(
@@ -408,11 +420,14 @@ def plot_routes_across_models(
     return path
 
 
-def render(results_list: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
-    """Write results.md and the plots into out_dir; returns what was written."""
+def render(
+    results_list: Sequence[dict[str, Any]], out_dir: Path, gate: GateResult | None = None
+) -> list[Path]:
+    """Write results.md, the plots and (for one run) index.html into out_dir; returns what
+    was written. ``gate`` fills the gate column and section when the run was gated."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / "results.md"]
-    written[0].write_text(markdown(results_list))
+    written[0].write_text(markdown(results_list, gate))
     try:
         for maker, name in (
             (plot_latency_vs_ap, "latency_vs_ap.png"),
@@ -425,4 +440,9 @@ def render(results_list: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
                 written.append(made)
     except MissingDependency:
         pass
+    if len(results_list) == 1:
+        from rtmw.bench.html import write_html_report
+
+        full = (FULL_HEADER, table_rows(results_list[0]))
+        written.append(write_html_report(out_dir, results_list[0], gate, full))
     return written

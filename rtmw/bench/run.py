@@ -181,7 +181,10 @@ def bench_artifact(
     settings: BenchSettings,
     eval_set: EvalSet | None,
     out_dir: Path,
+    *,
+    speed: bool = True,
 ) -> tuple[dict[str, Any], AccuracyRun | None]:
+    """One row: speed (unless ``speed`` is False: measured elsewhere) and accuracy."""
     manifest = artifact.manifest
     entry: dict[str, Any] = {
         "name": artifact.path.name,
@@ -209,7 +212,8 @@ def bench_artifact(
         entry["execution"] = dict(runtime.execution)  # the precision contract, read back
         entry["built_on"] = manifest.host.get("isa_class", "unrecorded")
         entry["loops_over_batch"] = runtime.loops_over_batch
-        entry.update(measure_speed(runtime, artifact, settings))
+        if speed:
+            entry.update(measure_speed(runtime, artifact, settings))
         accuracy = None
         if eval_set is not None and entry["verification"] == LATENCY_ONLY:
             entry["accuracy_refused"] = LATENCY_ONLY_REFUSAL
@@ -226,10 +230,11 @@ def bench_artifact(
             entry["accuracy"] = accuracy.to_dict()
             entry["predictions"] = _save_predictions(accuracy, out_dir, entry["name"])
             entry["images"] = _draw_examples(accuracy, eval_set, out_dir, entry["name"], settings)
-        rss_after, process_peak = _rss_mb()
-        entry["rss_mb"] = rss_after
-        entry["rss_delta_mb"] = rss_after - rss_before
-        entry["peak_rss_mb"] = process_peak
+        if speed:
+            rss_after, process_peak = _rss_mb()
+            entry["rss_mb"] = rss_after
+            entry["rss_delta_mb"] = rss_after - rss_before
+            entry["peak_rss_mb"] = process_peak
         return entry, accuracy
     finally:
         runtime.close()
@@ -300,19 +305,36 @@ def _rate(crops_per_s: float, macs: int | None, peak: Peak | None) -> dict[str, 
     return {"gmacs": gmacs, "peak_fraction": [gmacs / high, gmacs / low]}
 
 
-def _child_entry(path: str, settings: BenchSettings, out_dir: str) -> dict[str, Any]:
+# what an accuracy run adds to a row (the speed figures come from the isolated child)
+ACCURACY_KEYS = ("accuracy", "accuracy_refused", "predictions", "images")
+
+
+def _child_entry(
+    path: str, settings: BenchSettings, out_dir: str, run_log: str | None
+) -> dict[str, Any]:
+    from rtmw.logs import attach_run_log, setup_logging
+
+    setup_logging(0, quiet=True)  # ours: errors; the rest into the parent's run log
+    if run_log is not None:
+        attach_run_log(run_log)
     entry, _ = bench_artifact(read_artifact(path), settings, None, Path(out_dir))
     return entry
 
 
 def _bench_in_child(path: Path, settings: BenchSettings, out_dir: Path) -> dict[str, Any]:
-    """``bench_artifact`` (latency only) in a freshly spawned interpreter."""
+    """``bench_artifact`` (speed only) in a freshly spawned interpreter: the row's peak RSS
+    is then its own, not the residue of the rows (and the evaluation set) before it."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    from rtmw.logs import run_log
+
+    log = run_log()
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        entry = pool.submit(_child_entry, str(path), settings, str(out_dir)).result()
+        entry = pool.submit(
+            _child_entry, str(path), settings, str(out_dir), None if log is None else str(log)
+        ).result()
     entry["isolated"] = True
     return entry
 
@@ -398,8 +420,12 @@ def bench(
         try:
             artifact = read_artifact(path)
             opened[artifact.path.name] = artifact
-            if settings.isolate and eval_set is None:
+            if settings.isolate:
                 entry, accuracy = _bench_in_child(path, settings, out), None
+                if eval_set is not None and entry["status"] == Status.OK:
+                    scored, accuracy = bench_artifact(artifact, settings, eval_set, out,
+                                                      speed=False)  # fmt: skip
+                    entry.update({k: scored[k] for k in ACCURACY_KEYS if k in scored})
             else:
                 entry, accuracy = bench_artifact(artifact, settings, eval_set, out)
             if accuracy is not None:

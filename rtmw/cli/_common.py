@@ -52,9 +52,11 @@ VOCABULARY: dict[str, tuple[str, ...]] = {
 }
 
 
-def exit_code_epilog(meaning_of_one: str = "") -> str:
+def exit_code_epilog(meaning_of_one: str = "", meaning_of_zero: str = "") -> str:
     """The exit-code table for a command's --help (click keeps \\b blocks as written)."""
     lines = [f"  {code:<3} {text}" for code, text in EXIT_CODES.items()]
+    if meaning_of_zero:
+        lines[0] = f"  0   {meaning_of_zero}"
     if meaning_of_one:
         lines[1] = f"  1   {meaning_of_one}"
     return "\n\n\b\nExit codes:\n" + "\n".join(lines)

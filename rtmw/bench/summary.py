@@ -1,0 +1,114 @@
+"""The compact table: the columns a reader wants first — which route is fastest at equal
+accuracy, and did it pass — one row per artifact, fastest first. The full table stays in
+results.md below it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rtmw.bench.gate import GateResult, verdicts_by_candidate
+
+PART_NAMES = {"lefthand": "l-hand", "righthand": "r-hand", "wholebody": "whole"}
+COMPACT_HEADER = [
+    "Route", "Precision", "persons/s", "× baseline", "Size MB", "AP whole-body",
+    "Worst part Δ AP", "Gate",
+]  # fmt: skip
+
+
+def best_e2e(entry: dict[str, Any]) -> tuple[str | None, float | None]:
+    """(batch, persons/s) of the row's fastest end-to-end figure."""
+    e2e = entry.get("e2e") or {}
+    if not e2e:
+        return None, None
+    batch = max(e2e, key=lambda b: e2e[b].get("persons_per_s") or 0.0)
+    return str(batch), e2e[batch].get("persons_per_s")
+
+
+def worst_part(entry: dict[str, Any]) -> tuple[str, float] | None:
+    """The part that lost the most AP against the reference (AP points, negative = lost)."""
+    parts = (entry.get("fidelity") or {}).get("parts") or {}
+    deltas = [(p, 100.0 * float(f["ap_delta"])) for p, f in parts.items()
+              if p != "wholebody" and (f or {}).get("ap_delta") is not None]  # fmt: skip
+    return min(deltas, key=lambda item: item[1]) if deltas else None
+
+
+def _ap_whole(entry: dict[str, Any]) -> float | None:
+    value = (((entry.get("accuracy") or {}).get("parts") or {}).get("wholebody") or {}).get("ap")
+    return None if value is None else 100.0 * float(value)
+
+
+def compact_rows(results: dict[str, Any], gate: GateResult | None = None) -> list[list[str]]:
+    verdicts = verdicts_by_candidate(gate)
+    reference = (results.get("settings") or {}).get("reference") or ""
+    rows: list[tuple[float, list[str]]] = []
+    for entry in results["entries"]:
+        name = entry.get("target", entry["name"])
+        if entry["status"] != "ok":
+            rows.append((-1.0, [name, entry.get("precision", "–"),
+                                f"{entry['status']}: {entry.get('reason', '')}",
+                                "–", "–", "–", "–", "–"]))  # fmt: skip
+            continue
+        batch, speed = best_e2e(entry)
+        ratio = (entry.get("speedup_vs_baseline") or {}).get(batch) if batch else None
+        worst = worst_part(entry)
+        is_reference = bool(reference) and entry["name"] == reference
+        worst_text = ("reference" if is_reference and worst is not None and worst[1] == 0
+                      else f"{worst[1]:+.2f} {PART_NAMES.get(worst[0], worst[0])}"
+                      if worst is not None else "–")  # fmt: skip
+        ap = _ap_whole(entry)
+        rows.append((speed or 0.0, [
+            name, entry.get("precision", "–"),
+            f"{speed:.1f} (batch {batch})" if speed is not None else "–",
+            f"{ratio:.2f}×" if ratio is not None else "–",
+            f"{entry['size_mb']:.1f}" if entry.get("size_mb") is not None else "–",
+            f"{ap:.1f}" if ap is not None else
+            ("latency-only" if entry.get("verification") == "latency-only" else "–"),
+            worst_text,
+            verdicts.get(entry["name"], "reference" if is_reference else "–"),
+        ]))  # fmt: skip
+    rows.sort(key=lambda item: -item[0])
+    return [row for _, row in rows]
+
+
+def compact_markdown(
+    results: dict[str, Any], gate: GateResult | None = None, *, with_notes: bool = True
+) -> str:
+    from rtmw.markdown import table
+
+    lines = table(COMPACT_HEADER, compact_rows(results, gate))
+    if with_notes:
+        baseline = results.get("baseline") or {}
+        lines += [
+            "",
+            "persons/s: one multi-person frame end to end (crop, inference with flip test, "
+            "decode) at the row's best batch; × baseline: over "
+            + (f"{baseline['description']} ({baseline['persons_per_s']:.1f} persons/s)"
+               if baseline else "the baseline (not measured in this run)")
+            + "; worst part Δ AP: the part (of body, foot, face, hands) that lost the most AP "
+            "against the FP32 reference; gate: the accuracy gate's verdict (docs/gates.md).",
+        ]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def fastest_passing(results: dict[str, Any], gate: GateResult) -> str | None:
+    """'fastest route that passed the gate: …' in words, or None when none passed."""
+    verdicts = verdicts_by_candidate(gate)
+    passed = [e for e in results["entries"]
+              if e["status"] == "ok" and verdicts.get(e["name"]) == "PASS"]  # fmt: skip
+    if not passed:
+        return None
+    best = max(passed, key=lambda e: best_e2e(e)[1] or 0.0)
+    batch, speed = best_e2e(best)
+    if speed is None:
+        return None
+    ratio = (best.get("speedup_vs_baseline") or {}).get(batch) if batch else None
+    reference = next((e for e in results["entries"] if e.get("target") == "onnx"
+                      and e["status"] == "ok"), None)  # fmt: skip
+    ap, ref_ap = _ap_whole(best), _ap_whole(reference) if reference else None
+    return (
+        f"fastest route that passed the gate: {best.get('target', best['name'])} "
+        f"({best.get('precision')}), {speed:.1f} persons/s end to end"
+        + (f", {ratio:.2f}× the one-crop onnxruntime FP32 baseline" if ratio else "")
+        + (f"; whole-body AP {ap:.1f} vs {ref_ap:.1f} in FP32" if ap is not None
+           and ref_ap is not None else "")
+    )  # fmt: skip
