@@ -62,8 +62,9 @@ def test_every_cli_prints_only_its_own_lines_with_q(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "data", 24, seed=41, split="train", progress=False)
     val = make_dataset(tmp_path / "data", 4, seed=42, split="val", progress=False)
     calib = tmp_path / "calib.npz"
-    code, printed = run_quiet("rtmw.cli.calib", ["--images", str(data.image_dir), "--ann",
-                              str(data.ann_file), "--n", "32", "--out", str(calib)], tmp_path)  # fmt: skip
+    args = ["--images", str(data.image_dir), "--ann", str(data.ann_file), "--n", "32",
+            "--out", str(calib)]  # fmt: skip
+    code, printed = run_quiet("rtmw.cli.calib", args, tmp_path)
     assert code == 0 and calib.is_file() and printed
 
     targets = ["onnx", "ort-int8"]
