@@ -126,3 +126,26 @@ def test_failed_checks_are_explained_in_words() -> None:
     from rtmw.bench.gate import verdicts_by_candidate
 
     assert verdicts_by_candidate(result) == {"ncnn-fp16": "FAIL (1)"}
+
+
+@needs_backends
+def test_demo_summary_says_in_words_what_passed_and_failed(
+    gated_run: tuple[Path, dict[str, Any], Any],
+) -> None:
+    from rtmw.workflows.demo import plain_summary
+
+    _, run, verdict = gated_run
+    lines = plain_summary(run, verdict, failures=[], not_here=1, minutes=4.2, full=False)
+    text = "\n".join(lines)
+    assert (
+        lines[0].startswith("done in 4.2 min: 2 artifacts exported")
+        and "1 target(s) not" in lines[0]
+    )
+    assert "the gate caught 1 regression(s) in onnx-fp16 — this is the gate doing its job" in text
+    failed = next(c for c in verdict.checks if not c.passed)
+    assert f"  - {explain_check(failed)}" in lines
+    assert "exit status 0" in text and "make demo-full" in text
+    broken = plain_summary(run, verdict, failures=["ncnn-int8 (export failed: x)"], not_here=0,
+                           minutes=1.0, full=True)  # fmt: skip
+    assert any(line.startswith("FAILED: ") for line in broken)
+    assert not any("exit status 0" in line or "demo-full" in line for line in broken)

@@ -25,7 +25,10 @@ from rtmw.cli._common import exit_code_epilog, log_run_in, verbosity, vocab_opti
 )  # fmt: skip
 # 200 = DemoSettings.val_images (spelled here so that --help does not import torch)
 @click.option("--val-images", default=200, show_default=True, help="Validation images.")
-@click.option("--seconds", default=1.0, show_default=True, help="Timing seconds per repeat.")
+@click.option(
+    "--seconds", type=float, default=None,
+    help="Timing seconds per repeat [default: 0.5, with --all 1.0].",
+)  # fmt: skip
 @click.option(
     "--calib-seed", default=0, show_default=True, help="Seed of the calibration-set sampling."
 )
@@ -43,7 +46,7 @@ from rtmw.cli._common import exit_code_epilog, log_run_in, verbosity, vocab_opti
 def main(
     out: str,
     val_images: int,
-    seconds: float,
+    seconds: float | None,
     calib_seed: int,
     full: bool,
     three_d: bool,

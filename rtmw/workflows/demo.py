@@ -67,7 +67,9 @@ class DemoSettings:
     calib_images: int = 120
     calib_n: int = 128
     batches: tuple[int, ...] = (1, 8)
-    seconds: float = 1.0
+    # timing seconds per repeat; None: 0.5 for the quick set (it must fit in minutes), 1.0
+    # for --all
+    seconds: float | None = None
     calib_seed: int = 0
     # the RTMW3D demo: the 3D demo model on synthetic 3D figures (MPJPE per part, 3D gate)
     three_d: bool = False
@@ -77,6 +79,10 @@ class DemoSettings:
     @property
     def model(self) -> str:
         return DEMO_3D_NAME if self.three_d else DEMO_NAME
+
+    @property
+    def timing_seconds(self) -> float:
+        return self.seconds if self.seconds is not None else (1.0 if self.full else 0.5)
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -158,7 +164,7 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, say: Say = p
         f"{settings.val_images} images")  # fmt: skip
     bench_settings = BenchSettings(
         batches=settings.batches, threads=None,
-        plan=TimingPlan(warmup_s=0.5, seconds=settings.seconds, repeats=3),
+        plan=TimingPlan(warmup_s=0.5, seconds=settings.timing_seconds, repeats=3),
         image_dir=str(val.image_dir), ann_file=str(val.ann_file),
         reference=str(artifacts / "onnx"), draw=3,
         isolate=True,  # each row's speed and peak RSS from a process of its own
