@@ -42,6 +42,18 @@ class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler that writes to the terminal (native capture re-points it)."""
 
 
+class _RunLogHandler(logging.FileHandler):
+    """Opens (and makes the folder of) the log only when the first record arrives: a
+    command refused before it did anything leaves no file behind."""
+
+    def __init__(self, path: Path):
+        super().__init__(path, mode="a", encoding="utf-8", delay=True)
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+
 _lock = threading.RLock()
 _run_log: Path | None = None
 _file_handler: logging.FileHandler | None = None
@@ -79,14 +91,13 @@ def take_over_logger(name: str) -> None:
 def attach_run_log(path: str | Path) -> Path:
     """Every record (INFO and up, DEBUG with -vv) and captured native output go to ``path``."""
     global _run_log, _file_handler
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path).absolute()
     with _lock:
         root = logging.getLogger()
         if _file_handler is not None:
             root.removeHandler(_file_handler)
             _file_handler.close()
-        handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+        handler = _RunLogHandler(path)
         handler.setLevel(logging.DEBUG)
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         root.addHandler(handler)
@@ -135,6 +146,7 @@ def native_output_to_log() -> Iterator[None]:
                 _capture_depth -= 1
         return
     _flush(sys.stdout, sys.stderr)
+    log.parent.mkdir(parents=True, exist_ok=True)
     saved = {fd: os.dup(fd) for fd in (1, 2)}
     consoles: list[tuple[_ConsoleHandler, IO[str]]] = []
     try:

@@ -161,7 +161,13 @@ def test_bench_outputs_parse(bench_run: tuple[dict, Path], tmp_path: Path) -> No
     assert loaded["schema"] == "rtmw.bench/1"
     table = (out / "results.md").read_text()
     assert table == markdown([loaded])
-    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    # the compact table first (one row per artifact), every figure below it
+    glance, full = table.split("**Every figure**")
+    compact = [line for line in glance.splitlines() if line.startswith("| ")]
+    assert len(compact[0].strip("|").split("|")) == 8 and len(compact) - 1 == len(
+        results["entries"]
+    )
+    lines = [line for line in full.splitlines() if line.startswith("| ")]
     header = lines[0].strip("|").split("|")
     assert len(header) == 21  # issue 17: threads, GMAC/s, % of peak, peak RSS
     # one row per ok artifact and batch, one per failed artifact
