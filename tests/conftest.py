@@ -76,17 +76,24 @@ def calib_set(tmp_path_factory: pytest.TempPathFactory) -> CalibrationSet:
     )
 
 
-# The backend a parametrised test needs, from the target (or the configuration) it runs:
+# The backend a parametrised test needs, from the target (or the artifact format) it runs:
 # `pytest -m openvino`, `-m "not ncnn"` or `-m "not slow"` select by what a test touches.
-_BACKEND_OF_TARGET = (
-    ("openvino-", "openvino"),
-    ("ncnn-", "ncnn"),
-    ("litert-", "litert"),
-    ("executorch-", "executorch"),
-    ("onnx", "onnx"),
-    ("ort-", "onnx"),
-    ("trt-", "onnx"),  # without TensorRT, a trt-* target is its ONNX stand-in in onnxruntime
-)
+# Derived from the target and runtime registries: a new backend needs no line here.
+def _backend_marker(value: str) -> str | None:
+    from rtmw import runtimes
+    from rtmw.export import get_target, list_targets
+
+    if value in list_targets():
+        fmt = get_target(value).format
+    elif value in runtimes.REGISTRY:
+        fmt = value
+    else:
+        return None
+    # without TensorRT, a trt-* target is its ONNX stand-in in onnxruntime; torch is the
+    # reference every run has
+    return {"tensorrt": "onnx", "torch": None}.get(fmt, fmt)
+
+
 _LARGE_CONFIGS = ("rtmw-x-", "384x288")
 
 
@@ -96,9 +103,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for value in params.values():
             if not isinstance(value, str):
                 continue
-            for prefix, marker in _BACKEND_OF_TARGET:
-                if value.startswith(prefix):
-                    item.add_marker(getattr(pytest.mark, marker))
-                    break
+            marker = _backend_marker(value)
+            if marker is not None:
+                item.add_marker(getattr(pytest.mark, marker))
             if any(part in value for part in _LARGE_CONFIGS):
                 item.add_marker(pytest.mark.slow)

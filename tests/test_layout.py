@@ -102,3 +102,80 @@ def test_file_schemas_match_their_writers() -> None:
         assert "extra" in str(exc)
     else:
         raise AssertionError("a key the format lacks must be refused by the writer")
+
+
+# -- each backend described once (issue 34) ---------------------------------------------
+def _pyproject_extras() -> set[str]:
+    import tomllib
+
+    data = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())
+    return set(data["project"]["optional-dependencies"])
+
+
+def test_every_runtime_adapter_declares_itself_and_every_table_derives_from_it() -> None:
+    """A backend lacking a declaration, or a table that misses one, fails here."""
+    from rtmw import runtimes
+    from rtmw.bench.environment import BACKEND_PACKAGES, PROFILES, RUNTIME_DEVICE
+    from rtmw.cli.bench import DEVICE_CHOICES
+    from rtmw.export import get_target, list_targets
+    from rtmw.runtimes.base import DECLARATIONS
+    from rtmw.workflows.baseline import CPU_FORMATS
+
+    extras = _pyproject_extras()
+    assert runtimes.REGISTRY, "no runtime adapter registered"
+    for fmt, cls in runtimes.REGISTRY.items():
+        for attr in DECLARATIONS:  # extra may be "" (the base install), never absent
+            assert hasattr(cls, attr), f"{cls.__name__} lacks {attr}"
+            assert attr == "extra" or getattr(cls, attr), f"{cls.__name__}: empty {attr}"
+        assert cls.format == fmt
+        assert cls.extra == "" or cls.extra in extras, f"{cls.__name__}: no extra {cls.extra!r}"
+        assert set(cls.packages) <= set(BACKEND_PACKAGES)
+        assert set(cls.devices) <= set(RUNTIME_DEVICE) and set(cls.devices) <= set(PROFILES)
+        assert set(cls.devices) <= set(DEVICE_CHOICES)
+        assert (fmt in CPU_FORMATS) == ("cpu" in cls.devices and not cls.reference)
+    for target in [*list_targets(), "torch"]:
+        spec = get_target(target)
+        assert spec.format in runtimes.REGISTRY, f"{target}: no runtime for {spec.format}"
+        assert spec.extra == "" or spec.extra in extras, f"{target}: no extra {spec.extra!r}"
+
+
+def test_a_throwaway_backend_is_one_class_away_from_every_table() -> None:
+    """What adding a backend costs: its runtime adapter (one declared class) reaches the
+    runtime registry, the remote install's extras, the recorded packages, the devices and
+    the CPU formats without another edit; its target module is the other place."""
+    from typing import Any, ClassVar
+
+    from rtmw import runtimes
+    from rtmw.runtimes.base import REGISTRY, Runtime, register_runtime
+
+    class ThrowawayRunner(Runtime):
+        name = "throwaway"
+        format = "throwaway"
+        extra = "throwaway-extra"
+        packages: ClassVar[tuple[str, ...]] = ("throwaway-runtime",)
+        devices: ClassVar[tuple[str, ...]] = ("cpu", "throwaway-npu")
+
+        def _activate_impl(self) -> str:
+            return "cpu"
+
+        def _infer_impl(self, batch: Any) -> Any:
+            return ()
+
+    try:
+        register_runtime(ThrowawayRunner)
+        assert runtimes.runtime_class("throwaway") is ThrowawayRunner
+        assert runtimes.extras_by_format()["throwaway"] == "throwaway-extra"
+        assert "throwaway-runtime" in runtimes.recorded_packages()
+        assert "throwaway-npu" in runtimes.devices()
+        assert "throwaway" in runtimes.deployment_formats("cpu")
+    finally:
+        REGISTRY.pop("throwaway", None)
+
+    class Undeclared(Runtime):
+        name = "undeclared"
+
+    import pytest
+
+    with pytest.raises(TypeError, match="does not declare format, extra, packages"):
+        register_runtime(Undeclared)
+    assert "undeclared" not in REGISTRY

@@ -21,15 +21,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rtmw import runtimes
 from rtmw.errors import RtmwError, UsageError
 
-# bench device profile → device name handed to the runtimes
-RUNTIME_DEVICE = {"cpu": "cpu", "arm": "cpu", "cuda": "cuda", "jetson": "cuda"}
-BACKEND_PACKAGES = (
-    "rtmw", "numpy", "opencv-python-headless", "torch", "onnx", "onnxruntime",
-    "onnxruntime-gpu", "onnxsim", "openvino", "nncf", "ncnn", "pnnx", "tensorrt",
-    "xtcocotools",
-)  # fmt: skip
+# bench device profile → device name handed to the runtimes: the four profiles that record
+# more than the CPU, then every device an adapter declares (OpenVINO gpu/npu, ncnn vulkan,
+# LiteRT gpu, onnxruntime's execution providers), each as itself
+PROFILE_DEVICE = {"cpu": "cpu", "arm": "cpu", "cuda": "cuda", "jetson": "cuda"}
+RUNTIME_DEVICE = {**PROFILE_DEVICE, **{d: d for d in runtimes.devices() if d not in PROFILE_DEVICE}}
+# what every results file records the version of: rtmw's own dependencies, then each
+# adapter's declared packages
+BASE_PACKAGES = ("rtmw", "numpy", "opencv-python-headless", "torch", "xtcocotools")
+BACKEND_PACKAGES = tuple(dict.fromkeys((*BASE_PACKAGES, *runtimes.recorded_packages())))
 ARM_CPU_PARTS = {
     "0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
     "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
@@ -159,6 +162,8 @@ PROFILES: dict[str, Callable[[], dict[str, Any]]] = {
     "cuda": cuda_profile,
     "jetson": jetson_profile,
     "arm": arm_profile,
+    # a device an adapter declares (and checks itself when it activates: no fallback)
+    **{d: (lambda: {}) for d in RUNTIME_DEVICE if d not in PROFILE_DEVICE},
 }
 
 

@@ -20,6 +20,15 @@ from rtmw.cli._common import (
 logger = logging.getLogger(__name__)
 
 
+def _device_choices() -> tuple[str, ...]:
+    from rtmw.bench.environment import RUNTIME_DEVICE
+
+    return tuple(RUNTIME_DEVICE)
+
+
+DEVICE_CHOICES = _device_choices()
+
+
 class DefaultRunGroup(click.Group):
     """``rtmw-bench ARTIFACT...`` means ``rtmw-bench run ARTIFACT...``."""
 
@@ -105,9 +114,11 @@ def remote_options(func: Any) -> Any:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option(
     "--device",
-    type=click.Choice(["cpu", "cuda", "jetson", "arm"]),
+    type=click.Choice(list(DEVICE_CHOICES)),
     default="cpu",
     show_default=True,
+    help="cpu/arm/cuda/jetson record their device profile; the others are the devices the "
+    "runtime adapters declare (OpenVINO gpu/npu, ncnn vulkan, LiteRT gpu, onnxruntime's EPs).",
 )
 @vocab_option("batch", default="1,8", show_default=True, help="Batch sizes, comma-separated.")
 @vocab_option(

@@ -7,35 +7,55 @@ other than the requested device.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from pathlib import Path
 
 from rtmw.artifact import Artifact, Manifest, hash_files, read_artifact
 from rtmw.errors import DeviceUnavailable, RtmwError
-from rtmw.runtimes.base import Runtime, TensorSpec
+from rtmw.runtimes import (  # noqa: F401  (each registers its adapter; backends load lazily)
+    executorch,
+    litert,
+    ncnn,
+    onnxrt,
+    openvino,
+    tensorrt,
+)
+from rtmw.runtimes import torch as _torch_adapter  # noqa: F401
+from rtmw.runtimes.base import REGISTRY, Runtime, TensorSpec, register_runtime
 
-# artifact format → "module:class"; modules import their backend only when activated
-RUNTIMES: dict[str, str] = {
-    "onnx": "rtmw.runtimes.onnxrt:OnnxRuntimeRunner",
-    "openvino": "rtmw.runtimes.openvino:OpenVINORunner",
-    "ncnn": "rtmw.runtimes.ncnn:NcnnRunner",
-    "litert": "rtmw.runtimes.litert:LiteRTRunner",
-    "executorch": "rtmw.runtimes.executorch:ExecuTorchRunner",
-    "tensorrt": "rtmw.runtimes.tensorrt:TensorRTRunner",
-    "torch": "rtmw.runtimes.torch:TorchRunner",
-}
+# artifact format → its adapter class, as the adapters declared themselves
+RUNTIMES: Mapping[str, type[Runtime]] = REGISTRY
 
 
 def runtime_class(artifact_format: str) -> type[Runtime]:
     try:
-        module_name, class_name = RUNTIMES[artifact_format].split(":")
+        return REGISTRY[artifact_format]
     except KeyError:
         raise RtmwError(
-            f"no runtime for artifact format {artifact_format!r}; known: {', '.join(RUNTIMES)}"
+            f"no runtime for artifact format {artifact_format!r}; known: {', '.join(REGISTRY)}"
         ) from None
-    cls: type[Runtime] = getattr(importlib.import_module(module_name), class_name)
-    return cls
+
+
+def extras_by_format() -> dict[str, str]:
+    """Artifact format → the pip extra that runs it on a run-only host (none for the base)."""
+    return {fmt: cls.extra for fmt, cls in REGISTRY.items() if cls.extra}
+
+
+def recorded_packages() -> tuple[str, ...]:
+    """Every adapter's packages, in registration order, once each."""
+    return tuple(dict.fromkeys(p for cls in REGISTRY.values() for p in cls.packages))
+
+
+def devices() -> tuple[str, ...]:
+    """Every device some adapter declares."""
+    return tuple(dict.fromkeys(d for cls in REGISTRY.values() for d in cls.devices))
+
+
+def deployment_formats(device: str = "cpu") -> tuple[str, ...]:
+    """Formats whose adapter runs on ``device`` and is a deployment route (not a reference)."""
+    return tuple(
+        fmt for fmt, cls in REGISTRY.items() if device in cls.devices and not cls.reference
+    )
 
 
 def open(
@@ -83,11 +103,17 @@ def open_model(
 
 
 __all__ = [
+    "REGISTRY",
     "RUNTIMES",
     "DeviceUnavailable",
     "Runtime",
     "TensorSpec",
+    "deployment_formats",
+    "devices",
+    "extras_by_format",
     "open",
     "open_model",
+    "recorded_packages",
+    "register_runtime",
     "runtime_class",
 ]

@@ -41,6 +41,28 @@ def output_names(artifact: Artifact) -> tuple[str, ...]:
 
 logger = logging.getLogger(__name__)
 
+DECLARATIONS = ("name", "format", "extra", "packages", "devices")
+# artifact format → its adapter; filled by @register_runtime as the adapters are imported
+REGISTRY: dict[str, type[Runtime]] = {}
+
+
+def register_runtime(cls: type[Runtime]) -> type[Runtime]:
+    """Class decorator: registers an adapter under its format, refusing one whose
+    declarations are missing or wrong (a backend half-added fails at import)."""
+    missing = [attr for attr in DECLARATIONS if not hasattr(cls, attr)]
+    if missing:
+        raise TypeError(f"{cls.__name__} does not declare {', '.join(missing)}")
+    if (
+        not isinstance(cls.packages, tuple)
+        or not isinstance(cls.devices, tuple)
+        or not (cls.devices and cls.packages)
+    ):
+        raise TypeError(f"{cls.__name__}: packages and devices must be non-empty tuples")
+    if cls.format in REGISTRY and REGISTRY[cls.format] is not cls:
+        raise TypeError(f"format {cls.format!r} already runs on {REGISTRY[cls.format].__name__}")
+    REGISTRY[cls.format] = cls
+    return cls
+
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -59,10 +81,22 @@ def default_threads() -> int:
 
 
 class Runtime(ABC):
-    """Base adapter. Use as a context manager, or call ``activate``/``close``."""
+    """Base adapter. Use as a context manager, or call ``activate``/``close``.
+
+    Each adapter declares, once, what the rest of rtmw derives its tables from
+    (:func:`register_runtime` refuses one that does not): the artifact ``format`` it runs,
+    the pip ``extra`` that installs it on a run-only host ("" for the base install), the
+    ``packages`` whose versions every results file records, and the ``devices`` it can run
+    on (``rtmw-bench --device`` accepts each).
+    """
 
     name: ClassVar[str]
+    format: ClassVar[str]
+    extra: ClassVar[str]
+    packages: ClassVar[tuple[str, ...]]
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    # a reference (the torch checkpoint), not a deployment route: baselines leave it out
+    reference: ClassVar[bool] = False
 
     # tuning knobs an adapter accepts (name → what it does); nothing else is passed through,
     # and none of them may change the precision contract

@@ -16,11 +16,15 @@ import numpy as np
 
 from rtmw.errors import DeviceUnavailable
 from rtmw.optional import import_backend
-from rtmw.runtimes.base import Runtime
+from rtmw.runtimes.base import Runtime, register_runtime
 
 
+@register_runtime
 class ExecuTorchRunner(Runtime):
     name = "executorch"
+    format = "executorch"
+    extra = "executorch"
+    packages: ClassVar[tuple[str, ...]] = ("executorch",)
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
 
     def _activate_impl(self) -> str:

@@ -27,7 +27,7 @@ import numpy as np
 
 from rtmw.errors import DeviceUnavailable, UsageError
 from rtmw.optional import import_backend
-from rtmw.runtimes.base import Runtime
+from rtmw.runtimes.base import Runtime, register_runtime
 
 # names the GPU delegate's library goes by in LiteRT builds (Linux and Android)
 GPU_DELEGATE_LIBRARIES = (
@@ -37,8 +37,12 @@ GPU_DELEGATE_LIBRARIES = (
 )
 
 
+@register_runtime
 class LiteRTRunner(Runtime):
     name = "litert"
+    format = "litert"
+    extra = "litert"
+    packages: ClassVar[tuple[str, ...]] = ("ai-edge-litert", "litert-torch", "ai-edge-quantizer")
     devices: ClassVar[tuple[str, ...]] = ("cpu", "gpu")
     OPTIONS: ClassVar[dict[str, str]] = {
         "xnnpack": "on (default) | off: LiteRT's builtin CPU kernels without XNNPACK",

@@ -18,11 +18,15 @@ import numpy as np
 
 from rtmw.errors import DeviceUnavailable
 from rtmw.optional import import_backend
-from rtmw.runtimes.base import Runtime
+from rtmw.runtimes.base import Runtime, register_runtime
 
 
+@register_runtime
 class NcnnRunner(Runtime):
     name = "ncnn"
+    format = "ncnn"
+    extra = "ncnn"
+    packages: ClassVar[tuple[str, ...]] = ("ncnn", "pnnx")
     devices: ClassVar[tuple[str, ...]] = ("cpu", "vulkan")
 
     def _activate_impl(self) -> str:

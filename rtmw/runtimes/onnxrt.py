@@ -16,7 +16,7 @@ import numpy as np
 
 from rtmw.errors import DeviceUnavailable
 from rtmw.optional import import_backend
-from rtmw.runtimes.base import Runtime
+from rtmw.runtimes.base import Runtime, register_runtime
 
 ARM_BF16_FASTMATH = "mlas.enable_gemm_fastmath_arm64_bfloat16"
 PROVIDERS = {
@@ -27,6 +27,7 @@ PROVIDERS = {
 }
 
 
+@register_runtime
 class OnnxRuntimeRunner(Runtime):
     """Runs ``model.onnx``. The requested provider must be the session's first provider.
 
@@ -35,6 +36,9 @@ class OnnxRuntimeRunner(Runtime):
     """
 
     name = "onnxruntime"
+    format = "onnx"
+    extra = "onnx-runtime"
+    packages: ClassVar[tuple[str, ...]] = ("onnxruntime", "onnxruntime-gpu", "onnx", "onnxsim")
     devices: ClassVar[tuple[str, ...]] = tuple(PROVIDERS)
     OPTIONS: ClassVar[dict[str, str]] = {
         "intra_op_thread_affinities": "session.intra_op_thread_affinities, e.g. '1;2' pins "

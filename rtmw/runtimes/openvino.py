@@ -15,7 +15,7 @@ import numpy as np
 
 from rtmw.errors import DeviceUnavailable
 from rtmw.optional import import_backend
-from rtmw.runtimes.base import Runtime
+from rtmw.runtimes.base import Runtime, register_runtime
 from rtmw.runtimes.precision import PrecisionUnavailable, check_readback
 
 HINTS = {"f32": "f32", "f16": "f16", "bf16": "bf16"}
@@ -45,8 +45,12 @@ def runtime_precisions(compiled: Any, prefixes: tuple[str, ...] = ()) -> dict[st
     return counts
 
 
+@register_runtime
 class OpenVINORunner(Runtime):
     name = "openvino"
+    format = "openvino"
+    extra = "openvino-runtime"
+    packages: ClassVar[tuple[str, ...]] = ("openvino", "nncf")
     devices: ClassVar[tuple[str, ...]] = ("cpu", "gpu", "npu")
     OPTIONS: ClassVar[dict[str, str]] = {
         "performance_hint": "LATENCY (default) or THROUGHPUT (parallel streams for batches)",

@@ -13,7 +13,7 @@ import numpy as np
 
 from rtmw.errors import DeviceUnavailable, MissingDependency
 from rtmw.optional import import_backend
-from rtmw.runtimes.base import Runtime
+from rtmw.runtimes.base import Runtime, register_runtime
 
 
 def tensorrt_available() -> bool:
@@ -25,8 +25,12 @@ def tensorrt_available() -> bool:
     return hasattr(tensorrt, "Builder")
 
 
+@register_runtime
 class TensorRTRunner(Runtime):
     name = "tensorrt"
+    format = "tensorrt"
+    extra = "tensorrt"
+    packages: ClassVar[tuple[str, ...]] = ("tensorrt",)
     devices: ClassVar[tuple[str, ...]] = ("cuda",)
 
     def _activate_impl(self) -> str:

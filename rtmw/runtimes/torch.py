@@ -12,12 +12,17 @@ import numpy as np
 
 from rtmw.errors import DeviceUnavailable
 from rtmw.optional import import_backend
-from rtmw.runtimes.base import Runtime
+from rtmw.runtimes.base import Runtime, register_runtime
 from rtmw.runtimes.precision import PrecisionMismatch
 
 
+@register_runtime
 class TorchRunner(Runtime):
     name = "torch"
+    format = "torch"
+    extra = ""
+    packages: ClassVar[tuple[str, ...]] = ("torch",)
+    reference = True
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
 
     def _activate_impl(self) -> str:

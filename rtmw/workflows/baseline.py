@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rtmw import runtimes
 from rtmw.bench.report import load_results, render
 from rtmw.bench.run import BenchSettings, bench
 from rtmw.bench.timing import TimingPlan
@@ -30,7 +31,7 @@ Say = Callable[[str], None]
 
 PUBLISHED = ("rtmw-m-256x192", "rtmw-l-256x192", "rtmw-l-384x288")
 # what runs on a CPU: every format but TensorRT (GPU) and the torch reference
-CPU_FORMATS = ("onnx", "openvino", "ncnn", "litert", "executorch")
+CPU_FORMATS = runtimes.deployment_formats("cpu")  # every adapter that runs on the CPU
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import rtmw
+from rtmw import runtimes
 from rtmw.artifact import Artifact, read_artifact
 from rtmw.errors import MissingDependency, RtmwError, UsageError
 from rtmw.hashing import sha256_file
@@ -50,10 +51,6 @@ AGENT = "rtmw.workflows.remote_agent"
 SYNC_TIMEOUT_S = 1800.0  # the least time a sync (hash, send, hash) may take
 DEFAULT_REMOTE_DIR = ".cache/rtmw-remote"  # under the remote user's home
 # artifact format → the rtmw extra whose runtime runs it (what --install puts there)
-FORMAT_EXTRAS = {
-    "onnx": "onnx-runtime", "openvino": "openvino-runtime", "ncnn": "ncnn",
-    "tensorrt": "tensorrt", "litert": "litert", "executorch": "executorch",
-}  # fmt: skip
 
 
 class RemoteError(RtmwError):
@@ -397,7 +394,8 @@ class RemoteSession:
         settings = self.settings
         extras = settings.install_extras
         if extras is None:
-            extras = tuple(sorted({FORMAT_EXTRAS[f] for f in formats if f in FORMAT_EXTRAS}))
+            by_format = runtimes.extras_by_format()  # as each adapter declares it
+            extras = tuple(sorted({by_format[f] for f in formats if f in by_format}))
             extras += ("eval",) * evaluates
         wheel = build_wheel()
         self.say(f"{self.host.target}: installing {wheel.name}[{','.join(extras)}] in {self.venv}")
