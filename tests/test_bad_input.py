@@ -612,3 +612,15 @@ def test_scratch_of_a_killed_export_is_removed_by_the_next(tmp_path: Path) -> No
     live.cleanup()
     again.cleanup()
     assert not list(tmp_path.glob("rtmw-export-*"))
+
+
+def test_export_refuses_keywords_beside_options(tmp_path: Path) -> None:
+    """options= replaces the keyword settings: a keyword given beside it was silently
+    ignored; now it is one usage error, before anything is written."""
+    from rtmw.errors import UsageError
+    from rtmw.export import export, export_options
+
+    with pytest.raises(UsageError, match=r"inside options=.*int8_policy, opset"):
+        export(small_demo(), ["onnx"], tmp_path, options=export_options(), opset=13,
+               int8_policy="none")  # fmt: skip
+    assert not any(tmp_path.iterdir())

@@ -20,10 +20,11 @@ from conftest import small_demo
 from rtmw import runtimes
 from rtmw.artifact import read_artifact
 from rtmw.errors import DeviceUnavailable, UsageError
-from rtmw.export import ExportStatus, export, export_options
+from rtmw.export import export, export_options
 from rtmw.export.quant_policy import module_prefix
 from rtmw.export.targets.litert import scope_regex
 from rtmw.runtimes.precision import PrecisionUnavailable
+from rtmw.schemas import Status
 
 HAS_LITERT = all(find_spec(m) is not None for m in ("litert_torch", "ai_edge_litert"))
 needs_litert = pytest.mark.skipif(
@@ -63,7 +64,7 @@ def fixed_batch2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("litert-b2")
     options = export_options(fixed_batch=2)
     results = export(small_demo(), ["litert-fp32", "onnx"], out, options=options)
-    assert all(r.status == ExportStatus.OK for r in results), [r.line() for r in results]
+    assert all(r.status == Status.OK for r in results), [r.line() for r in results]
     return out
 
 
@@ -162,7 +163,7 @@ HAS_EXECUTORCH = find_spec("executorch") is not None
 def test_executorch_program_chunks_batches_and_pins_its_thread_pool(tmp_path: Path) -> None:
     options = export_options(fixed_batch=2)
     results = export(small_demo(), ["executorch-fp32", "onnx"], tmp_path, options=options)
-    assert all(r.status == ExportStatus.OK for r in results), [r.line() for r in results]
+    assert all(r.status == Status.OK for r in results), [r.line() for r in results]
     manifest = read_artifact(tmp_path / "executorch-fp32").manifest
     assert manifest.io["batch"] == 2 and "XnnpackBackend" in manifest.options["delegates"]
     crops = np.random.default_rng(2).standard_normal((3, 3, 256, 192)).astype(np.float32)

@@ -21,13 +21,13 @@ from rtmw.calib import CalibrationSet
 from rtmw.export import (
     DEFAULT_TOLERANCES,
     ExportResult,
-    ExportStatus,
     export,
     get_target,
     list_targets,
     unavailable_reason,
 )
 from rtmw.export.api import _missing_modules
+from rtmw.schemas import Status
 
 pytestmark = pytest.mark.precision
 
@@ -51,15 +51,15 @@ def test_registered_target_exports_verifies_and_opens(every_target, target: str)
     result = results[target]
     missing = _missing_modules(spec)
     if missing:
-        assert result.status == ExportStatus.SKIPPED and result.exit_code == 3
+        assert result.status == Status.SKIPPED and result.exit_code == 3
         pytest.skip(f"{', '.join(missing)} not installed (rtmw[{spec.extra}])")
     not_here = unavailable_reason(spec)
     if not_here is not None:
-        assert result.status == ExportStatus.SKIPPED and result.exit_code == 4
+        assert result.status == Status.SKIPPED and result.exit_code == 4
         assert result.reason == not_here
         pytest.skip(not_here)
     fallback = spec.onnx_fallback.missing() if spec.onnx_fallback is not None else None
-    expected = ExportStatus.OK if fallback is None else ExportStatus.ONNX_ONLY
+    expected = Status.OK if fallback is None else Status.ONNX_ONLY
     assert result.status == expected, result.reason
     assert result.path is not None and result.path.is_dir()
     manifest = read_artifact(result.path).manifest

@@ -14,7 +14,6 @@ interval's pessimistic bound (``apply_to``).
 from __future__ import annotations
 
 import math
-import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -504,10 +503,6 @@ def write_step_summary(text: str) -> Path | None:
     with path.open("a") as handle:
         handle.write(text)
     return path
-
-
-def print_table(result: GateResult) -> None:
-    sys.stdout.write(markdown(result))
 
 
 _METRIC_WORDS = {

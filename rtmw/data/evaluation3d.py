@@ -16,7 +16,7 @@ first); every labelled keypoint of a matched person counts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,11 +185,3 @@ def match_persons(
         pred = camera_frame(keypoints_px[index], depth[index], person, image_size)
         matched.append(Matched3D(person.keypoints_3d, pred, person.mask_3d))
     return matched
-
-
-def part_table(evaluation: Mapping[str, Any]) -> dict[str, dict[str, float]]:
-    """{part: {mpjpe, pa_mpjpe}} from :meth:`Evaluation3D.to_dict` (for reports)."""
-    return {
-        part: {"mpjpe": evaluation["mpjpe_mm"][part], "pa_mpjpe": evaluation["pa_mpjpe_mm"][part]}
-        for part in PARTS
-    }

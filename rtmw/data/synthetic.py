@@ -410,7 +410,7 @@ def _lift_depth(fig: Figure, rng: np.random.Generator) -> np.ndarray:
     return relative
 
 
-def _perspective(fig: Figure, depth_m: np.ndarray, focal: float, principal: np.ndarray,
+def _perspective(fig: Figure, depth_m: np.ndarray, principal: np.ndarray,
                  root_z: float) -> Figure:  # fmt: skip
     """A placed (orthographic) figure seen by a pinhole camera: each keypoint's offset from
     the principal point scales by root_z / (root_z + z), the head with its face."""
@@ -853,7 +853,7 @@ def render_image(
             # camera-frame metres of the skeleton whose projection is drawn
             xy = (placed.keypoints - principal) * (root_z / focal)
             cameras.append((np.column_stack([xy, root_z + depth_m]), root_z))
-            placed = _perspective(placed, depth_m, focal, principal, root_z)
+            placed = _perspective(placed, depth_m, principal, root_z)
         else:
             cameras.append(None)
         _draw_figure(canvas, owner, placed, rng)

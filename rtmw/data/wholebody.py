@@ -98,9 +98,6 @@ class WholeBodyAnnotations:
     persons: list[PersonAnnotation]
     path: Path | None = None
 
-    def persons_in(self, image_id: int) -> list[PersonAnnotation]:
-        return [p for p in self.persons if p.image_id == image_id]
-
     def persons_by_image(self) -> dict[int, list[PersonAnnotation]]:
         """One pass over the persons: a scan per image is quadratic on COCO/H3WB val."""
         index: dict[int, list[PersonAnnotation]] = {}

@@ -8,7 +8,6 @@ policy) are leaves; ``targets/`` holds one module per backend; ``api`` orchestra
 
 from rtmw.export.api import (
     ExportResult,
-    ExportStatus,
     VerificationFailed,
     expand_targets,
     export,
@@ -35,7 +34,6 @@ __all__ = [
     "ExportContext",
     "ExportOptions",
     "ExportResult",
-    "ExportStatus",
     "OnnxFallback",
     "TargetSpec",
     "Tolerances",

@@ -67,13 +67,12 @@ class VerificationFailed(RtmwError):
 
 
 # the statuses an export target ends with (one enum for exports and bench entries)
-ExportStatus = Status
 
 
 @dataclass
 class ExportResult:
     target: str
-    status: ExportStatus
+    status: Status
     path: Path | None = None
     reason: str = ""
     seconds: float = 0.0
@@ -86,7 +85,7 @@ class ExportResult:
             size = f"{self.size_mb:7.1f} MB {self.seconds:6.1f} s"
             state = f"{self.target:<14} {self.status.value:<9} {size}"
             return f"{state}  latency-only (structure verified)"
-        if self.status == ExportStatus.OK and self.verification:
+        if self.status == Status.OK and self.verification:
             v = self.verification
             figures = (
                 f"max|Δ| {max(v['max_abs_diff_x'], v['max_abs_diff_y']):.3g} "
@@ -292,8 +291,23 @@ def export(
     calibration crops, not on noise. ``latency_only`` verifies structure only (weights that
     cannot be judged, e.g. random-init published configurations): artifact.json then says
     ``verification.mode: latency-only`` and the bench reports no accuracy for it.
-    ``options`` replaces the keyword settings at once.
+    ``options`` replaces the keyword settings at once: giving both is refused (a keyword
+    beside ``options`` was silently ignored).
     """
+    if options is not None:
+        defaults = {"opset": DEFAULT_OPSET, "simplify": True, "engine": None,
+                    "int8_policy": "head-fp32", "int8_keep": (), "accuracy_control": None,
+                    "accuracy_control_seconds": None, "latency_only": False}  # fmt: skip
+        given = {"opset": opset, "simplify": simplify, "engine": engine,
+                 "int8_policy": int8_policy, "int8_keep": tuple(int8_keep),
+                 "accuracy_control": accuracy_control,
+                 "accuracy_control_seconds": accuracy_control_seconds,
+                 "latency_only": latency_only}  # fmt: skip
+        clash = sorted(k for k, v in given.items() if v != defaults[k])
+        if clash:
+            raise UsageError(
+                f"export(): give these settings inside options=, not beside it: {', '.join(clash)}"
+            )
     if options is None:
         options = export_options(
             opset=opset, simplify=simplify, int8_policy=int8_policy, int8_keep=int8_keep,
@@ -339,13 +353,13 @@ def _export_one(
     if missing:
         return ExportResult(
             spec.name,
-            ExportStatus.SKIPPED,
+            Status.SKIPPED,
             reason=f"{', '.join(missing)} not installed (pip install 'rtmw[{spec.extra}]')",
             exit_code=MissingDependency.exit_code,
         )
     reason = unavailable_reason(spec)
     if reason is not None:
-        return ExportResult(spec.name, ExportStatus.SKIPPED, reason=reason, exit_code=4)
+        return ExportResult(spec.name, Status.SKIPPED, reason=reason, exit_code=4)
     try:
         inputs = shared_inputs
         if spec.verify_inputs is not None:
@@ -365,7 +379,7 @@ def _export_one(
     except RtmwError as exc:
         return ExportResult(
             spec.name,
-            ExportStatus.FAILED,
+            Status.FAILED,
             reason=str(exc),
             exit_code=exc.exit_code,
             seconds=time.perf_counter() - start,
@@ -375,14 +389,14 @@ def _export_one(
         reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
         return ExportResult(
             spec.name,
-            ExportStatus.FAILED,
+            Status.FAILED,
             reason=reason,
             exit_code=1,
             seconds=time.perf_counter() - start,
         )
     return ExportResult(
         spec.name,
-        ExportStatus.OK,
+        Status.OK,
         path,
         seconds=time.perf_counter() - start,
         size_mb=read_artifact(path).size_bytes / 1e6,
@@ -396,7 +410,7 @@ def _stand_in_result(
     """The backend is absent here: its verified ONNX stand-in was written (exit code 3)."""
     return ExportResult(
         spec.name,
-        ExportStatus.ONNX_ONLY,
+        Status.ONNX_ONLY,
         path,
         reason=f"{missing}; the ONNX for building on the target is at "
         f"{path / 'model.onnx'} (verified in onnxruntime)",

@@ -127,11 +127,6 @@ class RTMWConfig:
     def output_names(self) -> tuple[str, ...]:
         return ("simcc_x", "simcc_y", "simcc_z") if self.is_3d else ("simcc_x", "simcc_y")
 
-    @property
-    def input_size_str(self) -> str:
-        """'256x192' style (height × width), as the official file names write it."""
-        return f"{self.input_size[1]}x{self.input_size[0]}"
-
 
 def _acc(ap: tuple[float, ...], ar: tuple[float, ...]) -> PublishedAccuracy:
     """Published tables give hands as one figure: it is reported for both hands."""

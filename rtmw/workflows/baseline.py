@@ -22,9 +22,10 @@ from rtmw.bench.run import BenchSettings, bench
 from rtmw.bench.timing import TimingPlan
 from rtmw.calib import build_calibration_set, save_calibration_set
 from rtmw.data.synthetic import make_dataset
-from rtmw.export import ExportStatus, export, get_target, list_targets, unavailable_reason
+from rtmw.export import export, get_target, list_targets, unavailable_reason
 from rtmw.models import build, get_config, save_checkpoint
 from rtmw.runtimes.base import default_threads
+from rtmw.schemas import Status
 
 logger = logging.getLogger(__name__)
 Say = Callable[[str], None]
@@ -118,7 +119,7 @@ def bench_model(
                       latency_only=True, progress=True)  # fmt: skip
         for result in made:
             say("  " + result.line())
-            if result.status == ExportStatus.OK and result.path is not None:
+            if result.status == Status.OK and result.path is not None:
                 done[result.target] = result.path
     paths = [done[n] for n in names if n in done]
     threads = settings.threads or default_threads()

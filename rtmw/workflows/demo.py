@@ -24,9 +24,10 @@ from rtmw.bench.summary import compact_markdown, fastest_passing
 from rtmw.bench.timing import TimingPlan
 from rtmw.calib import build_calibration_set, save_calibration_set
 from rtmw.data.synthetic import make_dataset
-from rtmw.export import ExportResult, ExportStatus, export, get_target, unavailable_reason
+from rtmw.export import ExportResult, export, get_target, unavailable_reason
 from rtmw.host import cpu_fingerprint, describe
 from rtmw.models import DEMO_3D_NAME, DEMO_NAME, demo_checkpoint
+from rtmw.schemas import Status
 from rtmw.workflows.gate import gate_results
 
 logger = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ def _failures(made: list[ExportResult], run: dict[str, Any]) -> list[str]:
     """A target this machine should build that did not is a failure of the demo; TensorRT
     without TensorRT (onnx-only, exit 3) and missing extras (skipped) are not."""
     return [f"{r.target} (export {r.status}: {r.reason})" for r in made
-            if r.status == ExportStatus.FAILED] + [
+            if r.status == Status.FAILED] + [
         f"{e['name']} (bench {e['status']}: {e.get('reason', '')})"
         for e in run["entries"] if e["status"] != "ok"
     ]  # fmt: skip

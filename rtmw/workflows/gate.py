@@ -23,7 +23,8 @@ from rtmw.bench.run import BenchSettings, bench
 from rtmw.bench.timing import TimingPlan
 from rtmw.calib.calibset import CalibrationSet
 from rtmw.errors import RtmwError
-from rtmw.export import ExportResult, ExportStatus, expand_targets, export
+from rtmw.export import ExportResult, expand_targets, export
+from rtmw.schemas import Status
 
 logger = logging.getLogger(__name__)
 Say = Callable[[str], None]
@@ -79,7 +80,7 @@ def export_failures(made: Sequence[ExportResult], *, allow_onnx_only: bool) -> l
     failures = [
         Check(r.target, "all", "export", None, None, False, f"export {r.status}: {r.reason}")
         for r in made
-        if r.status not in (ExportStatus.OK, ExportStatus.ONNX_ONLY)
+        if r.status not in (Status.OK, Status.ONNX_ONLY)
     ]
     if not allow_onnx_only:
         failures += [
@@ -87,7 +88,7 @@ def export_failures(made: Sequence[ExportResult], *, allow_onnx_only: bool) -> l
                   "not gated: only its ONNX stand-in was built (TensorRT absent); build the "
                   "engine on the target, or pass --allow-onnx-only to gate the stand-in")
             for r in made
-            if r.status == ExportStatus.ONNX_ONLY
+            if r.status == Status.ONNX_ONLY
         ]  # fmt: skip
     return failures
 
@@ -119,10 +120,10 @@ def one_shot_gate(
                   calib=calib, int8_policy=int8_policy)  # fmt: skip
     for result in made:
         say(result.line())
-    if not any(r.target == "onnx" and r.status == ExportStatus.OK for r in made):
+    if not any(r.target == "onnx" and r.status == Status.OK for r in made):
         raise RtmwError("the FP32 reference (onnx) could not be exported; nothing to gate against")
     gated = [r.path for r in made if r.path is not None
-             and (r.status == ExportStatus.OK or allow_onnx_only)]  # fmt: skip
+             and (r.status == Status.OK or allow_onnx_only)]  # fmt: skip
     settings = BenchSettings(
         batches=(1,), plan=GATE_TIMING, image_dir=str(image_dir), ann_file=str(ann_file),
         det_file=None if det_file is None else str(det_file), limit=limit,

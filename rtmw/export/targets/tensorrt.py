@@ -49,7 +49,7 @@ def tensorrt_major() -> int:
     return int(str(trt.__version__).split(".")[0])
 
 
-def _parse(builder: trt.Builder, network: trt.INetworkDefinition, onnx_path: Path) -> None:
+def _parse(network: trt.INetworkDefinition, onnx_path: Path) -> None:
     import tensorrt as trt
 
     parser = trt.OnnxParser(network, trt.Logger(trt.Logger.WARNING))
@@ -149,7 +149,7 @@ def _parsed_network(
     builder = trt.Builder(trt.Logger(trt.Logger.WARNING))
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
     network = builder.create_network(flags)
-    _parse(builder, network, typed_onnx if strongly_typed else weakly_typed_onnx)
+    _parse(network, typed_onnx if strongly_typed else weakly_typed_onnx)
     return builder, network, _base_config(builder, settings), strongly_typed
 
 
