@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtmw.errors import RtmwError
+from rtmw.errors import ArtifactError
 from rtmw.hashing import sha256_file
 from rtmw.schemas import ARTIFACT
 
@@ -30,10 +30,6 @@ MANIFEST = "artifact.json"
 # ".<name>.staging-<hex>" while an export builds, ".<name>.old-<hex>" while it swaps in
 HIDDEN_WORK = re.compile(r"^\..+\.(staging|old)-[0-9a-f]{8}$")
 logger = logging.getLogger(__name__)
-
-
-class ArtifactError(RtmwError):
-    """An artifact folder is missing, malformed or has been tampered with."""
 
 
 @dataclass

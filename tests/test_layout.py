@@ -179,3 +179,34 @@ def test_a_throwaway_backend_is_one_class_away_from_every_table() -> None:
     with pytest.raises(TypeError, match="does not declare format, extra, packages"):
         register_runtime(Undeclared)
     assert "undeclared" not in REGISTRY
+
+
+def test_one_error_table_and_no_literal_exit_codes() -> None:
+    """Every error type lives in rtmw.errors (with its exit code); commands exit through
+    rtmw.errors.ExitCode, never a bare number."""
+    from rtmw import errors
+
+    error_names = {name for name, value in vars(errors).items()
+                   if isinstance(value, type) and issubclass(value, Exception)}  # fmt: skip
+    outside = []
+    literal_exits = []
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and rel != "errors.py":
+                bases = {getattr(b, "id", getattr(b, "attr", "")) for b in node.bases}
+                if bases & (error_names | {"Exception", "RuntimeError", "ValueError"}):
+                    outside.append(f"{rel}: {node.name}")
+            if isinstance(node, ast.Call) and rel.startswith("cli/"):
+                func = node.func
+                name = getattr(func, "attr", getattr(func, "id", ""))
+                literal = bool(node.args) and isinstance(node.args[0], ast.Constant)
+                if name in ("exit", "SystemExit") and literal:
+                    literal_exits.append(f"{rel}:{node.lineno}")
+    assert outside == [], outside
+    assert literal_exits == [], literal_exits
+    for cls in (errors.GateConfigError, errors.CalibrationRequired):
+        assert cls.exit_code == errors.ExitCode.USAGE and issubclass(cls, errors.UsageError)
+    assert issubclass(errors.DeviceNotPresent, errors.DeviceUnavailable)
+    assert errors.DeviceNotPresent.exit_code == errors.ExitCode.UNAVAILABLE

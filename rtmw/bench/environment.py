@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rtmw import runtimes
-from rtmw.errors import RtmwError, UsageError
+from rtmw.errors import DeviceNotPresent, UsageError
 
 # bench device profile → device name handed to the runtimes: the four profiles that record
 # more than the CPU, then every device an adapter declares (OpenVINO gpu/npu, ncnn vulkan,
@@ -40,10 +40,6 @@ ARM_CPU_PARTS = {
     "0xd44": "Cortex-X1", "0xd46": "Cortex-A510", "0xd47": "Cortex-A710", "0xd48": "Cortex-X2",
     "0xd4f": "Neoverse-V2", "0x004": "Carmel",
 }  # fmt: skip
-
-
-class DeviceNotPresent(RtmwError):
-    exit_code = 4
 
 
 def _read(path: str) -> str | None:

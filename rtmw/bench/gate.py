@@ -21,23 +21,11 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
-from rtmw.errors import RtmwError
+from rtmw.errors import CrossHost, GateConfigError, NothingToGate
 from rtmw.keypoints import PARTS
 
 DEFAULT_BUDGETS_FILE = Path(__file__).with_name("gates.toml")
 APPLY_TO = ("point", "interval")
-
-
-class GateConfigError(RtmwError):
-    exit_code = 2
-
-
-class NothingToGate(GateConfigError):
-    pass
-
-
-class CrossHost(GateConfigError):
-    """Reference and candidate were measured on different ISA classes."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from rtmw.data.evalset import read_image
 from rtmw.data.wholebody import PART_SLICES, load_annotations, load_detections
-from rtmw.errors import DataError, RtmwError
+from rtmw.errors import CalibrationError, DataError
 from rtmw.hashing import sha256_file
 from rtmw.pipeline.preprocess import BBOX_PADDING, MEAN_RGB, STD_RGB, preprocess
 from rtmw.schemas import CALIBRATION
@@ -38,10 +38,6 @@ MANIFEST_KEYS = CALIBRATION.keys
 MIN_CROPS = 32
 HAND_MIN_KEYPOINTS = 8  # of 21 labelled: the hand is really in the crop
 FACE_MIN_KEYPOINTS = 20  # of 68
-
-
-class CalibrationError(RtmwError):
-    pass
 
 
 @dataclass

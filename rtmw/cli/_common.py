@@ -12,7 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from rtmw.errors import RtmwError
+from rtmw.errors import EXIT_MEANINGS, ExitCode, RtmwError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -22,15 +22,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 # (tests/test_int8.py holds the two equal).
 INT8_POLICY_CHOICES = ("head-fp32", "head-neck-fp32", "none")
 
-# The exit codes of every rtmw command (README's table is this one).
-EXIT_CODES: dict[int, str] = {
-    0: "success (every target, artifact or check passed, or was skipped with its reason)",
-    1: "failure: a target, a benchmark or a gate check failed; the reason is printed",
-    2: "usage: a bad option, value, configuration or input; nothing was done",
-    3: "missing dependency: a backend or extra is not installed (pip install 'rtmw[...]')",
-    4: "this host's device or precision is unavailable (never a silent fallback)",
-    130: "interrupted",
-}
+# The exit codes of every rtmw command (README's table is this one): rtmw.errors' table.
+EXIT_CODES: dict[int, str] = {int(code): text for code, text in EXIT_MEANINGS.items()}
 
 # One flag per concept, in every command that has the concept. Older spellings still
 # parse (hidden in --help) so that scripts keep working.
@@ -158,7 +151,7 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
-            sys.exit(130)
+            sys.exit(ExitCode.INTERRUPTED)
 
     return wrapper
 

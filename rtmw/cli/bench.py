@@ -16,6 +16,7 @@ from rtmw.cli._common import (
     verbosity,
     vocab_option,
 )
+from rtmw.errors import ExitCode
 
 logger = logging.getLogger(__name__)
 
@@ -241,7 +242,7 @@ def _finish(results: dict[str, Any], out: str, where: str) -> None:
     _summary(results)
     click.echo(f"results: {Path(out) / 'results.json'} ({where})")
     if any(e["status"] == "failed" for e in results["entries"]):
-        raise SystemExit(1)
+        raise SystemExit(ExitCode.FAILED)
 
 
 def _bench_remote(
@@ -438,7 +439,7 @@ def gate_command(
     if junit:
         Path(junit).write_text(junit_xml(result))
     write_step_summary(text)
-    raise SystemExit(0 if result.passed else 1)
+    raise SystemExit(ExitCode.OK if result.passed else ExitCode.FAILED)
 
 
 @main.command(
@@ -526,7 +527,7 @@ def fleet_command(fleet_file: str, address: str | None, out: str, quiet: bool) -
     click.echo(f"fleet: {status_summary(rows)}")
     click.echo(f"results: {Path(out) / 'results.md'}, {Path(out) / 'fleet.json'}")
     if fleet_failed(run):
-        raise SystemExit(1)
+        raise SystemExit(ExitCode.FAILED)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from rtmw.cli._common import exit_code_epilog, log_run_in, verbosity, vocab_option
+from rtmw.errors import ExitCode
 
 
 @click.command(
@@ -63,7 +64,7 @@ def main(
     # gate's verdict is one of its results (its closing lines say it in words), not its
     # exit status
     if status == 2:
-        raise SystemExit(1)
+        raise SystemExit(ExitCode.FAILED)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from rtmw.cli._common import (
     verbosity,
     vocab_option,
 )
-from rtmw.errors import RtmwError, UsageError
+from rtmw.errors import ExitCode, RtmwError, UsageError
 
 
 @click.command(
@@ -173,8 +173,10 @@ def main(
         click.echo(result.line())
     click.echo(f"export: {status_summary([(r.target, r.status, r.reason) for r in results])}")
     codes = [r.exit_code for r in results]
-    if any(code not in (0, 3, 4) for code in codes):
-        sys.exit(1)
-    for missing in (4, 3):  # this CPU/device lacks what a target needs; a backend is missing
+    skipped = (ExitCode.OK, ExitCode.MISSING_DEPENDENCY, ExitCode.UNAVAILABLE)
+    if any(code not in skipped for code in codes):
+        sys.exit(ExitCode.FAILED)
+    # this CPU/device lacks what a target needs; a backend is missing
+    for missing in (ExitCode.UNAVAILABLE, ExitCode.MISSING_DEPENDENCY):
         if missing in codes:
             sys.exit(missing)

@@ -6,9 +6,9 @@ policy) are leaves; ``targets/`` holds one module per backend; ``api`` orchestra
 ``verify`` compares an artifact with torch; ``sensitivity`` scans INT8 damage per block.
 """
 
+from rtmw.errors import VerificationFailed
 from rtmw.export.api import (
     ExportResult,
-    VerificationFailed,
     expand_targets,
     export,
     export_options,

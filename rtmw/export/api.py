@@ -23,7 +23,7 @@ from tqdm import tqdm
 from rtmw import __version__
 from rtmw.artifact import Manifest, hash_files, now_utc, read_artifact, staging, write_manifest
 from rtmw.calib.calibset import CalibrationSet, check_matches_model, load_calibration_set
-from rtmw.errors import MissingDependency, RtmwError, UsageError
+from rtmw.errors import MissingDependency, RtmwError, UsageError, VerificationFailed
 from rtmw.export import targets as _builtin_targets  # noqa: F401  (registers the targets)
 from rtmw.export.context import (
     DEFAULT_OPSET,
@@ -60,10 +60,6 @@ from rtmw.pipeline import DepthCodec
 from rtmw.schemas import Status
 
 logger = logging.getLogger(__name__)
-
-
-class VerificationFailed(RtmwError):
-    """The exported model does not reproduce torch within the precision's tolerances."""
 
 
 # the statuses an export target ends with (one enum for exports and bench entries)

@@ -22,17 +22,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rtmw.errors import RtmwError, UsageError
+from rtmw.errors import DownloadFailed, UsageError
 from rtmw.models.zoo import get_config
 
 logger = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 MIRRORS_ENV = "RTMW_ZOO_MIRRORS"  # whitespace- or comma-separated base URLs, tried first
-
-
-class DownloadFailed(RtmwError):
-    """No source delivered a file with the expected hash."""
 
 
 @dataclass(frozen=True)

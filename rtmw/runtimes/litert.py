@@ -56,7 +56,7 @@ class LiteRTRunner(Runtime):
         if xnnpack not in ("on", "off"):
             raise UsageError(f"litert: xnnpack must be on or off, got {xnnpack!r}")
         if self.execution_precision == "f16":
-            from rtmw.runtimes.precision import PrecisionUnavailable
+            from rtmw.errors import PrecisionUnavailable
 
             raise PrecisionUnavailable(
                 "litert: the FP16 contract on this CPU needs XNNPACK's forced FP16, which "

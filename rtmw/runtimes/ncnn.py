@@ -65,7 +65,7 @@ class NcnnRunner(Runtime):
         }
         got = {key: bool(getattr(net.opt, key)) for key in wanted}
         if got != wanted:
-            from rtmw.runtimes.precision import PrecisionMismatch
+            from rtmw.errors import PrecisionMismatch
 
             raise PrecisionMismatch(f"ncnn: options {got} differ from the contract's {wanted}")
         self.execution["reported"] = got

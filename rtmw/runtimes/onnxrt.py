@@ -103,7 +103,7 @@ class OnnxRuntimeRunner(Runtime):
 
     def _read_back(self, options: Any, wanted: str, asked: dict[str, str]) -> None:
         """The pinned settings as the session reports them; any difference is refused."""
-        from rtmw.runtimes.precision import PrecisionMismatch
+        from rtmw.errors import PrecisionMismatch
 
         reported = dict(self.session.get_provider_options().get(wanted, {}))
         differs = {k: (v, reported.get(k)) for k, v in asked.items() if reported.get(k, v) != v}

@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rtmw.errors import DeviceUnavailable
+from rtmw.errors import DeviceUnavailable, PrecisionUnavailable
 from rtmw.optional import import_backend
 from rtmw.runtimes.base import Runtime, register_runtime
-from rtmw.runtimes.precision import PrecisionUnavailable, check_readback
+from rtmw.runtimes.precision import check_readback
 
 HINTS = {"f32": "f32", "f16": "f16", "bf16": "bf16"}
 # layer types whose arithmetic precision matters (reorders and reshapes only move data)

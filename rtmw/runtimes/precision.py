@@ -20,18 +20,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rtmw.errors import DeviceUnavailable
+from rtmw.errors import PrecisionMismatch, PrecisionUnavailable
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 EXECUTION_TYPES = ("f32", "f16", "bf16")
-
-
-class PrecisionUnavailable(DeviceUnavailable):
-    """The device cannot execute the artifact in its contracted precision."""
-
-
-class PrecisionMismatch(DeviceUnavailable):
-    """The backend reports another execution precision than the one it was told to use."""
 
 
 def required_execution(precision: str, device: str, host: Mapping[str, Any]) -> str:

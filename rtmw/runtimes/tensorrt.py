@@ -74,7 +74,7 @@ class TensorRTRunner(Runtime):
         # off, f16 only in FP16 engines; the build's record is checked against the contract
         float_parts = str(self.artifact.manifest.options.get("float_parts", "unrecorded"))
         if not float_parts.startswith(self.execution_precision):
-            from rtmw.runtimes.precision import PrecisionMismatch
+            from rtmw.errors import PrecisionMismatch
 
             raise PrecisionMismatch(
                 f"tensorrt: engine float parts {float_parts!r}, contract "

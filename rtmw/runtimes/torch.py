@@ -10,10 +10,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rtmw.errors import DeviceUnavailable
+from rtmw.errors import DeviceUnavailable, PrecisionMismatch
 from rtmw.optional import import_backend
 from rtmw.runtimes.base import Runtime, register_runtime
-from rtmw.runtimes.precision import PrecisionMismatch
 
 
 @register_runtime

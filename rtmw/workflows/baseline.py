@@ -77,7 +77,8 @@ def _calibration(work: Path, input_size: tuple[int, int], settings: BaselineSett
 def _made_from(checkpoint: Path, artifacts: Path, names: Sequence[str]) -> dict[str, Path]:
     """Latency-only artifacts of these targets already exported from this very checkpoint
     (hash-checked): a rerun benches them again without exporting them again."""
-    from rtmw.artifact import ArtifactError, read_artifact
+    from rtmw.artifact import read_artifact
+    from rtmw.errors import ArtifactError
     from rtmw.hashing import sha256_file
 
     digest = sha256_file(checkpoint)

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtmw.bench.gate import Check, GateResult, NothingToGate, gate, load_budgets, markdown
+from rtmw.bench.gate import Check, GateResult, gate, load_budgets, markdown
 from rtmw.bench.report import load_results
 from rtmw.bench.run import BenchSettings, bench
 from rtmw.bench.timing import TimingPlan
 from rtmw.calib.calibset import CalibrationSet
-from rtmw.errors import RtmwError
+from rtmw.errors import NothingToGate, RtmwError
 from rtmw.export import ExportResult, expand_targets, export
 from rtmw.schemas import Status
 

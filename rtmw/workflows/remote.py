@@ -39,7 +39,7 @@ from typing import Any
 import rtmw
 from rtmw import runtimes
 from rtmw.artifact import Artifact, read_artifact
-from rtmw.errors import MissingDependency, RtmwError, UsageError
+from rtmw.errors import MissingDependency, RemoteError, RemoteTimeout, RtmwError, UsageError
 from rtmw.hashing import sha256_file
 from rtmw.schemas import RESULTS, Status
 from rtmw.workflows.remote_agent import check_versions, file_hashes, local_identity
@@ -51,14 +51,6 @@ AGENT = "rtmw.workflows.remote_agent"
 SYNC_TIMEOUT_S = 1800.0  # the least time a sync (hash, send, hash) may take
 DEFAULT_REMOTE_DIR = ".cache/rtmw-remote"  # under the remote user's home
 # artifact format → the rtmw extra whose runtime runs it (what --install puts there)
-
-
-class RemoteError(RtmwError):
-    """The remote host could not be reached, or a command there failed."""
-
-
-class RemoteTimeout(RemoteError):
-    """A remote command ran past its limit (and was stopped on both sides)."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from rtmw.errors import RtmwError
+from rtmw.errors import AccuracyControlTimeout, RtmwError
 from rtmw.export.context import AccuracyControl, ExportContext
 from rtmw.export.onnx_step import fp32_onnx, standard_io
 from rtmw.export.quant_policy import (
@@ -37,10 +37,6 @@ logger = logging.getLogger(__name__)
 # NNCF's accuracy control re-ranks every quantised layer after each revert: on 2 cores it
 # ran for many minutes without converging on a tight budget, so it gets a time limit
 ACCURACY_CONTROL_SECONDS = 600.0
-
-
-class AccuracyControlTimeout(RtmwError):
-    pass
 
 
 def _openvino_ir(ctx: ExportContext, stage: Path, fp16: bool) -> TargetOutput:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from rtmw.errors import RtmwError
+from rtmw.errors import NcnnInt8Error
 from rtmw.optional import import_backend
 
 logger = logging.getLogger(__name__)
@@ -53,10 +53,6 @@ WEIGHTLESS = frozenset({
     "Split", "Squeeze", "Swish", "TanH", "Tile", "UnaryOp",
 })  # fmt: skip
 QUANTISABLE = {"Convolution": 2, "ConvolutionDepthWise": 1, "InnerProduct": 2}
-
-
-class NcnnInt8Error(RtmwError):
-    pass
 
 
 @dataclass
