@@ -418,6 +418,7 @@ def gate_command(
             raise click.UsageError("give a CHECKPOINT or --reference/--candidate, not both")
         if not (targets and image_dir and ann_file and out):
             raise click.UsageError("the one-shot form needs --targets, --images, --ann and --out")
+        log_run_in(out, "rtmw-bench-gate")
         result = one_shot_gate(
             checkpoint, targets, out=out, image_dir=image_dir, ann_file=ann_file,
             det_file=det_file, limit=limit, calib=calib, int8_policy=int8_policy,
@@ -472,6 +473,7 @@ def baseline_command(
     """Latency of the published configurations on every CPU target of this host."""
     from rtmw.workflows.baseline import BaselineSettings, bench_published
 
+    log_run_in(out, "rtmw-bench-baseline")
     settings = BaselineSettings(batches=_batches(batch), threads=threads, stream_frames=stream)
     names = [m.strip() for m in models.split(",") if m.strip()]
     files = bench_published(Path(out), settings, models=names, say=click.echo)
