@@ -23,9 +23,6 @@ OURS = "rtmw"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 CONSOLE_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
-# libraries that install a handler of their own instead of propagating to the root logger
-SELF_HANDLING_LOGGERS = ("nncf",)
-
 
 class _OursOrVerbose(logging.Filter):
     """Console filter: rtmw's records always (at the handler's level), others only at -v."""
@@ -58,11 +55,13 @@ _lock = threading.RLock()
 _run_log: Path | None = None
 _file_handler: logging.FileHandler | None = None
 _capture_depth = 0
+_configured = False  # setup_logging ran: a CLI owns the process's logging
 
 
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     """Console: rtmw's warnings (errors only with ``quiet``; info with -v, debug with -vv);
     other libraries' records only with -v. Everything goes to the run log once attached."""
+    global _configured
     console_level = logging.ERROR if quiet else logging.WARNING - 10 * min(verbose, 2)
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -74,14 +73,16 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     console.addFilter(_OursOrVerbose(show_others=verbose >= 1 and not quiet))
     root.addHandler(console)
     root.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
-    for name in SELF_HANDLING_LOGGERS:
-        take_over_logger(name)
     logging.captureWarnings(True)  # warnings.warn → the 'py.warnings' logger → the log file
+    _configured = True
 
 
-def take_over_logger(name: str) -> None:
-    """A library logger that prints on its own handler (NNCF's to stdout) propagates to ours
-    instead. Importing the library later re-adds its handler: call again after import."""
+def adopt_logger(name: str) -> None:
+    """A library logger that prints on a handler of its own (NNCF's, to stdout, installed
+    when nncf is imported) propagates to rtmw's handlers instead: call it right after the
+    import. Only where a CLI set rtmw's logging up; a library user's logging is left alone."""
+    if not _configured:
+        return
     logger = logging.getLogger(name)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
@@ -107,15 +108,6 @@ def attach_run_log(path: str | Path) -> Path:
 
 def run_log() -> Path | None:
     return _run_log
-
-
-def detach_run_log() -> None:
-    global _run_log, _file_handler
-    with _lock:
-        if _file_handler is not None:
-            logging.getLogger().removeHandler(_file_handler)
-            _file_handler.close()
-        _file_handler, _run_log = None, None
 
 
 def _flush(*streams: IO[str] | None) -> None:

@@ -98,3 +98,27 @@ def test_every_cli_prints_only_its_own_lines_with_q(tmp_path: Path) -> None:
                               results, "--entries", "ort-int8"], tmp_path)  # fmt: skip
     assert code in (0, 1) and printed
     assert not [line for line in printed if line.startswith(FOREIGN)]
+
+
+@pytest.mark.skipif(not (has_module("openvino") and has_module("nncf")),
+                    reason="openvino and nncf needed (rtmw[openvino])")  # fmt: skip
+def test_backend_records_reach_the_console_with_v(tmp_path: Path) -> None:
+    """NNCF prints through a stdout handler of its own, installed when nncf is imported
+    (after the CLI set logging up): it is adopted at that import, so with -v its records
+    are on the console (and in the log), and with -q only in the log."""
+    from rtmw.calib import build_calibration_set, save_calibration_set
+    from rtmw.data.synthetic import make_dataset
+
+    data = make_dataset(tmp_path / "data", 24, seed=43, split="train", progress=False)
+    calib = save_calibration_set(
+        build_calibration_set(data.image_dir, input_size=(192, 256), ann_file=data.ann_file,
+                              n=32, progress=False), tmp_path / "calib.npz",
+    )  # fmt: skip
+    out = tmp_path / "v"
+    args = [str(Path(sys.executable).parent / "rtmw-export"), str(small_demo()), "--targets",
+            "openvino-int8", "--calib", str(calib), "--out", str(out), "-v"]  # fmt: skip
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    console = [line for line in proc.stderr.splitlines() if line.startswith("INFO nncf")]
+    assert console, proc.stderr[-2000:]
+    assert "INFO nncf:" in (out / "rtmw-export.log").read_text()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rtmw.bench.gate import GateResult, explain_check
-from rtmw.bench.summary import COMPACT_HEADER, compact_markdown, compact_rows
+from rtmw.bench.summary import COMPACT_HEADER, compact_note, compact_rows
 from rtmw.host import describe
 
 PLOTS = (
@@ -114,7 +114,7 @@ def render_html(
     env = results.get("environment") or {}
     cpu = env.get("cpu") or {}
     title = f"rtmw results: {results.get('name', out_dir.name)}"
-    notes = compact_markdown(results, gate).split("\n\n", 1)[-1].strip()
+    notes = compact_note(results)
     plots = "".join(
         f"<figure>{_embedded(out_dir / name, caption)}<figcaption>{caption}</figcaption></figure>"
         for name, caption in PLOTS if (out_dir / name).is_file()

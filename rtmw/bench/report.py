@@ -12,17 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rtmw.bench.summary import PART_COLUMNS, PART_LABELS, ap_points, compact_markdown
 from rtmw.errors import DataError, MissingDependency
+from rtmw.schemas import RESULTS
 
 if TYPE_CHECKING:
     from rtmw.bench.gate import GateResult
-from rtmw.schemas import RESULTS
 
 SCHEMA = RESULTS.tag
-PART_COLUMNS = ("body", "foot", "face", "lefthand", "righthand", "wholebody")
-PART_LABELS = {"lefthand": "l-hand", "righthand": "r-hand", "wholebody": "whole"}
-
-
 FULL_HEADER = [
     "Format", "Precision", "Device", "Batch", "Threads", "Status", "Size MB", "p50 ms",
     "p99 ms", "crops/s", "GMAC/s", "% of peak", "e2e persons/s", "× baseline",
@@ -92,12 +89,6 @@ def _fraction(value: Any) -> str:
     return f"{low:.0f}%" if abs(high - low) < 0.5 else f"{low:.0f}–{high:.0f}%"
 
 
-def _ap(entry: dict[str, Any], part: str) -> float | None:
-    parts = (entry.get("accuracy") or {}).get("parts") or {}
-    value = (parts.get(part) or {}).get("ap")
-    return None if value is None else 100.0 * value
-
-
 def table_rows(results: dict[str, Any], run_label: str | None = None) -> list[list[str]]:
     rows = []
     device = results["environment"]["device"]
@@ -143,7 +134,7 @@ def table_rows(results: dict[str, Any], run_label: str | None = None) -> list[li
                     ),
                     0,
                 ),
-                *(_fmt(_ap(entry, part)) for part in PART_COLUMNS),
+                *(_fmt(ap_points(entry, part)) for part in PART_COLUMNS),
             ]
             rows.append(row)
     return rows
@@ -171,12 +162,11 @@ def markdown(results_list: Sequence[dict[str, Any]], gate: GateResult | None = N
             results.get("name", Path(results.get("_path", "run")).parent.name) if several else None,
         )
     ]
-    lines = [*hosts, "", *table(header, rows)]
+    full = table(header, rows)
+    lines = [*hosts, "", *full]
     if not several:  # the compact table first: which route is fastest, and did it pass
-        from rtmw.bench.summary import compact_markdown
-
         lines = [*hosts, "", "**At a glance**", "", compact_markdown(results_list[0], gate),
-                 "**Every figure**", "", *table(header, rows)]  # fmt: skip
+                 "**Every figure**", "", *full]  # fmt: skip
     notes = []
     for results in results_list:
         env = results["environment"]
@@ -237,7 +227,7 @@ def _table_3d(results_list: Sequence[dict[str, Any]]) -> list[str]:
                     entry.get("precision", ""),
                     *(_fmt(mpjpe.get(p)) for p in PART_COLUMNS),
                     *(_fmt(pa.get(p)) for p in PART_COLUMNS),
-                    _fmt(_ap(entry, "wholebody")),
+                    _fmt(ap_points(entry, "wholebody")),
                     str(three_d.get("persons", "")),
                 ]
             )
@@ -302,7 +292,7 @@ def plot_latency_vs_ap(results_list: Sequence[dict[str, Any]], path: Path) -> Pa
     points = []
     for results in results_list:
         for entry in results["entries"]:
-            ap = _ap(entry, "wholebody")
+            ap = ap_points(entry, "wholebody")
             frames = entry.get("e2e") or {}
             if entry["status"] != "ok" or ap is None or not frames:
                 continue
@@ -335,7 +325,7 @@ def plot_part_ap(results_list: Sequence[dict[str, Any]], path: Path) -> Path | N
     fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(PART_COLUMNS) * len(entries) / 3), 4.5))
     width = 0.8 / len(entries)
     for i, entry in enumerate(entries):
-        values = [_ap(entry, part) or 0.0 for part in PART_COLUMNS]
+        values = [ap_points(entry, part) or 0.0 for part in PART_COLUMNS]
         xs = [p + i * width for p in range(len(PART_COLUMNS))]
         ax.bar(xs, values, width=width, label=entry["name"])
     ax.set_xticks([p + 0.4 - width / 2 for p in range(len(PART_COLUMNS))])

@@ -8,7 +8,8 @@ from typing import Any
 
 from rtmw.bench.gate import GateResult, verdicts_by_candidate
 
-PART_NAMES = {"lefthand": "l-hand", "righthand": "r-hand", "wholebody": "whole"}
+PART_COLUMNS = ("body", "foot", "face", "lefthand", "righthand", "wholebody")
+PART_LABELS = {"lefthand": "l-hand", "righthand": "r-hand", "wholebody": "whole"}
 COMPACT_HEADER = [
     "Route", "Precision", "persons/s", "× baseline", "Size MB", "AP whole-body",
     "Worst part Δ AP", "Gate",
@@ -32,14 +33,22 @@ def worst_part(entry: dict[str, Any]) -> tuple[str, float] | None:
     return min(deltas, key=lambda item: item[1]) if deltas else None
 
 
-def _ap_whole(entry: dict[str, Any]) -> float | None:
-    value = (((entry.get("accuracy") or {}).get("parts") or {}).get("wholebody") or {}).get("ap")
-    return None if value is None else 100.0 * float(value)
+def ap_points(entry: dict[str, Any], part: str) -> float | None:
+    """A row's AP for ``part`` in points (0–100), None where it has none."""
+    parts = (entry.get("accuracy") or {}).get("parts") or {}
+    value = (parts.get(part) or {}).get("ap")
+    return None if value is None else 100.0 * value
+
+
+def reference_entry(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The row the run's fidelity figures were measured against (``--reference``)."""
+    name = (results.get("settings") or {}).get("reference")
+    return next((e for e in results["entries"] if name and e["name"] == name), None)
 
 
 def compact_rows(results: dict[str, Any], gate: GateResult | None = None) -> list[list[str]]:
     verdicts = verdicts_by_candidate(gate)
-    reference = (results.get("settings") or {}).get("reference") or ""
+    reference = reference_entry(results)
     rows: list[tuple[float, list[str]]] = []
     for entry in results["entries"]:
         name = entry.get("target", entry["name"])
@@ -51,11 +60,11 @@ def compact_rows(results: dict[str, Any], gate: GateResult | None = None) -> lis
         batch, speed = best_e2e(entry)
         ratio = (entry.get("speedup_vs_baseline") or {}).get(batch) if batch else None
         worst = worst_part(entry)
-        is_reference = bool(reference) and entry["name"] == reference
+        is_reference = entry is reference
         worst_text = ("reference" if is_reference and worst is not None and worst[1] == 0
-                      else f"{worst[1]:+.2f} {PART_NAMES.get(worst[0], worst[0])}"
+                      else f"{worst[1]:+.2f} {PART_LABELS.get(worst[0], worst[0])}"
                       if worst is not None else "–")  # fmt: skip
-        ap = _ap_whole(entry)
+        ap = ap_points(entry, "wholebody")
         rows.append((speed or 0.0, [
             name, entry.get("precision", "–"),
             f"{speed:.1f} (batch {batch})" if speed is not None else "–",
@@ -77,17 +86,21 @@ def compact_markdown(
 
     lines = table(COMPACT_HEADER, compact_rows(results, gate))
     if with_notes:
-        baseline = results.get("baseline") or {}
-        lines += [
-            "",
-            "persons/s: one multi-person frame end to end (crop, inference with flip test, "
-            "decode) at the row's best batch; × baseline: over "
-            + (f"{baseline['description']} ({baseline['persons_per_s']:.1f} persons/s)"
-               if baseline else "the baseline (not measured in this run)")
-            + "; worst part Δ AP: the part (of body, foot, face, hands) that lost the most AP "
-            "against the FP32 reference; gate: the accuracy gate's verdict (docs/gates.md).",
-        ]  # fmt: skip
+        lines += ["", compact_note(results)]
     return "\n".join(lines) + "\n"
+
+
+def compact_note(results: dict[str, Any]) -> str:
+    """What the compact table's columns mean, with this run's baseline figure."""
+    baseline = results.get("baseline") or {}
+    return (
+        "persons/s: one multi-person frame end to end (crop, inference with flip test, "
+        "decode) at the row's best batch; × baseline: over "
+        + (f"{baseline['description']} ({baseline['persons_per_s']:.1f} persons/s)"
+           if baseline else "the baseline (not measured in this run)")
+        + "; worst part Δ AP: the part (of body, foot, face, hands) that lost the most AP "
+        "against the FP32 reference; gate: the accuracy gate's verdict (docs/gates.md)."
+    )  # fmt: skip
 
 
 def fastest_passing(results: dict[str, Any], gate: GateResult) -> str | None:
@@ -102,9 +115,9 @@ def fastest_passing(results: dict[str, Any], gate: GateResult) -> str | None:
     if speed is None:
         return None
     ratio = (best.get("speedup_vs_baseline") or {}).get(batch) if batch else None
-    reference = next((e for e in results["entries"] if e.get("target") == "onnx"
-                      and e["status"] == "ok"), None)  # fmt: skip
-    ap, ref_ap = _ap_whole(best), _ap_whole(reference) if reference else None
+    reference = reference_entry(results)
+    ap = ap_points(best, "wholebody")
+    ref_ap = ap_points(reference, "wholebody") if reference else None
     return (
         f"fastest route that passed the gate: {best.get('target', best['name'])} "
         f"({best.get('precision')}), {speed:.1f} persons/s end to end"

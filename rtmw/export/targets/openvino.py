@@ -31,6 +31,7 @@ from rtmw.export.quant_policy import (
     policy_record,
 )
 from rtmw.export.registry import TargetOutput, register_target
+from rtmw.logs import adopt_logger
 from rtmw.optional import import_backend
 
 logger = logging.getLogger(__name__)
@@ -168,6 +169,7 @@ def _ov_ignored_scope(nncf: Any, patterns: Sequence[str]) -> Any:
 def target_openvino_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
     ov: Any = import_backend("openvino", "openvino")
     nncf: Any = import_backend("nncf", "openvino")
+    adopt_logger("nncf")  # its records to rtmw's handlers, not its own stdout handler
     crops = calibration_crops(ctx)
     patterns = policy_patterns(ctx.options)
     model = ov.convert_model(str(fp32_onnx(ctx)))
