@@ -43,7 +43,8 @@ DEMO_TARGETS = (
     "torch",
 )  # fmt: skip
 # `make demo`: what shows the product in minutes — the FP32 reference, the INT8 route of
-# each x86 CPU runtime family, the FP16 that really computes in half on x86 (ncnn's), and
+# each x86 CPU runtime family, one FP16 (ncnn's: activations in fp16 storage, f32
+# arithmetic on x86, as its adapter reads back), and
 # bf16 where the CPU has it natively. LiteRT and ExecuTorch (phone runtimes, the slowest
 # INT8 exports: 45 and 80 s), the other FP16 routes, TensorRT's ONNX and torch are in
 # `make demo-full` (rtmw-demo --all).
