@@ -37,6 +37,21 @@ class Status(str, Enum):
         return self.value
 
 
+class VerificationMode(str, Enum):
+    """How an export was verified, as artifact.json and every results row record it.
+
+    ``accuracy``: compared with torch within the precision's tolerances. ``latency-only``:
+    random weights, so only structure (names, shapes, finite values) was checked; such an
+    artifact gets latency and never AP, fidelity or a gate verdict.
+    """
+
+    ACCURACY = "accuracy"
+    LATENCY_ONLY = "latency-only"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class Problems:
     """What keeps a document from being read as its format."""
@@ -147,7 +162,8 @@ GATES = FileSchema(
     tag_optional=True,
 )
 
-__all__ = ["ARTIFACT", "CALIBRATION", "GATES", "RESULTS", "FileSchema", "Problems", "Status"]
+__all__ = ["ARTIFACT", "CALIBRATION", "GATES", "RESULTS", "FileSchema", "Problems", "Status",
+           "VerificationMode"]  # fmt: skip
 
 
 def read_toml(path: Path, what: str, error: type[RtmwError]) -> dict[str, Any]:

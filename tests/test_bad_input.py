@@ -576,7 +576,7 @@ def test_non_finite_pixels_are_refused_before_inference(
         with pytest.raises(InputError, match="1 NaN or infinite"):
             runner.infer(batch)
         finite = runner.infer(np.zeros((2, 3, 256, 192), np.float32))
-    assert all(np.isfinite(out).all() for out in finite)
+    assert all(np.isfinite(out).all() for out in finite.values())
 
 
 ABANDON_SCRIPT = """

@@ -19,9 +19,9 @@ from rtmw.cli.export import main as export_main
 from rtmw.data.synthetic import render_image
 from rtmw.errors import InputError, MissingDependency
 from rtmw.export import DEFAULT_TOLERANCES, Tolerances, export, list_targets
-from rtmw.export.verify import clear_peaks
+from rtmw.export.verify import check_structure, clear_peaks, compare
 from rtmw.models import build, load_checkpoint, save_checkpoint
-from rtmw.pipeline import TopDown
+from rtmw.pipeline import ModelOutputs, TopDown
 from rtmw.runtimes import DeviceUnavailable
 
 pytestmark = [
@@ -124,11 +124,13 @@ def test_runtime_and_pipeline_match_torch(exported_case, target: str) -> None:
         assert runner.device.startswith("cpu"), runner.device
         pose = TopDown(runner, config.input_size)
         batch = pose.preprocess(image, boxes)
-        ref_x, ref_y = reference_pose.run_model(batch)  # flip-fused logits
-        cand_x, cand_y = pose.run_model(batch)
+        ref_outputs = reference_pose.run_model(batch)  # flip-fused logits
+        cand_outputs = pose.run_model(batch)
         end_to_end = pose(image, boxes)
-    reference = reference_pose.decode((ref_x, ref_y), batch)
-    result = pose.decode((cand_x, cand_y), batch)
+    ref_x, ref_y = ref_outputs.unpack("simcc_x", "simcc_y")
+    cand_x, cand_y = cand_outputs.unpack("simcc_x", "simcc_y")
+    reference = reference_pose.decode(ref_outputs, batch)
+    result = pose.decode(cand_outputs, batch)
     np.testing.assert_array_equal(end_to_end.keypoints, result.keypoints)
     limits = DEFAULT_TOLERANCES[read_artifact(out / target).manifest.precision]
     scale = max(np.abs(ref_x).max(), np.abs(ref_y).max())
@@ -169,7 +171,7 @@ def test_tensorrt_engine(tmp_path: Path, rtmw_m_checkpoint: Path) -> None:
     (result,) = export(rtmw_m_checkpoint, "trt-fp16", tmp_path)
     assert result.status == "ok", result.reason
     with runtimes.open(tmp_path / "trt-fp16", device="cuda") as runner:
-        x, _ = runner.infer(np.zeros((4, 3, 256, 192), np.float32))
+        x = runner.infer(np.zeros((4, 3, 256, 192), np.float32))["simcc_x"]
     assert x.shape == (4, 133, 384)
 
 
@@ -194,7 +196,7 @@ def test_fp16_outputs_stay_finite_on_large_inputs(exported) -> None:
     width, height = manifest.input_size
     loud = np.random.default_rng(0).normal(0, 40, (2, 3, height, width)).astype(np.float32)
     with runtimes.open(out / "onnx-fp16") as runner:
-        x, y = runner.infer(loud)
+        x, y = runner.infer(loud).unpack("simcc_x", "simcc_y")
     assert np.isfinite(x).all() and np.isfinite(y).all()
 
 
@@ -262,8 +264,8 @@ def test_ncnn_loops_over_the_batch_and_matches_single_crops(exported) -> None:
         assert runner.loops_over_batch
         _, _, height, width = runner.input_spec.shape
         batch = np.random.default_rng(1).standard_normal((3, 3, height, width)).astype(np.float32)
-        together, _ = runner.infer(batch)
-        singles = np.concatenate([runner.infer(batch[i : i + 1])[0] for i in range(3)])
+        together = runner.infer(batch)["simcc_x"]
+        singles = np.concatenate([runner.infer(batch[i : i + 1])["simcc_x"] for i in range(3)])
     np.testing.assert_allclose(together, singles, rtol=1e-5, atol=1e-4)
 
 
@@ -319,3 +321,33 @@ def test_tensorrt_runtime_without_tensorrt(exported) -> None:
     fake = Artifact(artifact.path, artifact.manifest)
     with pytest.raises(MissingDependency, match="TensorRT is not installed"):
         TensorRTRunner(fake, device="cuda").activate()
+
+
+def _fixed_logits(batch: np.ndarray) -> ModelOutputs:
+    """A deterministic stand-in model: logits that depend only on the batch's pixels."""
+    seed = int(abs(float(batch.sum())) * 1000) % 2**32
+    rng = np.random.default_rng(seed)
+    n = len(batch)
+    return ModelOutputs({"simcc_x": rng.normal(size=(n, 133, 384)),
+                         "simcc_y": rng.normal(size=(n, 133, 512))})  # fmt: skip
+
+
+def test_verification_loops_over_output_names() -> None:
+    """Every output is compared by its name: the same arrays listed in another order are a
+    failure of the artifact's names, not a numeric comparison of simcc_x with simcc_y."""
+    inputs = {"random": np.random.default_rng(0).normal(size=(2, 3, 256, 192)).astype(np.float32)}
+    same = compare(_fixed_logits, _fixed_logits, inputs, DEFAULT_TOLERANCES["fp32"])
+    assert same.passed and set(same.outputs) == {"simcc_x", "simcc_y"}
+    assert all(s["max_abs_diff"] == 0 and s["argmax_agreement"] == 1 for s in same.outputs.values())
+
+    def swapped(batch: np.ndarray) -> ModelOutputs:
+        x, y = _fixed_logits(batch).unpack("simcc_x", "simcc_y")
+        return ModelOutputs({"simcc_y": y, "simcc_x": x})
+
+    report = compare(swapped, _fixed_logits, inputs, DEFAULT_TOLERANCES["fp32"])
+    assert not report.passed
+    assert report.failures == [
+        "outputs simcc_y, simcc_x differ from the reference's simcc_x, simcc_y"
+    ]
+    structure = check_structure(swapped, _fixed_logits, inputs)
+    assert not structure.passed and "differ from torch's" in structure.failures[0]

@@ -129,7 +129,7 @@ def test_ncnn_int8_runs_ncnns_int8_layers(int8_artifacts: dict) -> None:
     assert verification["argmax_agreement"] >= 0.7
     crops = np.stack([np.zeros((3, 256, 192), np.float32)] * 2)
     with runtimes.open(artifact, device="cpu") as runner:
-        x, y = runner.infer(crops)
+        x, y = runner.infer(crops).unpack("simcc_x", "simcc_y")
     assert x.shape[:2] == y.shape[:2] == (2, 133)
 
 

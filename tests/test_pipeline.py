@@ -18,6 +18,7 @@ from rtmw.errors import InputError
 from rtmw.pipeline import (
     MEAN_RGB,
     STD_RGB,
+    ModelOutputs,
     TopDown,
     boxes_to_center_scale,
     crop_persons,
@@ -140,7 +141,11 @@ def test_flip_fusion_is_identity_for_a_mirror_consistent_model() -> None:
     index = list(FLIP_INDICES)
     flipped_x = simcc_x[:, index, ::-1]  # what a mirror-consistent model predicts on the flip
     flipped_y = simcc_y[:, index]
-    fused_x, fused_y = fuse_flip((simcc_x, simcc_y), (flipped_x, flipped_y), FLIP_INDICES)
+    fused_x, fused_y = fuse_flip(
+        ModelOutputs({"simcc_x": simcc_x, "simcc_y": simcc_y}),
+        ModelOutputs({"simcc_x": flipped_x, "simcc_y": flipped_y}),
+        FLIP_INDICES,
+    ).unpack("simcc_x", "simcc_y")
     np.testing.assert_allclose(fused_x, simcc_x)
     np.testing.assert_allclose(fused_y, simcc_y)
 
@@ -258,3 +263,55 @@ def test_crops_equal_opencv4_warpaffine_bit_for_bit() -> None:
         cv2.warpAffine(image, mat, (192, 256), flags=cv2.INTER_LINEAR)
         != fixture["crops_0_192x256"][0]
     ).any()
+
+
+def test_model_outputs_are_read_by_name_and_unpacked_on_request() -> None:
+    x = np.zeros((2, 133, 384), np.float32)
+    y = np.ones((2, 133, 512), np.float64)
+    outputs = ModelOutputs.from_sequence(("simcc_x", "simcc_y"), [x, y])
+    assert outputs.names == ("simcc_x", "simcc_y") and outputs.batch == 2
+    assert outputs["simcc_y"].dtype == np.float32  # one dtype whatever the backend gave
+    first, second = outputs.unpack("simcc_y", "simcc_x")
+    assert first.shape == (2, 133, 512) and second.shape == (2, 133, 384)
+    assert outputs.get("simcc_z") is None and "simcc_z" not in outputs
+    with pytest.raises(InputError, match="no output 'simcc_z'; it gives simcc_x, simcc_y"):
+        outputs["simcc_z"]
+    with pytest.raises(InputError, match="gave 1 outputs, its manifest names 2"):
+        ModelOutputs.from_sequence(("simcc_x", "simcc_y"), [x])
+    joined = ModelOutputs.concatenate([outputs, outputs.map(lambda a: a[:1])])
+    assert joined.batch == 3 and joined.names == outputs.names
+    with pytest.raises(InputError, match="differ"):
+        ModelOutputs.concatenate([outputs, ModelOutputs({"simcc_y": y, "simcc_x": x})])
+
+
+def test_topdown_reads_outputs_by_name_not_position() -> None:
+    """A backend that lists simcc_y first decodes exactly like one listing simcc_x first."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    boxes = np.array([[10, 10, 150, 230]], float)
+    logits: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def simcc(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = len(batch)
+        if n not in logits:
+            logits[n] = (rng.normal(size=(n, 133, 384)).astype(np.float32),
+                         rng.normal(size=(n, 133, 512)).astype(np.float32))  # fmt: skip
+        return logits[n]
+
+    def x_first(batch: np.ndarray) -> ModelOutputs:
+        x, y = simcc(batch)
+        return ModelOutputs({"simcc_x": x, "simcc_y": y})
+
+    def y_first(batch: np.ndarray) -> ModelOutputs:
+        x, y = simcc(batch)
+        return ModelOutputs({"simcc_y": y, "simcc_x": x})
+
+    def misnamed(batch: np.ndarray) -> ModelOutputs:
+        x, y = simcc(batch)
+        return ModelOutputs({"cls_score": x, "simcc_y": y})
+
+    a = TopDown(x_first, INPUT)(image, boxes)
+    b = TopDown(y_first, INPUT)(image, boxes)
+    np.testing.assert_array_equal(a.keypoints, b.keypoints)
+    with pytest.raises(InputError, match="a pose model gives simcc_x, simcc_y"):
+        TopDown(misnamed, INPUT)(image, boxes)

@@ -205,7 +205,7 @@ def test_isa_cap_takes_effect(demo_float: Path) -> None:
 def test_outputs_stay_finite_under_contract(demo_float: Path) -> None:
     batch = np.zeros((2, 3, 256, 192), np.float32)
     with runtimes.open(demo_float / "onnx-fp16") as runner:
-        x, y = runner.infer(batch)
+        x, y = runner.infer(batch).unpack("simcc_x", "simcc_y")
     assert np.isfinite(x).all() and np.isfinite(y).all()
 
 

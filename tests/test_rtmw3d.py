@@ -19,7 +19,7 @@ from rtmw.errors import StateDictMismatch
 from rtmw.models import RTMW, build, expected_layout, get_config, load_checkpoint, save_checkpoint
 from rtmw.models.checkpoint import demo_checkpoint, lift_to_3d, read_checkpoint
 from rtmw.models.macs import macs_per_crop
-from rtmw.pipeline import DepthCodec, TopDown, decode_depth, fuse_flip
+from rtmw.pipeline import DepthCodec, ModelOutputs, TopDown, decode_depth, fuse_flip
 from rtmw.pipeline.decode import flip_simcc_x
 
 # Counted on mmpose 1.3.2's modules with the project's source (issue #21): RTMW-l/x-384x288
@@ -113,11 +113,16 @@ def test_flip_fusion_swaps_depth_without_mirroring() -> None:
     flipped = [rng.standard_normal((1, 133, n)).astype(np.float32) for n in (384, 512, 384)]
     from rtmw.keypoints import FLIP_INDICES
 
-    fused = fuse_flip(outs, flipped, FLIP_INDICES)
-    assert len(fused) == 3
+    names = ("simcc_x", "simcc_y", "simcc_z")
+    fused = fuse_flip(
+        ModelOutputs.from_sequence(names, outs),
+        ModelOutputs.from_sequence(names, flipped),
+        FLIP_INDICES,
+    )
+    assert fused.names == names
     index = list(FLIP_INDICES)
-    np.testing.assert_allclose(fused[0], (outs[0] + flip_simcc_x(flipped[0], index)) / 2)
-    np.testing.assert_allclose(fused[2], (outs[2] + flipped[2][:, index]) / 2)
+    np.testing.assert_allclose(fused["simcc_x"], (outs[0] + flip_simcc_x(flipped[0], index)) / 2)
+    np.testing.assert_allclose(fused["simcc_z"], (outs[2] + flipped[2][:, index]) / 2)
 
 
 def test_topdown_refuses_output_count_mismatch() -> None:
@@ -252,12 +257,14 @@ def test_export_verifies_all_three_outputs(tmp_path: Path) -> None:
     reference = TorchInference(model)
     inputs = verification_inputs((192, 256))
 
-    def broken_z(batch: np.ndarray) -> tuple[np.ndarray, ...]:
-        x, y, z = reference(batch)
-        return x, y, np.roll(z, 40, axis=-1)  # every depth 40 bins off
+    def broken_z(batch: np.ndarray) -> ModelOutputs:
+        x, y, z = reference(batch).unpack("simcc_x", "simcc_y", "simcc_z")
+        return ModelOutputs(
+            {"simcc_x": x, "simcc_y": y, "simcc_z": np.roll(z, 40, axis=-1)}
+        )  # every depth 40 bins off
 
     with runtimes.open(read_artifact(tmp_path / "out" / "onnx")) as runner:
-        assert len(runner.infer(inputs["persons"][:2])) == 3
+        assert runner.infer(inputs["persons"][:2]).names == ("simcc_x", "simcc_y", "simcc_z")
     report = compare(broken_z, reference, inputs, DEFAULT_TOLERANCES["fp32"],
                      depth=DepthCodec(192, 2.1744869))  # fmt: skip
     assert not report.passed and any("z argmax" in f for f in report.failures)

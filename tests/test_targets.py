@@ -77,7 +77,7 @@ def test_registered_target_exports_verifies_and_opens(every_target, target: str)
     with runtimes.open(result.path, device=device) as runner:
         width, height = manifest.input_size
         batch = np.zeros((2, 3, height, width), np.float32)
-        simcc_x, simcc_y = runner(batch)
+        simcc_x, simcc_y = runner(batch).unpack("simcc_x", "simcc_y")
     ratio = manifest.simcc_split_ratio
     assert simcc_x.shape == (2, 133, int(width * ratio))
     assert simcc_y.shape == (2, 133, int(height * ratio))

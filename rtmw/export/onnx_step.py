@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 INPUT_NAME = "input"
-OUTPUT_NAMES = ("simcc_x", "simcc_y")  # a 2D model's; RTMW3D adds simcc_z (config.output_names)
 
 # Node-name fragments (TorchScript exporter scopes) kept in FP32 by FP16 conversions:
 # ScaleNorm's ‖x‖₂ overflows FP16, and the GAU's squared-ReLU attention sums 133

@@ -23,6 +23,7 @@ from rtmw.export.targets.onnxruntime import quantize_qdq
 from rtmw.keypoints import PART_SLICES, PARTS
 from rtmw.models import RTMWConfig, model_from_contents, read_checkpoint
 from rtmw.optional import import_backend
+from rtmw.pipeline import SIMCC_X, SIMCC_Y, SIMCC_Z, ModelOutputs
 from rtmw.pipeline.decode import decode_simcc
 
 QUANTISABLE = {"Conv", "MatMul", "Gemm"}
@@ -30,13 +31,13 @@ QUANTISABLE = {"Conv", "MatMul", "Gemm"}
 
 def _keypoints(
     path: Path, crops: np.ndarray, precision: str, config: RTMWConfig
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Decoded keypoints and the argmax of every output (x, y and, for RTMW3D, z) of one
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Decoded keypoints and the argmax of every output by name (x, y and RTMW3D's z) of one
     ONNX model, run as an artifact of its precision runs (the onnxruntime adapter with its
     pinned CPU settings)."""
     from rtmw import runtimes
 
-    batches: list[list[np.ndarray]] = []
+    batches: list[ModelOutputs] = []
     with runtimes.open_model(
         path,
         format="onnx",
@@ -45,10 +46,10 @@ def _keypoints(
         outputs=config.output_names,
     ) as runner:
         for start in range(0, len(crops), 8):
-            batches.append(list(runner(np.ascontiguousarray(crops[start : start + 8]))))
-    outputs = [np.concatenate(parts) for parts in zip(*batches, strict=True)]
-    keypoints, _ = decode_simcc(outputs[0], outputs[1])
-    return keypoints, [output.argmax(-1) for output in outputs]
+            batches.append(runner(np.ascontiguousarray(crops[start : start + 8])))
+    outputs = ModelOutputs.concatenate(batches)
+    keypoints, _ = decode_simcc(outputs[SIMCC_X], outputs[SIMCC_Y])
+    return keypoints, {name: output.argmax(-1) for name, output in outputs.items()}
 
 
 def scan(
@@ -79,11 +80,14 @@ def scan(
             "nodes": len(nodes),
             "kept": any(n.startswith(p) for n in nodes for p in kept),
             "argmax_agreement": float(
-                np.mean((argmax[0] == ref_argmax[0]) & (argmax[1] == ref_argmax[1]))
+                np.mean(
+                    (argmax[SIMCC_X] == ref_argmax[SIMCC_X])
+                    & (argmax[SIMCC_Y] == ref_argmax[SIMCC_Y])
+                )
             ),
         }
-        if len(argmax) > 2:  # RTMW3D: the depth classifier's agreement on its own
-            row["argmax_agreement_z"] = float(np.mean(argmax[2] == ref_argmax[2]))
+        if SIMCC_Z in argmax:  # RTMW3D: the depth classifier's agreement on its own
+            row["argmax_agreement_z"] = float(np.mean(argmax[SIMCC_Z] == ref_argmax[SIMCC_Z]))
         for part in PARTS:
             values = error[:, PART_SLICES[part]]
             row[f"{part}_px_p50"] = float(np.percentile(values, 50))

@@ -14,8 +14,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rtmw.keypoints import PART_SLICES
-from rtmw.pipeline import DepthCodec, InferFn
+from rtmw.pipeline import SIMCC_X, SIMCC_Y, SIMCC_Z, DepthCodec, InferFn, ModelOutputs, as_outputs
 from rtmw.pipeline.decode import decode_simcc
+from rtmw.schemas import VerificationMode
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class _Report:
 
 @dataclass
 class VerificationReport(_Report):
-    MODE: ClassVar[str] = "accuracy"
+    MODE: ClassVar[str] = VerificationMode.ACCURACY.value
     reference: str
     inputs: dict[str, int]
     max_abs_diff_x: float
@@ -92,6 +93,8 @@ class VerificationReport(_Report):
     depth_m_p99: float | None = None
     clear_peaks_z: int | None = None
     depth_m_per_part: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    # every output the manifest names: max|Δ|, reference max|value|, argmax agreement
+    outputs: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def summary(self) -> str:
         z = ""
@@ -152,18 +155,42 @@ def clear_peaks(reference: np.ndarray, min_gap: float, window: int = 3) -> np.nd
 
 def _run_both(
     candidate: InferFn, reference: InferFn, inputs: dict[str, np.ndarray]
-) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+) -> tuple[ModelOutputs, ModelOutputs]:
     """Both models on every non-empty input batch: (candidate outputs, reference outputs),
-    each simcc_x, simcc_y (and simcc_z of a 3D model) over all inputs."""
-    cand: list[tuple[np.ndarray, ...]] = []
-    ref: list[tuple[np.ndarray, ...]] = []
+    each joined per output name over all inputs."""
+    cand: list[ModelOutputs] = []
+    ref: list[ModelOutputs] = []
     for batch in inputs.values():
         if len(batch):
-            cand.append(tuple(candidate(batch)))
-            ref.append(tuple(reference(batch)))
-    joined = [tuple(np.concatenate(parts) for parts in zip(*runs, strict=True))
-              for runs in (cand, ref)]  # fmt: skip
-    return joined[0], joined[1]
+            cand.append(as_outputs(candidate(batch)))
+            ref.append(as_outputs(reference(batch)))
+    return ModelOutputs.concatenate(cand), ModelOutputs.concatenate(ref)
+
+
+def _shape_mismatch(cand: ModelOutputs, ref: ModelOutputs) -> str | None:
+    """Why the candidate's outputs cannot be compared with the reference's, if they cannot:
+    other names, another order, or another shape of any one output."""
+    if cand.names != ref.names:
+        return f"outputs {', '.join(cand.names)} differ from the reference's {', '.join(ref.names)}"
+    differing = [
+        f"{n} {cand[n].shape} vs {ref[n].shape}" for n in cand if cand[n].shape != ref[n].shape
+    ]
+    return f"output shapes differ: {'; '.join(differing)}" if differing else None
+
+
+def per_output(cand: ModelOutputs, ref: ModelOutputs, window: int) -> dict[str, dict[str, float]]:
+    """For every output name: max|Δ|, the reference's max|value|, and how often the
+    argmax over the last axis agrees within ``window`` bins (what any head's logits show)."""
+    stats: dict[str, dict[str, float]] = {}
+    for name in ref:
+        c, r = cand[name], ref[name]
+        agree = np.abs(c.argmax(-1) - r.argmax(-1)) <= window
+        stats[name] = {
+            "max_abs_diff": float(np.abs(c - r).max()),
+            "max_abs_reference": float(np.abs(r).max()),
+            "argmax_agreement": float(np.mean(agree)),
+        }
+    return stats
 
 
 def _per_part(errors: np.ndarray) -> dict[str, dict[str, float | None]]:
@@ -219,18 +246,18 @@ def compare(
 ) -> VerificationReport:
     counts = {k: len(v) for k, v in inputs.items()}
     cand, ref = _run_both(candidate, reference, inputs)
-    if [c.shape for c in cand] != [r.shape for r in ref]:
+    mismatch = _shape_mismatch(cand, ref)
+    if mismatch or not {SIMCC_X, SIMCC_Y} <= set(ref):
         nan = float("nan")
-        got = "/".join(str(c.shape) for c in cand)
-        shapes = f"output shapes {got} differ from {'/'.join(str(r.shape) for r in ref)}"
+        why = mismatch or f"a pose model gives simcc_x and simcc_y, not {', '.join(ref.names)}"
         return VerificationReport(reference_name, counts, nan, nan, nan, nan, nan, nan, 0, False,
-                                  asdict(tolerances), [shapes])  # fmt: skip
-    cx, cy, rx, ry = cand[0], cand[1], ref[0], ref[1]
-    finite = bool(all(np.isfinite(c).all() for c in cand))
-    diffs = [float(np.abs(c - r).max()) for c, r in zip(cand, ref, strict=True)]
-    scale = float(max(max(np.abs(r).max() for r in ref), 1e-12))
-    rel = max(diffs) / scale
+                                  asdict(tolerances), [why])  # fmt: skip
     window = tolerances.argmax_window
+    stats = per_output(cand, ref, window)  # every output the manifest names, by name
+    finite = bool(all(np.isfinite(cand[name]).all() for name in cand))
+    scale = float(max(max(s["max_abs_reference"] for s in stats.values()), 1e-12))
+    rel = max(s["max_abs_diff"] for s in stats.values()) / scale
+    cx, cy, rx, ry = cand[SIMCC_X], cand[SIMCC_Y], ref[SIMCC_X], ref[SIMCC_Y]
     agree = float(
         np.mean(
             (np.abs(cx.argmax(-1) - rx.argmax(-1)) <= window)
@@ -247,9 +274,9 @@ def compare(
     p99 = float(np.percentile(errors, 99)) if errors.size else None
     z_fields: dict[str, Any] = {}
     agree_z = depth_p99 = None
-    if len(cand) == 3 and depth is not None:
-        cz, rz = cand[2], ref[2]
-        agree_z = float(np.mean(np.abs(cz.argmax(-1) - rz.argmax(-1)) <= window))
+    if SIMCC_Z in cand and depth is not None:
+        cz, rz = cand[SIMCC_Z], ref[SIMCC_Z]
+        agree_z = stats[SIMCC_Z]["argmax_agreement"]
         # decoded z in depth pixels (argmax / split), judged where all three peaks are clear
         z_error_px = np.abs(cz.argmax(-1) - rz.argmax(-1)) / split_ratio
         clear_z = clear & clear_peaks(rz, min_gap)
@@ -257,7 +284,7 @@ def compare(
         depth_p99 = float(np.percentile(judged, 99)) if judged.size else None
         metres = depth.metres_per_px
         z_fields = {
-            "max_abs_diff_z": diffs[2],
+            "max_abs_diff_z": stats[SIMCC_Z]["max_abs_diff"],
             "argmax_agreement_z": agree_z,
             "depth_px_p50": float(np.percentile(judged, 50)) if judged.size else None,
             "depth_px_p99": depth_p99,
@@ -273,8 +300,8 @@ def compare(
     return VerificationReport(
         reference=reference_name,
         inputs=counts,
-        max_abs_diff_x=diffs[0],
-        max_abs_diff_y=diffs[1],
+        max_abs_diff_x=stats[SIMCC_X]["max_abs_diff"],
+        max_abs_diff_y=stats[SIMCC_Y]["max_abs_diff"],
         max_rel_diff=rel,
         argmax_agreement=agree,
         keypoint_px_p50=p50,
@@ -286,11 +313,12 @@ def compare(
             finite, rel, agree, p99, tolerances, agree_z=agree_z, depth_p99=depth_p99
         ),
         keypoint_px_per_part=_per_part(all_errors),
+        outputs=stats,
         **z_fields,
     )
 
 
-LATENCY_ONLY = "latency-only"
+LATENCY_ONLY = VerificationMode.LATENCY_ONLY.value
 
 
 @dataclass
@@ -317,16 +345,15 @@ class StructureReport(_Report):
 def check_structure(
     candidate: InferFn, reference: InferFn, inputs: dict[str, np.ndarray]
 ) -> StructureReport:
-    """Output names (simcc_x/simcc_y[/simcc_z], in the adapter's order), shapes equal to
-    torch's on the same batch, finite values: what a latency-only artifact must have."""
+    """The manifest's output names in torch's order, each output's shape equal to torch's
+    on the same batch, finite values: what a latency-only artifact must have."""
     counts = {k: len(v) for k, v in inputs.items()}
     cand, ref = _run_both(candidate, reference, inputs)
-    names = ("simcc_x", "simcc_y", "simcc_z")
-    got = {name: list(c.shape) for name, c in zip(names, cand, strict=False)}
-    expected = {name: list(r.shape) for name, r in zip(names, ref, strict=False)}
-    finite = bool(all(np.isfinite(c).all() for c in cand))
+    got = {name: list(array.shape) for name, array in cand.items()}
+    expected = {name: list(array.shape) for name, array in ref.items()}
+    finite = bool(all(np.isfinite(array).all() for array in cand.values()))
     failures = []
-    if got != expected:
+    if _shape_mismatch(cand, ref):
         failures.append(f"output shapes {got} differ from torch's {expected}")
     if not finite:
         failures.append("NaN or Inf in the outputs")

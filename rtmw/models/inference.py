@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from rtmw.outputs import POSE_OUTPUTS_3D, ModelOutputs
+
 FP32_SWITCHES = ("mkldnn.matmul", "mkldnn.conv", "cuda.matmul", "cudnn.conv")
 
 
@@ -74,11 +76,15 @@ class TorchInference:
         self.model = model
         self._was_training = model.training
 
-    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+    def __call__(self, batch: np.ndarray) -> ModelOutputs:
         self.model.eval()
         with torch.inference_mode():
             outputs = self.model(torch.from_numpy(np.ascontiguousarray(batch)).to(self.device))
-        return tuple(o.float().cpu().numpy() for o in outputs)
+        arrays = [o.float().cpu().numpy() for o in outputs]
+        # an rtmw model names its outputs in its config; a bare module gets the pose order
+        config = getattr(self.model, "config", None)
+        names = getattr(config, "output_names", POSE_OUTPUTS_3D[: len(arrays)])
+        return ModelOutputs.from_sequence(tuple(names), arrays)
 
     def restore(self) -> None:
         self.model.train(self._was_training)

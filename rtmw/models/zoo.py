@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rtmw.errors import RtmwError
+from rtmw.outputs import POSE_OUTPUTS_2D, POSE_OUTPUTS_3D
 
 # CSPNeXt arch P5: (in_channels, out_channels, num_blocks, add_identity, use_spp)
 P5_STAGES: tuple[tuple[int, int, int, bool, bool], ...] = (
@@ -125,7 +126,7 @@ class RTMWConfig:
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        return ("simcc_x", "simcc_y", "simcc_z") if self.is_3d else ("simcc_x", "simcc_y")
+        return POSE_OUTPUTS_3D if self.is_3d else POSE_OUTPUTS_2D
 
 
 def _acc(ap: tuple[float, ...], ar: tuple[float, ...]) -> PublishedAccuracy:

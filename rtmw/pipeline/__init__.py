@@ -1,5 +1,14 @@
 """The single pre/post-processing of the project (numpy + OpenCV; no torch)."""
 
+from rtmw.outputs import (
+    POSE_OUTPUTS_2D,
+    POSE_OUTPUTS_3D,
+    SIMCC_X,
+    SIMCC_Y,
+    SIMCC_Z,
+    ModelOutputs,
+    as_outputs,
+)
 from rtmw.pipeline.decode import (
     camera_keypoints,
     crop_to_image,
@@ -26,20 +35,25 @@ from rtmw.pipeline.topdown import (
     DepthCodec,
     InferFn,
     PoseResult,
-    SimccOutputs,
     TopDown,
 )
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
     "MEAN_RGB",
+    "POSE_OUTPUTS_2D",
+    "POSE_OUTPUTS_3D",
+    "SIMCC_X",
+    "SIMCC_Y",
+    "SIMCC_Z",
     "STD_RGB",
     "CropBatch",
     "DepthCodec",
     "InferFn",
+    "ModelOutputs",
     "PoseResult",
-    "SimccOutputs",
     "TopDown",
+    "as_outputs",
     "boxes_to_center_scale",
     "camera_keypoints",
     "check_boxes",

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rtmw.errors import InputError
+from rtmw.outputs import SIMCC_X, ModelOutputs
 
 
 def check_simcc(
@@ -106,21 +107,25 @@ def flip_simcc_x(simcc_x: np.ndarray, flip_indices: Sequence[int]) -> np.ndarray
 
 
 def fuse_flip(
-    outputs: Sequence[np.ndarray],
-    flipped: Sequence[np.ndarray],
+    outputs: ModelOutputs,
+    flipped: ModelOutputs,
     flip_indices: Sequence[int],
-) -> tuple[np.ndarray, ...]:
+) -> ModelOutputs:
     """Average raw logits of the original and the flipped crop (mmpose, no shift).
 
     simcc_x is mirrored and its keypoints swapped left/right; simcc_y and a 3D model's
     simcc_z only swap keypoints (a horizontal mirror changes neither height nor depth).
     """
     index = list(flip_indices)
-    fused = [(outputs[0] + flip_simcc_x(flipped[0], index)) * 0.5]
-    fused.extend(
-        (out + flip[:, index]) * 0.5 for out, flip in zip(outputs[1:], flipped[1:], strict=True)
-    )
-    return tuple(fused)
+    if outputs.names != flipped.names:
+        raise InputError(f"flipped outputs {flipped.names} differ from {outputs.names}")
+
+    def back(name: str) -> np.ndarray:
+        if name == SIMCC_X:
+            return flip_simcc_x(flipped[name], index)
+        return flipped[name][:, index]
+
+    return ModelOutputs((name, (outputs[name] + back(name)) * 0.5) for name in outputs)
 
 
 def crop_to_image(

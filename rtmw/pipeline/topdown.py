@@ -14,6 +14,7 @@ import numpy as np
 
 from rtmw.errors import InputError
 from rtmw.keypoints import FLIP_INDICES, NUM_KEYPOINTS
+from rtmw.outputs import SIMCC_X, SIMCC_Y, SIMCC_Z, ModelOutputs, as_outputs
 from rtmw.pipeline.decode import (
     check_simcc,
     crop_to_image,
@@ -24,10 +25,10 @@ from rtmw.pipeline.decode import (
 from rtmw.pipeline.preprocess import CropBatch, preprocess
 
 # the one inference signature of the project: every runtime adapter, the torch reference
-# and the pipeline speak it: (N,3,H,W) float32 → (simcc_x, simcc_y), and simcc_z from a
-# 3D model (RTMW3D)
-SimccOutputs = tuple[np.ndarray, ...]
-InferFn = Callable[[np.ndarray], SimccOutputs]
+# and the pipeline speak it: (N,3,H,W) float32 → outputs by name (simcc_x, simcc_y, and
+# simcc_z from a 3D model). A user's own callable may return the arrays as a tuple in that
+# order; TopDown names them.
+InferFn = Callable[[np.ndarray], ModelOutputs]
 # crops per inference call unless told otherwise: 1000 boxes in one frame must not build a
 # 2000-crop float batch (8.5 GB measured); persons are processed in chunks that fit
 DEFAULT_MAX_BATCH = 32
@@ -83,8 +84,9 @@ class PoseResult:
 class TopDown:
     """Image + person boxes → whole-body keypoints, with optional flip test.
 
-    ``infer`` takes an (N,3,H,W) float32 batch and returns (simcc_x, simcc_y) — and
-    simcc_z when ``depth`` describes a 3D model — as numpy arrays. With flip test the
+    ``infer`` takes an (N,3,H,W) float32 batch and returns its outputs by name
+    (:class:`ModelOutputs`): simcc_x, simcc_y, and simcc_z when ``depth`` describes a
+    3D model. With flip test the
     original and mirrored crops go through one call of 2N, so batched backends see one
     batch; ``max_batch`` (default 32) bounds the crops per call, and a frame with more
     persons is processed in chunks of persons, so memory stays bounded however many boxes
@@ -117,28 +119,25 @@ class TopDown:
     def preprocess(self, image: np.ndarray, boxes_xyxy: np.ndarray) -> CropBatch:
         return preprocess(image, boxes_xyxy, self.input_size)
 
-    def check(self, outputs: SimccOutputs) -> None:
-        if len(outputs) not in (2, 3):
-            raise InputError(f"inference returned {len(outputs)} outputs; expected 2 or 3")
-        check_simcc(outputs[0], outputs[1], self.input_size, self.split_ratio,
-                    outputs[2] if len(outputs) == 3 else None,
-                    self.depth.depth_size if self.depth else None)  # fmt: skip
-
-    def _infer_chunked(self, inputs: np.ndarray) -> SimccOutputs:
-        step = self.max_batch or len(inputs)
-        chunks: list[SimccOutputs] = []
-        for start in range(0, len(inputs), step):
-            got = self.infer(inputs[start : start + step])
-            chunks.append(tuple(np.asarray(o, dtype=np.float32) for o in got))
-        if len(chunks) == 1:
-            outputs = chunks[0]
-        else:
-            outputs = tuple(np.concatenate(parts) for parts in zip(*chunks, strict=True))
-        self.check(outputs)
-        if len(outputs[0]) != len(inputs):
+    def check(self, outputs: ModelOutputs) -> None:
+        unknown = sorted(set(outputs) - {SIMCC_X, SIMCC_Y, SIMCC_Z})
+        if unknown or SIMCC_X not in outputs or SIMCC_Y not in outputs:
             raise InputError(
-                f"inference returned {len(outputs[0])} results for {len(inputs)} crops"
+                f"inference returned outputs {', '.join(outputs) or 'none'}; a pose model "
+                "gives simcc_x, simcc_y (and simcc_z in 3D)"
             )
+        depth_size = self.depth.depth_size if self.depth else None
+        check_simcc(outputs[SIMCC_X], outputs[SIMCC_Y], self.input_size, self.split_ratio,
+                    outputs.get(SIMCC_Z), depth_size)  # fmt: skip
+
+    def _infer_chunked(self, inputs: np.ndarray) -> ModelOutputs:
+        step = self.max_batch or len(inputs)
+        chunks = [as_outputs(self.infer(inputs[start : start + step]))
+                  for start in range(0, len(inputs), step)]  # fmt: skip
+        outputs = chunks[0] if len(chunks) == 1 else ModelOutputs.concatenate(chunks)
+        self.check(outputs)
+        if outputs.batch != len(inputs):
+            raise InputError(f"inference returned {outputs.batch} results for {len(inputs)} crops")
         return outputs
 
     def model_inputs(self, batch: CropBatch) -> np.ndarray:
@@ -148,15 +147,16 @@ class TopDown:
         both = np.concatenate([batch.inputs, batch.inputs[..., ::-1]], axis=0)
         return np.ascontiguousarray(both)
 
-    def model_outputs(self, outputs: SimccOutputs, persons: int) -> SimccOutputs:
+    def model_outputs(self, outputs: ModelOutputs, persons: int) -> ModelOutputs:
         """Raw outputs of :meth:`model_inputs` → per-person logits (flip-fused)."""
+        outputs = as_outputs(outputs)
         self.check(outputs)
         if not self.flip_test:
-            return tuple(outputs)
+            return outputs
         n = persons
-        return fuse_flip([o[:n] for o in outputs], [o[n:] for o in outputs], FLIP_INDICES)
+        return fuse_flip(outputs.map(lambda o: o[:n]), outputs.map(lambda o: o[n:]), FLIP_INDICES)
 
-    def run_model(self, batch: CropBatch) -> SimccOutputs:
+    def run_model(self, batch: CropBatch) -> ModelOutputs:
         """Raw (fused, when flip testing) simcc logits for a crop batch."""
         if not self.flip_test:
             return self._infer_chunked(batch.inputs)
@@ -166,13 +166,14 @@ class TopDown:
             return fuse_flip(plain, mirrored, FLIP_INDICES)
         return self.model_outputs(self._infer_chunked(self.model_inputs(batch)), len(batch))
 
-    def decode(self, outputs: SimccOutputs, batch: CropBatch) -> PoseResult:
-        keypoints, scores = decode_simcc(outputs[0], outputs[1], self.split_ratio)
+    def decode(self, outputs: ModelOutputs, batch: CropBatch) -> PoseResult:
+        outputs = as_outputs(outputs)
+        keypoints, scores = decode_simcc(outputs[SIMCC_X], outputs[SIMCC_Y], self.split_ratio)
         image_kpts = crop_to_image(keypoints, batch.centers, batch.scales, self.input_size)
         depth = None
-        if self.depth is not None and len(outputs) == 3:
+        if self.depth is not None and SIMCC_Z in outputs:
             depth = decode_depth(
-                outputs[2],
+                outputs[SIMCC_Z],
                 scores,
                 split_ratio=self.split_ratio,
                 depth_size=self.depth.depth_size,

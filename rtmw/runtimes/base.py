@@ -21,11 +21,10 @@ from rtmw.artifact import Artifact
 from rtmw.errors import DeviceUnavailable, InputError, UsageError
 from rtmw.host import cpu_fingerprint
 from rtmw.logs import native_output_to_log
-from rtmw.pipeline import DepthCodec
+from rtmw.pipeline import POSE_OUTPUTS_2D, DepthCodec, ModelOutputs
 
-# (simcc_x, simcc_y) of a 2D model, (simcc_x, simcc_y, simcc_z) of RTMW3D
-SimccOutputs = tuple[np.ndarray, ...]
-DEFAULT_OUTPUTS = ("simcc_x", "simcc_y")
+# an artifact whose manifest names no outputs is a 2D pose model's (the first artifacts)
+DEFAULT_OUTPUTS = POSE_OUTPUTS_2D
 
 
 def depth_codec(artifact: Artifact) -> DepthCodec | None:
@@ -176,8 +175,9 @@ class Runtime(ABC):
         logger.info("%s: running on %s", self.name, self.device)
         return self
 
-    def infer(self, batch: np.ndarray) -> SimccOutputs:
-        """simcc_x, simcc_y (and simcc_z for a 3D model), float32, in the manifest's order."""
+    def infer(self, batch: np.ndarray) -> ModelOutputs:
+        """The model's outputs by name (float32, in the manifest's order): simcc_x, simcc_y
+        (and simcc_z) of a pose model. ``.unpack()`` gives them as a tuple."""
         if not self.active:
             self.activate()
         self._check_batch(batch)
@@ -186,31 +186,31 @@ class Runtime(ABC):
             parts = [
                 self._infer_chunk(batch[i : i + step], step) for i in range(0, len(batch), step)
             ]
-            return tuple(np.concatenate(group) for group in zip(*parts, strict=True))
+            return ModelOutputs.concatenate(parts)
         return self._as_outputs(self._infer_impl(np.ascontiguousarray(batch)), len(batch))
 
-    def _infer_chunk(self, chunk: np.ndarray, size: int) -> SimccOutputs:
+    def _infer_chunk(self, chunk: np.ndarray, size: int) -> ModelOutputs:
         """One call of a fixed-batch model; a short last chunk is padded, its padding dropped."""
         count = len(chunk)
         if count < size:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - count, axis=0)])
         return self._as_outputs(self._infer_impl(np.ascontiguousarray(chunk)), count)
 
-    def _as_outputs(self, outputs: Sequence[np.ndarray], count: int) -> SimccOutputs:
+    def _as_outputs(self, outputs: Sequence[np.ndarray], count: int) -> ModelOutputs:
         if len(outputs) != len(self.output_names):
             raise InputError(
                 f"{self.name}: the model gave {len(outputs)} outputs, its manifest names "
                 f"{len(self.output_names)} ({', '.join(self.output_names)})"
             )
-        return tuple(np.asarray(o[:count], np.float32) for o in outputs)
+        return ModelOutputs.from_sequence(self.output_names, [o[:count] for o in outputs])
 
-    def __call__(self, batch: np.ndarray) -> SimccOutputs:
+    def __call__(self, batch: np.ndarray) -> ModelOutputs:
         return self.infer(batch)
 
     # the kind of asynchronous inference infer_async gives (adapters with their own say so)
     async_kind: ClassVar[str] = "worker thread"
 
-    def infer_async(self, batch: np.ndarray) -> Future[SimccOutputs]:
+    def infer_async(self, batch: np.ndarray) -> Future[ModelOutputs]:
         """Start inference and return at once; the result arrives in the future.
 
         The base runs ``infer`` on one worker thread (backends release the GIL while they

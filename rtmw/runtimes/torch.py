@@ -46,7 +46,7 @@ class TorchRunner(Runtime):
         return f"{actual} ({self.execution_precision})"
 
     def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
-        return self.inference(batch)
+        return self.inference(batch).unpack(*self.output_names)
 
     def _close_impl(self) -> None:
         del self.inference

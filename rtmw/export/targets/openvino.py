@@ -222,7 +222,7 @@ def _fp32_reference_keypoints(ctx: ExportContext, holdout: np.ndarray) -> list[n
         decoded = []
         for i in range(len(holdout)):
             outputs = reference(holdout[i : i + 1])
-            decoded.append(decode_simcc(outputs[0], outputs[1])[0][0])
+            decoded.append(decode_simcc(outputs["simcc_x"], outputs["simcc_y"])[0][0])
         return decoded
 
 
@@ -255,7 +255,7 @@ def _accuracy_controlled(
         logger.info("accuracy control: validation %d at %.0f s", validations, elapsed)
         scores = []
         for crop, index in items:
-            out = compiled(crop)
+            out = compiled(crop)  # OpenVINO's own results, by port in the IR's output order
             kpts = decode_simcc(out[0], out[1])[0][0]
             scores.append(crop_similarity(ref_kpts[index], kpts, ctx.config.input_size))
         return float(np.mean(scores))
