@@ -106,6 +106,19 @@ def attach_run_log(path: str | Path) -> Path:
     return path
 
 
+def detach_run_log(path: str | Path | None = None) -> None:
+    """Stop writing to the run log (only if it is still ``path``, when given): a command run
+    inside a longer-lived process (a test, a notebook) must not keep collecting the
+    records of whatever that process does next."""
+    global _run_log, _file_handler
+    with _lock:
+        if _file_handler is None or (path is not None and Path(path).absolute() != _run_log):
+            return
+        logging.getLogger().removeHandler(_file_handler)
+        _file_handler.close()
+        _file_handler, _run_log = None, None
+
+
 def run_log() -> Path | None:
     return _run_log
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import pytest
 from click.testing import CliRunner
@@ -89,15 +91,19 @@ def test_usage_errors_exit_2(name: str, args: list[str]) -> None:
     assert result.exit_code == 2, (name, result.output)
 
 
-def test_unknown_target_is_usage_everywhere(tmp_path: object) -> None:
+def test_unknown_target_is_usage_everywhere(tmp_path: Path) -> None:
+    out = str(tmp_path / "o")
     for command, args in (
-        (export.main, ["ck.pth", "--targets", "coreml", "--out", "o"]),
+        (export.main, ["ck.pth", "--targets", "coreml", "--out", out]),
         (bench.main, ["gate", "ck.pth", "--targets", "coreml", "--images", ".", "--ann", "a",
-                      "--out", "o"]),
+                      "--out", out]),
     ):  # fmt: skip
         result = CliRunner().invoke(command, args)
         assert result.exit_code == 2, result.output
         assert "unknown target 'coreml'" in result.output
+    from rtmw.logs import run_log
+
+    assert run_log() is None  # the command's log ended with it: later records go elsewhere
 
 
 def test_demo_cli_default_is_the_demo_settings() -> None:

@@ -119,9 +119,13 @@ def setup_logging(verbose: int, quiet: bool = False) -> None:
 def log_run_in(folder: str | Path, command: str) -> Path:
     """Third-party libraries' records and native output of this run go to
     ``folder/command.log`` (the console keeps ours)."""
-    from rtmw.logs import attach_run_log
+    from rtmw.logs import attach_run_log, detach_run_log
 
-    return attach_run_log(Path(folder) / f"{command}.log")
+    path = attach_run_log(Path(folder) / f"{command}.log")
+    context = click.get_current_context(silent=True)
+    if context is not None:  # the log ends with the command, also inside a longer process
+        context.call_on_close(lambda: detach_run_log(path))
+    return path
 
 
 def verbosity(func: Callable[P, R]) -> Callable[P, R]:
