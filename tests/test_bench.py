@@ -275,3 +275,24 @@ def test_fidelity_is_judged_where_the_reference_is_right(synthetic_val: Syntheti
     assert untouched["parts"][body]["px_p99"] == pytest.approx(0.0)
     assert untouched["parts"][body]["px_p99_all"] == pytest.approx(40 * np.sqrt(2), rel=1e-3)
     assert damaged["parts"][body]["px_p99"] == pytest.approx(40 * np.sqrt(2), rel=1e-3)
+
+
+def test_bench_exports_a_checkpoint_first_through_the_api(tmp_path: Path) -> None:
+    """``rtmw-bench CHECKPOINT --targets onnx``: the export runs in rtmw.workflows (the CLI
+    only calls it), then the exported folder is benchmarked."""
+    from conftest import small_demo
+
+    from rtmw.cli.bench import main as bench_cli
+    from rtmw.errors import InputError
+    from rtmw.workflows.gate import export_for_bench
+
+    with pytest.raises(InputError, match="exactly one checkpoint"):
+        export_for_bench([str(small_demo()), str(small_demo())], "onnx", tmp_path / "x")
+    out = tmp_path / "run"
+    args = [str(small_demo()), "--targets", "onnx", "--batch", "1", "--iters", "1",
+            "--repeats", "1", "--warmup", "0", "--out", str(out), "-q"]  # fmt: skip
+    result = CliRunner().invoke(bench_cli, args)
+    assert result.exit_code == 0, result.output
+    (entry,) = load_results(out).entries
+    assert entry.ok and entry.name == "onnx"
+    assert (out / "artifacts" / "onnx" / "artifact.json").is_file()

@@ -235,3 +235,25 @@ def test_install_puts_this_rtmw_in_a_venv_there(
     assert venv_python.startswith(str(remote_dir)), venv_python
     assert results["remote"]["rtmw"]["version_check"] == "same version and source"
     assert results["entries"][0]["status"] == "ok"
+
+
+def test_bench_settings_travel_as_json_unchanged() -> None:
+    """--remote ships the settings object, not a rebuilt command line: every field comes
+    back equal on the other side, and a key this rtmw does not know is refused."""
+    import json
+
+    from rtmw.bench.run import BenchSettings
+    from rtmw.bench.timing import TimingPlan
+    from rtmw.errors import UsageError
+
+    settings = BenchSettings(
+        device="cpu", batches=(1, 4), threads=3,
+        plan=TimingPlan(warmup_s=0.5, seconds=None, iters=7, repeats=2), flip=False,
+        image_dir="/data/images", ann_file="/data/ann.json", det_file=None, limit=9,
+        reference="/a/onnx", draw=1, seed=5, stream=3,
+        runtime_options={"openvino": {"performance_hint": "THROUGHPUT"}},
+        flip_in_batch=False, isolate=True,
+    )  # fmt: skip
+    assert BenchSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+    with pytest.raises(UsageError, match="unknown key"):
+        BenchSettings.from_dict({**settings.to_dict(), "batch_sizes": [1]})

@@ -125,3 +125,17 @@ def test_metadata_tables_are_consistent() -> None:
     flat = [i for pair in FLIP_PAIRS for i in pair]
     assert len(flat) == len(set(flat))
     assert all(0 <= a < 133 and 0 <= b < 133 for a, b in SKELETON)
+
+
+def test_training_splits_are_seeded_apart_and_reused_on_resume(tmp_path: Path) -> None:
+    from rtmw.data.synthetic import training_splits
+    from rtmw.errors import UsageError
+
+    train_set, val_set = training_splits(tmp_path, 12, 21, progress=False)
+    assert (train_set.num_images, val_set.num_images) == (12, 10)  # val: N/20, at least 10
+    assert train_set.ann_file != val_set.ann_file
+    first = train_set.ann_file.read_bytes()
+    again, _ = training_splits(tmp_path, 12, 21, reuse=True, progress=False)
+    assert again.ann_file.read_bytes() == first
+    with pytest.raises(UsageError, match="positive image count"):
+        training_splits(tmp_path, 0, 21)

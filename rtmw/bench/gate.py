@@ -21,8 +21,10 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
+from rtmw.bench.entry import BenchEntry, ResultsDocument, as_document
 from rtmw.errors import CrossHost, GateConfigError, NothingToGate
 from rtmw.keypoints import PARTS
+from rtmw.schemas import VerificationMode
 
 DEFAULT_BUDGETS_FILE = Path(__file__).with_name("gates.toml")
 APPLY_TO = ("point", "interval")
@@ -174,8 +176,8 @@ def _finite(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and math.isfinite(float(value))
 
 
-def _compatibility(ref_run: dict[str, Any], cand_run: dict[str, Any], ref: dict[str, Any],
-                   cand: dict[str, Any]) -> list[str]:  # fmt: skip
+def _compatibility(ref_run: ResultsDocument, cand_run: ResultsDocument, ref: BenchEntry,
+                   cand: BenchEntry) -> list[str]:  # fmt: skip
     """Reasons the two cannot be compared; empty when they can."""
     reasons = []
     if ref.get("model") != cand.get("model"):
@@ -184,34 +186,34 @@ def _compatibility(ref_run: dict[str, Any], cand_run: dict[str, Any], ref: dict[
         reasons.append("reference and candidate come from different checkpoints")
     if ref.get("input_size") != cand.get("input_size"):
         reasons.append(f"input size {ref.get('input_size')} ≠ {cand.get('input_size')}")
-    ref_data = ref_run["settings"].get("data") or {}
-    cand_data = cand_run["settings"].get("data") or {}
+    ref_data = ref_run.settings.get("data") or {}
+    cand_data = cand_run.settings.get("data") or {}
     if not ref_data or not cand_data:
         reasons.append("a run has no accuracy data")
     else:
         for key in ("ann_sha256", "box_source", "image_ids"):
             if ref_data.get(key) != cand_data.get(key):
                 reasons.append(f"evaluated on different data ({key} differs)")
-    if ref_run["settings"].get("flip") != cand_run["settings"].get("flip"):
+    if ref_run.settings.get("flip") != cand_run.settings.get("flip"):
         reasons.append("flip test differs between the runs")
     return reasons
 
 
-def _load_predictions(run: dict[str, Any], entry: dict[str, Any]) -> Path | None:
+def _load_predictions(run: ResultsDocument, entry: BenchEntry) -> Path | None:
     rel = entry.get("predictions")
-    if not rel:
+    if not rel or run.path is None:
         return None
-    path = Path(run["_path"]).parent / rel
+    path = Path(run.path).parent / rel
     return path if path.is_file() else None
 
 
 def _intervals(
-    ref_run: dict[str, Any], cand_run: dict[str, Any], ref: dict[str, Any],
-    cand: dict[str, Any], budget: Budget,
+    ref_run: ResultsDocument, cand_run: ResultsDocument, ref: BenchEntry,
+    cand: BenchEntry, budget: Budget,
 ) -> tuple[dict[str, tuple[float, float]] | None, str]:  # fmt: skip
     from rtmw.data.evaluation import resampled_ap_deltas
 
-    data = ref_run["settings"].get("data") or {}
+    data = ref_run.settings.get("data") or {}
     ann = data.get("ann_file")
     ref_pred, cand_pred = _load_predictions(ref_run, ref), _load_predictions(cand_run, cand)
     if not ann or not Path(ann).is_file():
@@ -235,33 +237,32 @@ def _intervals(
 
 
 def gate_entry(
-    ref_run: dict[str, Any], cand_run: dict[str, Any], ref: dict[str, Any],
-    cand: dict[str, Any], budgets: dict[str, Any],
+    ref_run: ResultsDocument, cand_run: ResultsDocument, ref: BenchEntry,
+    cand: BenchEntry, budgets: dict[str, Any],
 ) -> list[Check]:  # fmt: skip
-    name = cand["name"]
-    if cand.get("status") != "ok":
-        reason = f"candidate {cand.get('status')}: {cand.get('reason', '')}"
+    name = cand.name
+    if not cand.ok:
+        reason = f"candidate {cand.status}: {cand.reason}"
         return [Check(name, "all", "status", None, None, False, reason)]
     unjudged = [who for who, entry in (("candidate", cand), ("reference", ref))
-                if entry.get("verification") == "latency-only"]  # fmt: skip
+                if entry.latency_only]  # fmt: skip
     if unjudged:
-        reason = f"{' and '.join(unjudged)} latency-only: weights not judged, nothing to gate"
+        reason = (f"{' and '.join(unjudged)} {VerificationMode.LATENCY_ONLY}: weights not "
+                  "judged, nothing to gate")  # fmt: skip
         return [Check(name, "all", "verification", None, None, False, reason)]
-    budget = budget_for(budgets, cand.get("target", name), cand.get("precision", ""))
+    budget = budget_for(budgets, cand.route, cand.get("precision", ""))
     reasons = _compatibility(ref_run, cand_run, ref, cand)
     if reasons:
         return [Check(name, "all", "compatibility", None, None, False, "; ".join(reasons))]
     checks: list[Check] = []
-    ref_parts = (ref.get("accuracy") or {}).get("parts") or {}
-    cand_parts = (cand.get("accuracy") or {}).get("parts") or {}
-    fid_parts = (cand.get("fidelity") or {}).get("parts") or {}
+    fid_parts = (cand.fidelity or {}).get("parts") or {}
     intervals: dict[str, tuple[float, float]] | None = None
     interval_note = ""
     if budget.apply_to == "interval" or budget.resamples > 0:
         intervals, interval_note = _intervals(ref_run, cand_run, ref, cand, budget)
     for part in PARTS:
-        ref_ap = (ref_parts.get(part) or {}).get("ap")
-        cand_ap = (cand_parts.get(part) or {}).get("ap")
+        ref_ap = (ref.part(part) or {}).get("ap")
+        cand_ap = (cand.part(part) or {}).get("ap")
         limit = budget.ap_drop[part]
         if not (_finite(ref_ap) and _finite(cand_ap)):
             checks.append(Check(name, part, "ap_drop", None, limit, False,
@@ -298,12 +299,12 @@ def gate_entry(
     return checks
 
 
-def _checks_3d(name: str, ref: dict[str, Any], cand: dict[str, Any], budget: Budget) -> list[Check]:
+def _checks_3d(name: str, ref: BenchEntry, cand: BenchEntry, budget: Budget) -> list[Check]:
     """MPJPE and PA-MPJPE rise per part (mm) when the reference was scored in 3D."""
-    ref_3d = (ref.get("accuracy") or {}).get("3d")
+    ref_3d = (ref.accuracy or {}).get("3d")
     if ref_3d is None:
         return []
-    cand_3d = (cand.get("accuracy") or {}).get("3d")
+    cand_3d = (cand.accuracy or {}).get("3d")
     checks = []
     for metric, key, limits in (
         ("mpjpe_rise", "mpjpe_mm", budget.mpjpe_rise),
@@ -351,12 +352,12 @@ def _px_check(name: str, part: str, fidelity: dict[str, Any], budget: Budget) ->
     return Check(name, part, "px_p95", judged, limit, judged <= limit, detail)
 
 
-def check_same_host(ref_run: dict[str, Any], cand_run: dict[str, Any]) -> str | None:
+def check_same_host(ref_run: ResultsDocument, cand_run: ResultsDocument) -> str | None:
     """Why two runs' figures are not comparable across hosts, or None."""
     from rtmw.host import same_isa_class
 
-    ref_cpu = ref_run.get("environment", {}).get("cpu", {})
-    cand_cpu = cand_run.get("environment", {}).get("cpu", {})
+    ref_cpu = as_document(ref_run).environment.get("cpu", {})
+    cand_cpu = as_document(cand_run).environment.get("cpu", {})
     if same_isa_class(ref_cpu, cand_cpu):
         return None
     return (
@@ -366,57 +367,56 @@ def check_same_host(ref_run: dict[str, Any], cand_run: dict[str, Any]) -> str | 
     )
 
 
-def _best_speed(entry: dict[str, Any]) -> float | None:
-    frames = entry.get("e2e") or {}
-    speeds = [f.get("persons_per_s") for f in frames.values()]
+def _best_speed(entry: BenchEntry) -> float | None:
+    speeds = [entry.persons_per_s(batch) for batch in entry.frame_batches]
     finite = [float(s) for s in speeds if _finite(s)]
     return max(finite) if finite else None
 
 
-def pick_reference(run: dict[str, Any]) -> dict[str, Any]:
+def pick_reference(run: ResultsDocument) -> BenchEntry:
     """The FP32 entry of a run: onnx preferred, then any ok FP32 artifact."""
-    fp32 = [e for e in run["entries"] if e.get("precision") == "fp32" and e["status"] == "ok"]
+    run = as_document(run)
+    fp32 = [e for e in run.entries if e.precision == "fp32" and e.ok]
     if not fp32:
-        raise GateConfigError(f"{run['_path']}: no FP32 entry with status ok to use as reference")
-    fp32.sort(key=lambda e: (e.get("target") != "onnx", e["name"]))
-    chosen: dict[str, Any] = fp32[0]
-    return chosen
+        raise GateConfigError(f"{run.path}: no FP32 entry with status ok to use as reference")
+    fp32.sort(key=lambda e: (e.target != "onnx", e.name))
+    return fp32[0]
 
 
 def gate(
-    ref_run: dict[str, Any],
-    cand_run: dict[str, Any],
+    ref_run: ResultsDocument,
+    cand_run: ResultsDocument,
     budgets: dict[str, Any],
     *,
     reference_entry: str | None = None,
     candidates: list[str] | None = None,
     allow_cross_host: bool = False,
 ) -> GateResult:
+    ref_run, cand_run = as_document(ref_run), as_document(cand_run)
     cross = check_same_host(ref_run, cand_run)
     if cross is not None and not allow_cross_host:
         raise CrossHost(cross)
     if reference_entry is not None:
-        matches = [e for e in ref_run["entries"] if e["name"] == reference_entry]
-        if not matches:
-            raise GateConfigError(f"no entry {reference_entry!r} in {ref_run['_path']}")
-        ref = matches[0]
+        found = ref_run.entry(reference_entry)
+        if found is None:
+            raise GateConfigError(f"no entry {reference_entry!r} in {ref_run.path}")
+        ref = found
     else:
         ref = pick_reference(ref_run)
     if candidates:
-        entries = [e for e in cand_run["entries"] if e["name"] in candidates]
-        missing = set(candidates) - {e["name"] for e in entries}
+        entries = [e for e in cand_run.entries if e.name in candidates]
+        missing = set(candidates) - {e.name for e in entries}
         if missing:
-            raise GateConfigError(f"no entries {sorted(missing)} in {cand_run['_path']}")
+            raise GateConfigError(f"no entries {sorted(missing)} in {cand_run.path}")
     else:
-        entries = [e for e in cand_run["entries"]
-                   if e.get("precision") != "fp32" and e is not ref]  # fmt: skip
+        entries = [e for e in cand_run.entries if e.precision != "fp32" and e is not ref]
     if not entries:
         raise NothingToGate("nothing to gate: no candidate entries (non-FP32) in the run")
     from rtmw.host import describe
 
     result = GateResult()
     for run, role in ((ref_run, "reference"), (cand_run, "candidate")):
-        cpu = run.get("environment", {}).get("cpu", {})
+        cpu = run.environment.get("cpu", {})
         result.hosts.append(f"{role}: {describe(cpu) if 'isa_class' in cpu else 'unrecorded'}")
     if cross is not None:
         result.hosts.append(f"cross-host comparison allowed: {cross.split(':')[0]}")

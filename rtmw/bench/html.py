@@ -8,8 +8,8 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
-from typing import Any
 
+from rtmw.bench.entry import ResultsDocument, as_document
 from rtmw.bench.gate import GateResult, explain_check
 from rtmw.bench.summary import COMPACT_HEADER, compact_note, compact_rows
 from rtmw.host import describe
@@ -90,13 +90,13 @@ def _gate_section(gate: GateResult | None) -> str:
     )
 
 
-def _skeletons(results: dict[str, Any], out_dir: Path) -> str:
+def _skeletons(results: ResultsDocument, out_dir: Path) -> str:
     figures = []
-    for entry in results["entries"]:
+    for entry in results.entries:
         for relative in (entry.get("images") or [])[:1]:
             path = out_dir / relative
             if path.is_file():
-                label = f"{entry.get('target', entry['name'])} ({entry.get('precision', '')})"
+                label = f"{entry.route} ({entry.get('precision', '')})"
                 figures.append(f"<figure>{_embedded(path, label)}<figcaption>"
                                f"{html.escape(label)}</figcaption></figure>")  # fmt: skip
     if not figures:
@@ -106,13 +106,13 @@ def _skeletons(results: dict[str, Any], out_dir: Path) -> str:
 
 
 def render_html(
-    results: dict[str, Any],
+    results: ResultsDocument,
     out_dir: Path,
     gate: GateResult | None = None,
     full_table: tuple[list[str], list[list[str]]] | None = None,
 ) -> str:
-    env = results.get("environment") or {}
-    cpu = env.get("cpu") or {}
+    results = as_document(results)
+    cpu = results.environment.get("cpu") or {}
     title = f"rtmw results: {results.get('name', out_dir.name)}"
     notes = compact_note(results)
     plots = "".join(
@@ -124,7 +124,7 @@ def render_html(
         for key, value in cpu.items() if key != "flags"
     )  # fmt: skip
     flags = " ".join(cpu.get("flags") or [])
-    data = (results.get("settings") or {}).get("data") or {}
+    data = results.settings.get("data") or {}
     where = (f"{data.get('num_images')} images, {data.get('num_instances')} persons, "
              f"{data.get('box_source')} boxes" if data else "no accuracy data")  # fmt: skip
     return f"""<!DOCTYPE html>
@@ -144,7 +144,7 @@ def render_html(
 {_table(*full_table) if full_table else "<p>(not given)</p>"}
 <h2>CPU fingerprint</h2>
 <table>{fingerprint}<tr><th>flags</th><td class="mono">{html.escape(flags)}</td></tr></table>
-<p>Threads {html.escape(str((results.get("settings") or {}).get("threads")))};
+<p>Threads {html.escape(str(results.settings.get("threads")))};
 every speed figure was measured on this CPU, and is not a figure for another.</p>
 </body></html>
 """
@@ -152,7 +152,7 @@ every speed figure was measured on this CPU, and is not a figure for another.</p
 
 def write_html_report(
     out_dir: Path,
-    results: dict[str, Any],
+    results: ResultsDocument,
     gate: GateResult | None = None,
     full_table: tuple[list[str], list[list[str]]] | None = None,
 ) -> Path:

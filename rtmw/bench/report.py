@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rtmw.bench.entry import BenchEntry, ResultsDocument, as_document
 from rtmw.bench.summary import PART_COLUMNS, PART_LABELS, ap_points, compact_markdown
 from rtmw.errors import DataError, MissingDependency
 from rtmw.schemas import RESULTS
@@ -28,7 +29,7 @@ FULL_HEADER = [
 ]  # fmt: skip
 
 
-def load_results(path: str | Path) -> dict[str, Any]:
+def load_results(path: str | Path) -> ResultsDocument:
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
@@ -57,22 +58,33 @@ def load_results(path: str | Path) -> dict[str, Any]:
         isinstance(e, dict) and isinstance(e.get("name"), str) and "status" in e for e in entries
     ):
         raise DataError(f"{path}: 'entries' must be a list of objects with a name and a status")
-    _refuse_non_finite(entries, path)
-    data["_path"] = str(path)
-    return data
+    document = ResultsDocument(data)
+    _refuse_unknown_vocabulary(document.entries, path)
+    _refuse_non_finite(document.entries, path)
+    document["_path"] = str(path)
+    return document
 
 
-def _refuse_non_finite(entries: list[dict[str, Any]], path: Path) -> None:
+def _refuse_unknown_vocabulary(entries: list[BenchEntry], path: Path) -> None:
+    """A status or verification mode outside the vocabulary is a file from elsewhere."""
+    for entry in entries:
+        try:
+            entry.status, entry.verification  # noqa: B018 - read to check the vocabulary
+        except ValueError as exc:
+            raise DataError(f"{path}: {entry.name}: {exc}") from None
+
+
+def _refuse_non_finite(entries: list[BenchEntry], path: Path) -> None:
     """AP and keypoint-error figures must be numbers: NaN/Inf would pass or fail a gate by
     accident (NaN compares false both ways)."""
     for entry in entries:
-        parts = {**((entry.get("accuracy") or {}).get("parts") or {})}
+        parts = {**((entry.accuracy or {}).get("parts") or {})}
         for part, figures in parts.items():
             for key in ("ap", "ar"):
                 value = (figures or {}).get(key)
                 if value is not None and not (isinstance(value, (int, float)) and
                                               math.isfinite(value)):  # fmt: skip
-                    raise DataError(f"{path}: {entry['name']} {part} {key} is {value!r}")
+                    raise DataError(f"{path}: {entry.name} {part} {key} is {value!r}")
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -89,33 +101,26 @@ def _fraction(value: Any) -> str:
     return f"{low:.0f}%" if abs(high - low) < 0.5 else f"{low:.0f}–{high:.0f}%"
 
 
-def table_rows(results: dict[str, Any], run_label: str | None = None) -> list[list[str]]:
+def table_rows(results: ResultsDocument, run_label: str | None = None) -> list[list[str]]:
     rows = []
-    device = results["environment"]["device"]
-    for entry in results["entries"]:
-        status = (
-            entry["status"]
-            if entry["status"] == "ok"
-            else f"{entry['status']}: {entry.get('reason', '')}"
-        )
-        if entry["status"] == "ok" and entry.get("verification") == "latency-only":
-            status = "ok (latency-only)"
-        latency = entry.get("latency") or {}
-        e2e = entry.get("e2e") or {}
-        batches = sorted(latency, key=int) or ["–"]
+    results = as_document(results)
+    device = results.environment["device"]
+    for entry in results.entries:
+        status = entry.status_label if entry.ok else f"{entry.status}: {entry.reason}"
+        batches = sorted(entry.get("latency") or {}, key=int) or ["–"]
         for batch in batches:
-            lat = latency.get(batch, {})
-            frame = e2e.get(batch, {})
-            ratio = (entry.get("speedup_vs_baseline") or {}).get(batch)
+            lat = entry.latency(batch) or {}
+            frame = entry.frame(batch) or {}
+            ratio = entry.speedup(batch)
             row = [
                 *([run_label] if run_label is not None else []),
-                entry.get("target", entry["name"]),
+                entry.route,
                 entry.get("precision", "–"),
                 entry.get("device_used") or device,
                 str(batch),
                 str(entry.get("threads", "–")),
                 status,
-                _fmt(entry.get("size_mb")),
+                _fmt(entry.size_mb),
                 _fmt(lat.get("p50"), 2),
                 _fmt(lat.get("p99"), 2),
                 _fmt(lat.get("throughput")),
@@ -140,15 +145,16 @@ def table_rows(results: dict[str, Any], run_label: str | None = None) -> list[li
     return rows
 
 
-def markdown(results_list: Sequence[dict[str, Any]], gate: GateResult | None = None) -> str:
+def markdown(results_list: Sequence[ResultsDocument], gate: GateResult | None = None) -> str:
     """One table; with several runs, a leading Run column compares them side by side."""
+    results_list = [as_document(r) for r in results_list]
     several = len(results_list) > 1
     header = [*(["Run"] if several else []), *FULL_HEADER]
     from rtmw.host import describe
 
     hosts = [
         f"**Measured on**{' (' + str(r.get('name', '')) + ')' if several else ''}: "
-        + (describe(r["environment"]["cpu"]) if "isa_class" in r["environment"].get("cpu", {})
+        + (describe(r.environment["cpu"]) if "isa_class" in r.environment.get("cpu", {})
            else "CPU fingerprint not recorded (results from an older rtmw)")
         for r in results_list
     ]  # fmt: skip
@@ -159,7 +165,7 @@ def markdown(results_list: Sequence[dict[str, Any]], gate: GateResult | None = N
         for results in results_list
         for row in table_rows(
             results,
-            results.get("name", Path(results.get("_path", "run")).parent.name) if several else None,
+            results.get("name", Path(results.path or "run").parent.name) if several else None,
         )
     ]
     full = table(header, rows)
@@ -169,14 +175,14 @@ def markdown(results_list: Sequence[dict[str, Any]], gate: GateResult | None = N
                  "**Every figure**", "", *full]  # fmt: skip
     notes = []
     for results in results_list:
-        env = results["environment"]
-        data = results.get("settings", {}).get("data") or {}
+        env = results.environment
+        data = results.settings.get("data") or {}
         cpu = env.get("cpu", {})
         notes.append(
             f"- {results.get('name', '')}: {env['device']} — {cpu.get('model')} "
             f"({cpu.get('usable_cores')} cores usable, governor {cpu.get('governor')}), "
-            f"threads {results['settings'].get('threads')}, "
-            f"flip {results['settings'].get('flip')}; "
+            f"threads {results.settings.get('threads')}, "
+            f"flip {results.settings.get('flip')}; "
             + (
                 f"AP on {data.get('num_images')} images / {data.get('num_instances')} persons, "
                 f"{data.get('box_source')} boxes ({data.get('ann_file')})"
@@ -184,7 +190,7 @@ def markdown(results_list: Sequence[dict[str, Any]], gate: GateResult | None = N
                 else "no accuracy data given"
             )
         )
-        baseline = results.get("baseline")
+        baseline = results.baseline
         if baseline:
             notes.append(
                 f"  baseline: {baseline['description']} = "
@@ -210,20 +216,20 @@ def markdown(results_list: Sequence[dict[str, Any]], gate: GateResult | None = N
     )  # fmt: skip
 
 
-def _table_3d(results_list: Sequence[dict[str, Any]]) -> list[str]:
+def _table_3d(results_list: Sequence[ResultsDocument]) -> list[str]:
     """RTMW3D rows: root-aligned MPJPE and PA-MPJPE per part (mm), next to the 2D AP."""
     from rtmw.markdown import table
 
     rows = []
     for results in results_list:
-        for entry in results.get("entries", []):
-            three_d = (entry.get("accuracy") or {}).get("3d")
-            if not three_d:
+        for entry in results.entries:
+            if not entry.is_3d:
                 continue
+            three_d = (entry.accuracy or {})["3d"]
             mpjpe, pa = three_d.get("mpjpe_mm") or {}, three_d.get("pa_mpjpe_mm") or {}
             rows.append(
                 [
-                    entry.get("target", entry.get("name", "")),
+                    entry.route,
                     entry.get("precision", ""),
                     *(_fmt(mpjpe.get(p)) for p in PART_COLUMNS),
                     *(_fmt(pa.get(p)) for p in PART_COLUMNS),
@@ -247,19 +253,19 @@ def _table_3d(results_list: Sequence[dict[str, Any]]) -> list[str]:
     return ["**3D (RTMW3D)**", "", *table(header, rows), "", note, ""]
 
 
-def _stream_table(results_list: Sequence[dict[str, Any]]) -> list[str]:
+def _stream_table(results_list: Sequence[ResultsDocument]) -> list[str]:
     """The streaming rows beside each route's best synchronous end-to-end figure."""
     from rtmw.markdown import table
 
     rows = []
     for results in results_list:
-        for entry in results["entries"]:
-            run = entry.get("stream")
-            if entry["status"] != "ok" or not run:
+        for entry in results.entries:
+            run = entry.stream
+            if not entry.ok or not run:
                 continue
-            sync = max((f["persons_per_s"] for f in (entry.get("e2e") or {}).values()), default=0)
+            sync = entry.best_persons_per_s() or 0
             rows.append([
-                entry.get("target", entry["name"]), entry.get("precision", "–"), run["async"],
+                entry.route, entry.get("precision", "–"), run["async"],
                 str(run["frames"]), str(run["in_flight"]), _fmt(run["persons_per_s"]),
                 _fmt(run["frame_latency_ms"]["p50"], 1), _fmt(run["frame_latency_ms"]["p99"], 1),
                 _fmt(sync), f"{run['persons_per_s'] / sync:.2f}×" if sync else "–",
@@ -288,16 +294,15 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_latency_vs_ap(results_list: Sequence[dict[str, Any]], path: Path) -> Path | None:
+def plot_latency_vs_ap(results_list: Sequence[ResultsDocument], path: Path) -> Path | None:
     points = []
     for results in results_list:
-        for entry in results["entries"]:
+        for entry in results.entries:
             ap = ap_points(entry, "wholebody")
-            frames = entry.get("e2e") or {}
-            if entry["status"] != "ok" or ap is None or not frames:
+            best = entry.best_persons_per_s()
+            if not entry.ok or ap is None or not best:
                 continue
-            best = max(frames.values(), key=lambda f: f["persons_per_s"])
-            points.append((1000.0 / best["persons_per_s"], ap, entry["name"]))
+            points.append((1000.0 / best, ap, entry.name))
     if not points:
         return None
     plt = _pyplot()
@@ -315,10 +320,8 @@ def plot_latency_vs_ap(results_list: Sequence[dict[str, Any]], path: Path) -> Pa
     return path
 
 
-def plot_part_ap(results_list: Sequence[dict[str, Any]], path: Path) -> Path | None:
-    entries = [
-        e for r in results_list for e in r["entries"] if e["status"] == "ok" and e.get("accuracy")
-    ]
+def plot_part_ap(results_list: Sequence[ResultsDocument], path: Path) -> Path | None:
+    entries = [e for r in results_list for e in r.entries if e.ok and e.accuracy]
     if not entries:
         return None
     plt = _pyplot()
@@ -327,7 +330,7 @@ def plot_part_ap(results_list: Sequence[dict[str, Any]], path: Path) -> Path | N
     for i, entry in enumerate(entries):
         values = [ap_points(entry, part) or 0.0 for part in PART_COLUMNS]
         xs = [p + i * width for p in range(len(PART_COLUMNS))]
-        ax.bar(xs, values, width=width, label=entry["name"])
+        ax.bar(xs, values, width=width, label=entry.name)
     ax.set_xticks([p + 0.4 - width / 2 for p in range(len(PART_COLUMNS))])
     ax.set_xticklabels([PART_LABELS.get(p, p) for p in PART_COLUMNS])
     ax.set_ylabel("AP")
@@ -340,7 +343,7 @@ def plot_part_ap(results_list: Sequence[dict[str, Any]], path: Path) -> Path | N
     return path
 
 
-def plot_throughput(results_list: Sequence[dict[str, Any]], path: Path) -> Path | None:
+def plot_throughput(results_list: Sequence[ResultsDocument], path: Path) -> Path | None:
     """End-to-end persons/s per artifact and batch, with the run's baseline as a line.
 
     Drawn whether or not accuracy was measured, so a latency-only baseline has a plot.
@@ -348,14 +351,14 @@ def plot_throughput(results_list: Sequence[dict[str, Any]], path: Path) -> Path 
     bars: list[tuple[str, str, float]] = []
     baselines: list[float] = []
     for results in results_list:
-        base = (results.get("baseline") or {}).get("persons_per_s")
+        base = (results.baseline or {}).get("persons_per_s")
         if base:
             baselines.append(float(base))
-        for entry in results["entries"]:
-            if entry["status"] != "ok":
+        for entry in results.entries:
+            if not entry.ok:
                 continue
-            for batch, frame in sorted((entry.get("e2e") or {}).items(), key=lambda b: int(b[0])):
-                bars.append((entry["name"], batch, float(frame["persons_per_s"])))
+            for batch in sorted(entry.frame_batches, key=int):
+                bars.append((entry.name, batch, entry.persons_per_s(batch) or 0.0))
     if not bars:
         return None
     plt = _pyplot()
@@ -377,17 +380,17 @@ def plot_throughput(results_list: Sequence[dict[str, Any]], path: Path) -> Path 
 
 
 def plot_routes_across_models(
-    results_list: Sequence[dict[str, Any]], path: Path, batch: str = "8"
+    results_list: Sequence[ResultsDocument], path: Path, batch: str = "8"
 ) -> Path | None:
     """Crops/s of every route (target) at one batch, one bar per model: how each route
     scales from model to model. Drawn when the runs hold more than one model."""
     speeds: dict[str, dict[str, float]] = {}
     for results in results_list:
-        for entry in results["entries"]:
-            figures = (entry.get("latency") or {}).get(batch)
-            if entry["status"] == "ok" and figures:
+        for entry in results.entries:
+            figures = entry.latency(batch)
+            if entry.ok and figures:
                 model = str(entry.get("model", results.get("name", "")))
-                speeds.setdefault(model, {})[str(entry.get("target"))] = figures["throughput"]
+                speeds.setdefault(model, {})[entry.target] = figures["throughput"]
     if len(speeds) < 2:
         return None
     routes = sorted({route for by_route in speeds.values() for route in by_route})
@@ -411,10 +414,11 @@ def plot_routes_across_models(
 
 
 def render(
-    results_list: Sequence[dict[str, Any]], out_dir: Path, gate: GateResult | None = None
+    results_list: Sequence[ResultsDocument], out_dir: Path, gate: GateResult | None = None
 ) -> list[Path]:
     """Write results.md, the plots and (for one run) index.html into out_dir; returns what
     was written. ``gate`` fills the gate column and section when the run was gated."""
+    results_list = [as_document(r) for r in results_list]
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / "results.md"]
     written[0].write_text(markdown(results_list, gate))

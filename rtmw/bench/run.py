@@ -9,9 +9,8 @@ ratio against it, measured in the same run on the same frame.
 from __future__ import annotations
 
 import logging
-import resource
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from tqdm import tqdm
 
 from rtmw import runtimes
 from rtmw.artifact import Artifact, read_artifact
+from rtmw.bench.entry import BenchEntry, ResultsDocument
 from rtmw.bench.environment import RUNTIME_DEVICE, environment
 from rtmw.bench.peak import Peak, compute_precision, host_peak
 from rtmw.bench.report import render
@@ -33,20 +33,20 @@ from rtmw.pipeline.draw import draw_poses
 from rtmw.pipeline.preprocess import preprocess
 from rtmw.pipeline.topdown import TopDown
 from rtmw.runtimes.base import Runtime
-from rtmw.schemas import RESULTS, Status
+from rtmw.schemas import RESULTS, Status, VerificationMode
 
 logger = logging.getLogger(__name__)
 
 BASELINE_TARGET = "onnx"
-LATENCY_ONLY = "latency-only"
 LATENCY_ONLY_REFUSAL = (
-    "latency-only artifact (weights not judged for accuracy): no AP, fidelity or gate"
+    f"{VerificationMode.LATENCY_ONLY} artifact (weights not judged for accuracy): no AP, "
+    "fidelity or gate"
 )
 
 
-def verification_mode(verification: dict[str, Any]) -> str:
-    """'accuracy' (verified against torch within tolerances) or 'latency-only' (structure)."""
-    return str(verification.get("mode", "accuracy"))
+def verification_mode(verification: dict[str, Any]) -> VerificationMode:
+    """How the artifact was verified at export (manifests from before the mode: accuracy)."""
+    return VerificationMode(verification.get("mode", VerificationMode.ACCURACY))
 
 
 @dataclass
@@ -71,6 +71,26 @@ class BenchSettings:
     # each artifact's latency in a fresh process: its peak RSS is then its own, not the
     # residue of the routes before it (accuracy runs stay in this process)
     isolate: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: what ``rtmw-bench --remote`` ships to the host's agent."""
+        data = asdict(self)
+        data["batches"] = list(self.batches)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchSettings:
+        """The inverse of :meth:`to_dict`; an unknown key is refused (another rtmw wrote it)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(f"bench settings: unknown key(s) {unknown}")
+        values = dict(data)
+        if "plan" in values:
+            values["plan"] = TimingPlan(**values["plan"])
+        if "batches" in values:
+            values["batches"] = tuple(int(b) for b in values["batches"])
+        return cls(**values)
 
 
 def find_artifacts(paths: list[str | Path]) -> list[Path]:
@@ -147,17 +167,28 @@ def peak_rss_mb() -> float | None:
     return None
 
 
-def _rss_mb() -> tuple[float, float]:
-    """(current RSS, peak RSS of the process) in MB."""
-    current = 0.0
+def _rss_mb() -> float:
+    """The current resident set in MB (0 where /proc is not there)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                current = int(line.split()[1]) / 1024
+                return int(line.split()[1]) / 1024
     except OSError:
         pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return current, peak
+    return 0.0
+
+
+def _row_peak(load_peak: float | None, entry: BenchEntry) -> float | None:
+    """The row's peak RSS: the highest of the marks read while loading and while each speed
+    phase ran (each phase resets the mark). Not getrusage's ru_maxrss: Linux keeps that
+    across fork and exec, so a spawned child reported its parent's high-water mark
+    (5.26 GB on every isolated demo row)."""
+    phases = [*entry.get("latency", {}).values(), *entry.get("e2e", {}).values()]
+    if "stream" in entry:
+        phases.append(entry["stream"])
+    marks = [load_peak, *(phase.get("peak_rss_mb") for phase in phases)]
+    known = [mark for mark in marks if mark is not None]
+    return max(known) if known else None
 
 
 def _open(artifact: Artifact, settings: BenchSettings) -> tuple[Runtime | None, Status, str]:
@@ -183,10 +214,10 @@ def bench_artifact(
     out_dir: Path,
     *,
     speed: bool = True,
-) -> tuple[dict[str, Any], AccuracyRun | None]:
+) -> tuple[BenchEntry, AccuracyRun | None]:
     """One row: speed (unless ``speed`` is False: measured elsewhere) and accuracy."""
     manifest = artifact.manifest
-    entry: dict[str, Any] = {
+    entry = BenchEntry({
         "name": artifact.path.name,
         "path": str(artifact.path),
         "target": manifest.target,
@@ -197,8 +228,9 @@ def bench_artifact(
         "size_mb": artifact.size_bytes / 1e6,
         "source_sha256": manifest.source.get("sha256"),
         "verification": verification_mode(manifest.verification),
-    }
-    rss_before, _ = _rss_mb()
+    })  # fmt: skip
+    rss_before = _rss_mb()
+    reset_peak_rss()  # the row's peak starts here, not at the process's own high-water mark
     start = time.perf_counter()
     runtime, status, reason = _open(artifact, settings)
     entry["status"] = status
@@ -207,7 +239,8 @@ def bench_artifact(
         return entry, None
     try:
         entry["load_s"] = time.perf_counter() - start
-        entry["load_rss_delta_mb"] = _rss_mb()[0] - rss_before  # the loaded model in memory
+        entry["load_rss_delta_mb"] = _rss_mb() - rss_before  # the loaded model in memory
+        load_peak = peak_rss_mb()
         entry["device_used"] = runtime.device
         entry["execution"] = dict(runtime.execution)  # the precision contract, read back
         entry["built_on"] = manifest.host.get("isa_class", "unrecorded")
@@ -215,9 +248,9 @@ def bench_artifact(
         if speed:
             entry.update(measure_speed(runtime, artifact, settings))
         accuracy = None
-        if eval_set is not None and entry["verification"] == LATENCY_ONLY:
+        if eval_set is not None and entry.latency_only:
             entry["accuracy_refused"] = LATENCY_ONLY_REFUSAL
-            logger.warning("%s: %s", entry["name"], LATENCY_ONLY_REFUSAL)
+            logger.warning("%s: %s", entry.name, LATENCY_ONLY_REFUSAL)
         elif eval_set is not None:
             accuracy = run_accuracy(
                 runtime.infer,
@@ -228,13 +261,13 @@ def bench_artifact(
                 depth=runtime.depth,
             )
             entry["accuracy"] = accuracy.to_dict()
-            entry["predictions"] = _save_predictions(accuracy, out_dir, entry["name"])
-            entry["images"] = _draw_examples(accuracy, eval_set, out_dir, entry["name"], settings)
+            entry["predictions"] = _save_predictions(accuracy, out_dir, entry.name)
+            entry["images"] = _draw_examples(accuracy, eval_set, out_dir, entry.name, settings)
         if speed:
-            rss_after, process_peak = _rss_mb()
+            rss_after = _rss_mb()
             entry["rss_mb"] = rss_after
             entry["rss_delta_mb"] = rss_after - rss_before
-            entry["peak_rss_mb"] = process_peak
+            entry["peak_rss_mb"] = _row_peak(load_peak, entry)
         return entry, accuracy
     finally:
         runtime.close()
@@ -321,7 +354,7 @@ def _child_entry(
     return entry
 
 
-def _bench_in_child(path: Path, settings: BenchSettings, out_dir: Path) -> dict[str, Any]:
+def _bench_in_child(path: Path, settings: BenchSettings, out_dir: Path) -> BenchEntry:
     """``bench_artifact`` (speed only) in a freshly spawned interpreter: the row's peak RSS
     is then its own, not the residue of the rows (and the evaluation set) before it."""
     import multiprocessing
@@ -332,9 +365,9 @@ def _bench_in_child(path: Path, settings: BenchSettings, out_dir: Path) -> dict[
     log = run_log()
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        entry = pool.submit(
+        entry = BenchEntry(pool.submit(
             _child_entry, str(path), settings, str(out_dir), None if log is None else str(log)
-        ).result()
+        ).result())  # fmt: skip
     entry["isolated"] = True
     return entry
 
@@ -369,12 +402,12 @@ def _draw_examples(
 
 
 def _baseline(
-    entries: list[dict[str, Any]], artifacts: dict[str, Artifact], settings: BenchSettings
+    entries: list[BenchEntry], artifacts: dict[str, Artifact], settings: BenchSettings
 ) -> dict[str, Any] | None:
     """onnxruntime FP32, one crop at a time, end to end on the same frame."""
     for entry in entries:
-        if entry["status"] == Status.OK and entry["target"] == BASELINE_TARGET:
-            artifact = artifacts[entry["name"]]
+        if entry.ok and entry.target == BASELINE_TARGET:
+            artifact = artifacts[entry.name]
             with runtimes.open(artifact, device="cpu", threads=settings.threads) as runtime:
                 _, frame, boxes = fixed_inputs(
                     artifact.manifest.input_size, 1, settings.frame_persons, settings.seed
@@ -386,7 +419,7 @@ def _baseline(
                 timing = time_frame(pose, frame, boxes, settings.plan)
             return {
                 "description": "onnxruntime FP32 on CPU, one crop per call",
-                "artifact": entry["name"],
+                "artifact": entry.name,
                 "persons_per_s": timing["persons_per_s"],
                 "e2e": timing,
             }
@@ -400,7 +433,7 @@ def bench(
     *,
     name: str | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> ResultsDocument:
     """Benchmark every artifact; write results.json, results.md, plots and images."""
     out = Path(out_dir)
     env = environment(settings.device)
@@ -413,7 +446,7 @@ def bench(
             settings.image_dir, settings.ann_file, settings.det_file, limit=settings.limit
         )
     out.mkdir(parents=True, exist_ok=True)
-    entries: list[dict[str, Any]] = []
+    entries: list[BenchEntry] = []
     runs: dict[str, AccuracyRun] = {}
     opened: dict[str, Artifact] = {}
     for path in tqdm(paths, desc="bench", unit="artifact", disable=not progress):
@@ -422,35 +455,38 @@ def bench(
             opened[artifact.path.name] = artifact
             if settings.isolate:
                 entry, accuracy = _bench_in_child(path, settings, out), None
-                if eval_set is not None and entry["status"] == Status.OK:
+                if eval_set is not None and entry.ok:
                     scored, accuracy = bench_artifact(artifact, settings, eval_set, out,
                                                       speed=False)  # fmt: skip
                     entry.update({k: scored[k] for k in ACCURACY_KEYS if k in scored})
             else:
                 entry, accuracy = bench_artifact(artifact, settings, eval_set, out)
             if accuracy is not None:
-                runs[entry["name"]] = accuracy
+                runs[entry.name] = accuracy
         except Exception as exc:
             logger.debug("artifact %s failed", path, exc_info=True)
-            entry = {"name": path.name, "path": str(path), "status": Status.FAILED}
-            entry["reason"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        logger.info("%s: %s %s", entry["name"], entry["status"], entry.get("reason", ""))
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            entry = BenchEntry(
+                {"name": path.name, "path": str(path), "status": Status.FAILED, "reason": reason}
+            )
+        logger.info("%s: %s %s", entry.name, entry.status, entry.reason)
         entries.append(entry)
     reference_run, reference_name = _reference(settings, runs, opened, eval_set)
     for entry in entries:
-        if reference_run is not None and reference_name and entry["name"] in runs:
+        if reference_run is not None and reference_name and entry.name in runs:
             entry["fidelity"] = fidelity(
-                runs[entry["name"]], reference_run, reference_name=reference_name,
+                runs[entry.name], reference_run, reference_name=reference_name,
                 eval_set=eval_set,
             )  # fmt: skip
     baseline = _baseline(entries, opened, settings)
     if baseline is not None:
         for entry in entries:
-            if entry.get("e2e"):
+            rates = {batch: entry.persons_per_s(batch) for batch in entry.frame_batches}
+            if rates:
                 entry["speedup_vs_baseline"] = {
-                    batch: frame["persons_per_s"] / baseline["persons_per_s"]
-                    for batch, frame in entry["e2e"].items()
-                }
+                    batch: rate / baseline["persons_per_s"]
+                    for batch, rate in rates.items() if rate is not None
+                }  # fmt: skip
     results = _results_document(
         name or out.name, env, settings, eval_set, reference_name, baseline, entries
     )
@@ -479,7 +515,7 @@ def _reference(
         raise RtmwError(
             f"--reference must be an FP32 artifact; {ref_path} is {artifact.manifest.precision}"
         )
-    if verification_mode(artifact.manifest.verification) == LATENCY_ONLY:
+    if verification_mode(artifact.manifest.verification) == VerificationMode.LATENCY_ONLY:
         raise UsageError(f"--reference {ref_path}: {LATENCY_ONLY_REFUSAL}")
     with runtimes.open(artifact, device="cpu", threads=settings.threads) as runtime:
         run = run_accuracy(
@@ -538,15 +574,17 @@ def _results_document(
     eval_set: EvalSet | None,
     reference_name: str | None,
     baseline: dict[str, Any] | None,
-    entries: list[dict[str, Any]],
-) -> dict[str, Any]:
-    return RESULTS.stamp(
-        {
-            "name": name,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "environment": env,
-            "settings": _settings_record(settings, eval_set, reference_name),
-            "baseline": baseline,
-            "entries": entries,
-        }
+    entries: list[BenchEntry],
+) -> ResultsDocument:
+    return ResultsDocument(
+        RESULTS.stamp(
+            {
+                "name": name,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "environment": env,
+                "settings": _settings_record(settings, eval_set, reference_name),
+                "baseline": baseline,
+                "entries": entries,
+            }
+        )
     )

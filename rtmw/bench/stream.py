@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from rtmw.pipeline import CropBatch, PoseResult, TopDown
+from rtmw.pipeline import CropBatch, ModelOutputs, PoseResult, TopDown
 from rtmw.runtimes.base import Runtime
 
-InFlight = tuple[float, CropBatch, "Future[tuple[np.ndarray, ...]]"]
+InFlight = tuple[float, CropBatch, "Future[ModelOutputs]"]
 
 
 def stream(

@@ -4,8 +4,10 @@ results.md below it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from rtmw.bench.entry import BenchEntry, ResultsDocument, as_document, as_entry
 from rtmw.bench.gate import GateResult, verdicts_by_candidate
 
 PART_COLUMNS = ("body", "foot", "face", "lefthand", "righthand", "wholebody")
@@ -16,49 +18,48 @@ COMPACT_HEADER = [
 ]  # fmt: skip
 
 
-def best_e2e(entry: dict[str, Any]) -> tuple[str | None, float | None]:
+def best_e2e(entry: BenchEntry) -> tuple[str | None, float | None]:
     """(batch, persons/s) of the row's fastest end-to-end figure."""
-    e2e = entry.get("e2e") or {}
-    if not e2e:
+    if not entry.frame_batches:
         return None, None
-    batch = max(e2e, key=lambda b: e2e[b].get("persons_per_s") or 0.0)
-    return str(batch), e2e[batch].get("persons_per_s")
+    batch = max(entry.frame_batches, key=lambda b: entry.persons_per_s(b) or 0.0)
+    return str(batch), entry.persons_per_s(batch)
 
 
-def worst_part(entry: dict[str, Any]) -> tuple[str, float] | None:
+def worst_part(entry: BenchEntry) -> tuple[str, float] | None:
     """The part that lost the most AP against the reference (AP points, negative = lost)."""
-    parts = (entry.get("fidelity") or {}).get("parts") or {}
+    parts = (entry.fidelity or {}).get("parts") or {}
     deltas = [(p, 100.0 * float(f["ap_delta"])) for p, f in parts.items()
               if p != "wholebody" and (f or {}).get("ap_delta") is not None]  # fmt: skip
     return min(deltas, key=lambda item: item[1]) if deltas else None
 
 
-def ap_points(entry: dict[str, Any], part: str) -> float | None:
+def ap_points(entry: Mapping[str, Any], part: str) -> float | None:
     """A row's AP for ``part`` in points (0–100), None where it has none."""
-    parts = (entry.get("accuracy") or {}).get("parts") or {}
-    value = (parts.get(part) or {}).get("ap")
+    value = as_entry(entry).ap(part)
     return None if value is None else 100.0 * value
 
 
-def reference_entry(results: dict[str, Any]) -> dict[str, Any] | None:
+def reference_entry(results: ResultsDocument) -> BenchEntry | None:
     """The row the run's fidelity figures were measured against (``--reference``)."""
-    name = (results.get("settings") or {}).get("reference")
-    return next((e for e in results["entries"] if name and e["name"] == name), None)
+    results = as_document(results)
+    return results.entry(results.reference) if results.reference else None
 
 
-def compact_rows(results: dict[str, Any], gate: GateResult | None = None) -> list[list[str]]:
+def compact_rows(results: ResultsDocument, gate: GateResult | None = None) -> list[list[str]]:
     verdicts = verdicts_by_candidate(gate)
+    results = as_document(results)
     reference = reference_entry(results)
     rows: list[tuple[float, list[str]]] = []
-    for entry in results["entries"]:
-        name = entry.get("target", entry["name"])
-        if entry["status"] != "ok":
+    for entry in results.entries:
+        name = entry.route
+        if not entry.ok:
             rows.append((-1.0, [name, entry.get("precision", "–"),
-                                f"{entry['status']}: {entry.get('reason', '')}",
+                                f"{entry.status}: {entry.reason}",
                                 "–", "–", "–", "–", "–"]))  # fmt: skip
             continue
         batch, speed = best_e2e(entry)
-        ratio = (entry.get("speedup_vs_baseline") or {}).get(batch) if batch else None
+        ratio = entry.speedup(batch) if batch else None
         worst = worst_part(entry)
         is_reference = entry is reference
         worst_text = ("reference" if is_reference and worst is not None and worst[1] == 0
@@ -69,18 +70,18 @@ def compact_rows(results: dict[str, Any], gate: GateResult | None = None) -> lis
             name, entry.get("precision", "–"),
             f"{speed:.1f} (batch {batch})" if speed is not None else "–",
             f"{ratio:.2f}×" if ratio is not None else "–",
-            f"{entry['size_mb']:.1f}" if entry.get("size_mb") is not None else "–",
+            f"{entry.size_mb:.1f}" if entry.size_mb is not None else "–",
             f"{ap:.1f}" if ap is not None else
-            ("latency-only" if entry.get("verification") == "latency-only" else "–"),
+            (str(entry.verification) if entry.latency_only else "–"),
             worst_text,
-            verdicts.get(entry["name"], "reference" if is_reference else "–"),
+            verdicts.get(entry.name, "reference" if is_reference else "–"),
         ]))  # fmt: skip
     rows.sort(key=lambda item: -item[0])
     return [row for _, row in rows]
 
 
 def compact_markdown(
-    results: dict[str, Any], gate: GateResult | None = None, *, with_notes: bool = True
+    results: ResultsDocument, gate: GateResult | None = None, *, with_notes: bool = True
 ) -> str:
     from rtmw.markdown import table
 
@@ -90,9 +91,9 @@ def compact_markdown(
     return "\n".join(lines) + "\n"
 
 
-def compact_note(results: dict[str, Any]) -> str:
+def compact_note(results: ResultsDocument) -> str:
     """What the compact table's columns mean, with this run's baseline figure."""
-    baseline = results.get("baseline") or {}
+    baseline = as_document(results).baseline or {}
     return (
         "persons/s: one multi-person frame end to end (crop, inference with flip test, "
         "decode) at the row's best batch; × baseline: over "
@@ -103,24 +104,24 @@ def compact_note(results: dict[str, Any]) -> str:
     )  # fmt: skip
 
 
-def fastest_passing(results: dict[str, Any], gate: GateResult) -> str | None:
+def fastest_passing(results: ResultsDocument, gate: GateResult) -> str | None:
     """'fastest route that passed the gate: …' in words, or None when none passed."""
     verdicts = verdicts_by_candidate(gate)
-    passed = [e for e in results["entries"]
-              if e["status"] == "ok" and verdicts.get(e["name"]) == "PASS"]  # fmt: skip
+    results = as_document(results)
+    passed = [e for e in results.entries if e.ok and verdicts.get(e.name) == "PASS"]
     if not passed:
         return None
     best = max(passed, key=lambda e: best_e2e(e)[1] or 0.0)
     batch, speed = best_e2e(best)
     if speed is None:
         return None
-    ratio = (best.get("speedup_vs_baseline") or {}).get(batch) if batch else None
+    ratio = best.speedup(batch) if batch else None
     reference = reference_entry(results)
     ap = ap_points(best, "wholebody")
     ref_ap = ap_points(reference, "wholebody") if reference else None
     return (
-        f"fastest route that passed the gate: {best.get('target', best['name'])} "
-        f"({best.get('precision')}), {speed:.1f} persons/s end to end"
+        f"fastest route that passed the gate: {best.route} "
+        f"({best.precision}), {speed:.1f} persons/s end to end"
         + (f", {ratio:.2f}× the one-crop onnxruntime FP32 baseline" if ratio else "")
         + (f"; whole-body AP {ap:.1f} vs {ref_ap:.1f} in FP32" if ap is not None
            and ref_ap is not None else "")

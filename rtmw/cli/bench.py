@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,6 +17,11 @@ from rtmw.cli._common import (
     vocab_option,
 )
 from rtmw.errors import ExitCode
+from rtmw.schemas import Status
+
+if TYPE_CHECKING:
+    from rtmw.bench.entry import ResultsDocument
+    from rtmw.bench.run import BenchSettings
 
 logger = logging.getLogger(__name__)
 
@@ -199,24 +204,9 @@ def run_command(
     paths: list[str | Path] = list(inputs)
     log_run_in(out, "rtmw-bench")
     if targets:
-        paths = _export_first(inputs, targets, Path(out) / "artifacts", quiet)
-    if remote["remote"]:
-        forwarded = [
-            "--device", device, "--batch", batch, "--warmup", str(warmup),
-            "--repeats", str(repeats), "--stream", str(stream),
-            *(["--threads", str(threads)] if threads else []),
-            *(["--iters", str(iters)] if iters else ["--seconds", str(seconds)]),
-            *(["--limit", str(limit)] if limit else []),
-            "--flip" if flip else "--no-flip",
-            "--flip-in-batch" if flip_in_batch else "--flip-separate",
-            *[arg for value in runtime_option for arg in ("--runtime-option", value)],
-            *(["--quiet"] if quiet else []),
-        ]  # fmt: skip
-        data = {"image_dir": image_dir, "ann_file": ann_file, "det_file": det_file,
-                "reference": reference}  # fmt: skip
-        results = _bench_remote(paths, forwarded, data, remote, Path(out), quiet)
-        _finish(results, out, f"ran on {remote['remote']}")
-        return
+        from rtmw.workflows.gate import export_for_bench
+
+        paths = list(export_for_bench(inputs, targets, Path(out) / "artifacts", progress=not quiet))
     settings = BenchSettings(
         device=device,
         batches=_batches(batch),
@@ -234,27 +224,30 @@ def run_command(
         runtime_options=_runtime_options(runtime_option),
         flip_in_batch=flip_in_batch,
     )
+    if remote["remote"]:
+        results = _bench_remote(paths, settings, remote, Path(out), quiet)
+        _finish(results, out, f"ran on {remote['remote']}")
+        return
     _finish(bench(paths, settings, out, progress=not quiet), out, "+ results.md, plots")
 
 
-def _finish(results: dict[str, Any], out: str, where: str) -> None:
+def _finish(results: ResultsDocument, out: str, where: str) -> None:
     """One line per row, where the results are; exit 1 when a row failed."""
     _summary(results)
     click.echo(f"results: {Path(out) / 'results.json'} ({where})")
-    if any(e["status"] == "failed" for e in results["entries"]):
+    if any(e.status == Status.FAILED for e in results.entries):
         raise SystemExit(ExitCode.FAILED)
 
 
 def _bench_remote(
     paths: list[str | Path],
-    forwarded: list[str],
-    data: dict[str, str | None],
+    bench_settings: BenchSettings,
     remote: dict[str, Any],
     out: Path,
     quiet: bool,
-) -> dict[str, Any]:
+) -> ResultsDocument:
     from rtmw.bench.run import find_artifacts
-    from rtmw.workflows.remote import DataPaths, RemoteSettings, SshOptions, SshTarget, remote_bench
+    from rtmw.workflows.remote import RemoteSettings, SshOptions, SshTarget, remote_bench
 
     extras = remote["install_extras"]
     settings = RemoteSettings(
@@ -276,8 +269,8 @@ def _bench_remote(
     )
     say = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
     return remote_bench(
-        find_artifacts(paths), forwarded, DataPaths(**data), settings, out, say=say,
-        progress=not quiet,
+        find_artifacts(paths), bench_settings, settings, out, say=say, progress=not quiet,
+        quiet=quiet,
     )  # fmt: skip
 
 
@@ -294,33 +287,21 @@ def _runtime_options(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
     return options
 
 
-def _export_first(
-    inputs: tuple[str, ...], targets: str, out: Path, quiet: bool
-) -> list[str | Path]:
-    from rtmw.errors import InputError
-    from rtmw.export import expand_targets, export
-
-    if len(inputs) != 1 or not Path(inputs[0]).is_file():
-        raise InputError("--targets needs exactly one checkpoint file as input")
-    made = export(inputs[0], expand_targets(targets), out, overwrite=True, progress=not quiet)
-    return [r.path for r in made if r.path is not None and r.status == "ok"]
-
-
-def _summary(results: dict[str, Any]) -> None:
+def _summary(results: ResultsDocument) -> None:
     from rtmw.cli._common import status_summary
 
-    for entry in results["entries"]:
-        line = f"{entry['name']:<16} {entry['status']}"
-        if entry["status"] != "ok":
-            line += f": {entry.get('reason', '')}"
+    for entry in results.entries:
+        line = f"{entry.name:<16} {entry.status}"
+        if not entry.ok:
+            line += f": {entry.reason}"
         else:
-            best = max(entry["e2e"].values(), key=lambda f: f["persons_per_s"])
-            line += f"  {best['persons_per_s']:.1f} persons/s e2e"
-            ap = (entry.get("accuracy") or {}).get("parts", {}).get("wholebody", {}).get("ap")
+            best = entry.best_persons_per_s()
+            line += f"  {best:.1f} persons/s e2e" if best is not None else ""
+            ap = entry.ap("wholebody")
             if ap is not None:
                 line += f"  whole-body AP {100 * ap:.1f}"
         click.echo(line)
-    rows = [(e["name"], e["status"], e.get("reason", "")) for e in results["entries"]]
+    rows = [(e.name, str(e.status), e.reason) for e in results.entries]
     click.echo(f"bench: {status_summary(rows)}")
 
 

@@ -103,22 +103,16 @@ def main(
     if synthetic is not None:
         if images or ann:
             raise InputError("give either --synthetic or --images/--ann, not both")
-        from rtmw.data.synthetic import SyntheticDataset, existing_dataset, make_dataset
+        from rtmw.data.synthetic import training_splits
         from rtmw.models import get_config
 
         # a 3D model trains on 3D figures (root-relative depth known exactly)
-        depth = get_config(model).is_3d
-        data_root = Path(out) / "data"
-        splits = {"train": (synthetic, seed + 1), "val": (max(synthetic // 20, 10), seed + 2)}
-        made: dict[str, SyntheticDataset] = {}
-        for split, (count, split_seed) in splits.items():
-            # seeded, so a resumed run may reuse what it drew before
-            found = existing_dataset(data_root, split, depth=depth) if resume else None
-            made[split] = found or make_dataset(
-                data_root, count, split_seed, split=split, progress=not quiet, depth=depth
-            )
-        images, ann = str(made["train"].image_dir), str(made["train"].ann_file)
-        val_images, val_ann = str(made["val"].image_dir), str(made["val"].ann_file)
+        train_set, val_set = training_splits(
+            Path(out) / "data", synthetic, seed, depth=get_config(model).is_3d, reuse=resume,
+            progress=not quiet,
+        )  # fmt: skip
+        images, ann = str(train_set.image_dir), str(train_set.ann_file)
+        val_images, val_ann = str(val_set.image_dir), str(val_set.ann_file)
     if not images or not ann:
         raise InputError("training data needed: --images and --ann (or --synthetic N)")
     cfg = TrainConfig(

@@ -26,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rtmw.data.wholebody import NUM_KEYPOINTS, PART_SLICES, split_keypoints
+from rtmw.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -983,3 +984,27 @@ def existing_dataset(
     return SyntheticDataset(
         root, image_dir, ann_file, det_file, len(coco["images"]), len(coco["annotations"])
     )
+
+
+def training_splits(
+    out_dir: str | Path,
+    count: int,
+    seed: int,
+    *,
+    depth: bool = False,
+    reuse: bool = False,
+    progress: bool = True,
+) -> tuple[SyntheticDataset, SyntheticDataset]:
+    """(train, val) for ``rtmw-train --synthetic N``: N training images drawn with seed+1
+    and N/20 (at least 10) validation images with seed+2, so the two never share a figure.
+    ``reuse`` (a resumed run) keeps splits written earlier: they are seeded, hence equal."""
+    if count < 1:
+        raise UsageError(f"--synthetic needs a positive image count, got {count}")
+    splits = {"train": (count, seed + 1), "val": (max(count // 20, 10), seed + 2)}
+    made: dict[str, SyntheticDataset] = {}
+    for split, (images, split_seed) in splits.items():
+        found = existing_dataset(out_dir, split, depth=depth) if reuse else None
+        made[split] = found or make_dataset(
+            out_dir, images, split_seed, split=split, progress=progress, depth=depth
+        )
+    return made["train"], made["val"]

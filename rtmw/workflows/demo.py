@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
+from rtmw.bench.entry import ResultsDocument
 from rtmw.bench.gate import GateResult, explain_check, junit_xml, markdown
 from rtmw.bench.report import render
 from rtmw.bench.run import BenchSettings, bench
@@ -114,13 +114,12 @@ def _write_gate(out: Path, verdict: GateResult, calib_seed: int) -> str:
     return text
 
 
-def _failures(made: list[ExportResult], run: dict[str, Any]) -> list[str]:
+def _failures(made: list[ExportResult], run: ResultsDocument) -> list[str]:
     """A target this machine should build that did not is a failure of the demo; TensorRT
     without TensorRT (onnx-only, exit 3) and missing extras (skipped) are not."""
     return [f"{r.target} (export {r.status}: {r.reason})" for r in made
             if r.status == Status.FAILED] + [
-        f"{e['name']} (bench {e['status']}: {e.get('reason', '')})"
-        for e in run["entries"] if e["status"] != "ok"
+        f"{e.name} (bench {e.status}: {e.reason})" for e in run.entries if not e.ok
     ]  # fmt: skip
 
 
@@ -198,11 +197,11 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, say: Say = p
 
 
 def plain_summary(
-    run: dict[str, Any], verdict: GateResult, *, failures: list[str], not_here: int,
+    run: ResultsDocument, verdict: GateResult, *, failures: list[str], not_here: int,
     minutes: float, full: bool,
 ) -> list[str]:  # fmt: skip
     """The demo's last lines: what ran, what passed, what failed and why, in words."""
-    entries = [e for e in run["entries"] if e["status"] == "ok"]
+    entries = [e for e in run.entries if e.ok]
     lines = [
         f"done in {minutes:.1f} min: {len(entries)} artifacts exported, verified against torch "
         f"and benchmarked" + (f"; {not_here} target(s) not on this CPU" if not_here else "")

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rtmw.artifact import MANIFEST, read_artifact
+from rtmw.bench.entry import ResultsDocument
 from rtmw.errors import RtmwError, UsageError
 from rtmw.optional import import_backend
 from rtmw.schemas import RESULTS, Status, read_toml
@@ -363,21 +364,20 @@ def _job_name(artifact: FleetArtifact, device_class: str) -> str:
 
 def _failed_document(
     name: str, artifact: Path, status: Status, reason: str, device_class: DeviceClass
-) -> dict[str, Any]:
-    return {
+) -> ResultsDocument:
+    row = {"name": artifact.name, "path": str(artifact), "status": status, "reason": reason}
+    return ResultsDocument({
         "name": name,
         "environment": {"host": "–", "device": device_class.device, "cpu": {}},
         "settings": {},
         "baseline": None,
-        "entries": [
-            {"name": artifact.name, "path": str(artifact), "status": status, "reason": reason}
-        ],
-    }
+        "entries": [row],
+    })  # fmt: skip
 
 
 @dataclass
 class FleetRun:
-    documents: list[dict[str, Any]]  # one results document per (artifact, class) job
+    documents: list[ResultsDocument]  # one results document per (artifact, class) job
     evaluations: dict[str, dict[str, Any]]  # job name → merged evaluation and its shards
     nodes: dict[str, dict[str, Any]]  # class → probed node info
     out_dir: Path
@@ -425,7 +425,7 @@ def run_fleet(
                     f"version mismatch on {info['node_ip']}: {mismatch}",
                 )
         refs = {path: ray.put(tar) for path, (tar, _) in packed.items()}
-        documents: dict[str, dict[str, Any]] = {}
+        documents: dict[str, ResultsDocument] = {}
         pending: dict[Any, tuple[str, FleetArtifact, DeviceClass]] = {}
         job = ray.remote(bench_job)
         for artifact in spec.artifacts:
@@ -481,7 +481,7 @@ def _reason(exc: BaseException) -> str:
 def _collect(
     ray: Any,
     pending: dict[Any, tuple[str, FleetArtifact, DeviceClass]],
-    documents: dict[str, dict[str, Any]],
+    documents: dict[str, ResultsDocument],
     timeout_s: float,
     what: str,
     progress: bool,
@@ -510,9 +510,9 @@ def _collect(
         (ref,) = done
         name, artifact, device_class = pending[ref]
         try:
-            document = ray.get(ref)
+            document = ResultsDocument(ray.get(ref))
             node = document.pop("node")
-            for entry in document["entries"]:
+            for entry in document.entries:
                 entry["path"] = str(artifact.path)
             document["name"] = name
             document["fleet"] = {
@@ -535,7 +535,7 @@ def _sharded_evaluations(
     packed: dict[Path, tuple[bytes, str]],
     refs: dict[Path, Any],
     unusable: dict[str, tuple[Status, str]],
-    documents: dict[str, dict[str, Any]],
+    documents: dict[str, ResultsDocument],
     progress: bool,
 ) -> dict[str, dict[str, Any]]:
     """Per (artifact, class) job: shards as tasks, the merged six-part evaluation."""
@@ -558,11 +558,13 @@ def _sharded_evaluations(
     for artifact in spec.artifacts:
         for class_name in artifact.classes:
             name = _job_name(artifact, class_name)
-            entry = documents[name]["entries"][0]
-            if class_name in unusable or entry["status"] != Status.OK:
+            entry = documents[name].entries[0]
+            if class_name in unusable or not entry.ok:
                 continue
-            if entry.get("verification") == "latency-only":
-                entry["accuracy_refused"] = "latency-only artifact: not evaluated"
+            if entry.latency_only:
+                from rtmw.bench.run import LATENCY_ONLY_REFUSAL
+
+                entry["accuracy_refused"] = LATENCY_ONLY_REFUSAL
                 continue
             device_class = spec.classes[class_name]
             threads = device_class.threads or spec.bench.threads
@@ -582,7 +584,7 @@ def _sharded_evaluations(
     total = sum(len(v) for v in jobs.values())
     bar = tqdm(total=total, desc="fleet eval shards", unit="shard", disable=not progress)
     for name, shard_jobs in jobs.items():
-        entry = documents[name]["entries"][0]
+        entry = documents[name].entries[0]
         try:
             answers = []
             for ref in shard_jobs:
@@ -619,7 +621,7 @@ def _sharded_evaluations(
         }
         for name in merged:
             documents[name]["settings"] = {
-                **documents[name].get("settings", {}),
+                **documents[name].settings,
                 "data": data,
                 "flip": evaluation.flip,
             }
@@ -631,10 +633,12 @@ def _write_fleet(run: FleetRun, spec: FleetSpec) -> None:
 
     out = run.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    stamped = []
+    stamped: list[ResultsDocument] = []
     for document in run.documents:
-        doc = RESULTS.stamp({k: v for k, v in document.items() if k in RESULTS.keys})
-        job_dir = out / "jobs" / doc["name"]
+        doc = ResultsDocument(
+            RESULTS.stamp({k: v for k, v in document.items() if k in RESULTS.keys})
+        )
+        job_dir = out / "jobs" / doc.name
         job_dir.mkdir(parents=True, exist_ok=True)
         (job_dir / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
         stamped.append(doc)
@@ -645,12 +649,12 @@ def _write_fleet(run: FleetRun, spec: FleetSpec) -> None:
         "nodes": run.nodes,
         "jobs": [
             {
-                "name": d["name"],
+                "name": d.name,
                 "class": (d.get("fleet") or {}).get("class"),
                 "node": ((d.get("fleet") or {}).get("node") or {}).get("node_ip"),
-                "status": d["entries"][0]["status"],
-                "reason": d["entries"][0].get("reason", ""),
-                "results": f"jobs/{d['name']}/results.json",
+                "status": d.entries[0].status,
+                "reason": d.entries[0].reason,
+                "results": f"jobs/{d.name}/results.json",
             }
             for d in stamped
         ],

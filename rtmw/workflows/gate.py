@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rtmw.bench.entry import as_document
 from rtmw.bench.gate import Check, GateResult, gate, load_budgets, markdown
 from rtmw.bench.report import load_results
 from rtmw.bench.run import BenchSettings, bench
 from rtmw.bench.timing import TimingPlan
 from rtmw.calib.calibset import CalibrationSet
-from rtmw.errors import NothingToGate, RtmwError
+from rtmw.errors import InputError, NothingToGate, RtmwError
 from rtmw.export import ExportResult, expand_targets, export
 from rtmw.schemas import Status
 
@@ -59,8 +60,8 @@ def gate_results(
     """Gate two results files (or loaded runs); ``extra_checks`` join the verdict (failed
     exports, in the one-shot form), and count even when nothing else could be gated."""
     table = budgets if isinstance(budgets, dict) else load_budgets(budgets)
-    ref = reference if isinstance(reference, dict) else load_results(reference)
-    cand = candidate if isinstance(candidate, dict) else load_results(candidate)
+    ref = as_document(reference) if isinstance(reference, dict) else load_results(reference)
+    cand = as_document(candidate) if isinstance(candidate, dict) else load_results(candidate)
     try:
         result = gate(ref, cand, table, reference_entry=reference_entry,
                       candidates=list(candidates) if candidates else None,
@@ -91,6 +92,17 @@ def export_failures(made: Sequence[ExportResult], *, allow_onnx_only: bool) -> l
             if r.status == Status.ONNX_ONLY
         ]  # fmt: skip
     return failures
+
+
+def export_for_bench(
+    inputs: Sequence[str | Path], targets: str | Sequence[str], out: Path, *, progress: bool = True
+) -> list[Path]:
+    """``rtmw-bench CHECKPOINT --targets ...``: export the one checkpoint given to every
+    target (over what ``out`` held) and return the folders that exported, to bench next."""
+    if len(inputs) != 1 or not Path(inputs[0]).is_file():
+        raise InputError("--targets needs exactly one checkpoint file as input")
+    made = export(inputs[0], expand_targets(targets), out, overwrite=True, progress=progress)
+    return [r.path for r in made if r.path is not None and r.status == Status.OK]
 
 
 def one_shot_gate(

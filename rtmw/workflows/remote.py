@@ -32,13 +32,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import rtmw
 from rtmw import runtimes
 from rtmw.artifact import Artifact, read_artifact
+from rtmw.bench.entry import BenchEntry, ResultsDocument
+from rtmw.bench.run import BenchSettings
 from rtmw.errors import MissingDependency, RemoteError, RemoteTimeout, RtmwError, UsageError
 from rtmw.hashing import sha256_file
 from rtmw.schemas import RESULTS, Status
@@ -339,6 +341,10 @@ class DataPaths:
     det_file: str | None = None
     reference: str | None = None
 
+    @classmethod
+    def of(cls, settings: BenchSettings) -> DataPaths:
+        return cls(settings.image_dir, settings.ann_file, settings.det_file, settings.reference)
+
 
 class RemoteSession:
     """The host, its folders and its interpreter, checked once per run."""
@@ -436,28 +442,32 @@ def build_wheel() -> Path:
     return wheels[0]
 
 
-def _failed_entries(artifacts: Sequence[Path], reason: str) -> list[dict[str, Any]]:
+def _failed_entries(artifacts: Sequence[Path], reason: str) -> list[BenchEntry]:
     return [
-        {"name": path.name, "path": str(path), "status": Status.FAILED, "reason": reason}
+        BenchEntry(
+            {"name": path.name, "path": str(path), "status": Status.FAILED, "reason": reason}
+        )
         for path in artifacts
     ]
 
 
 def remote_bench(
     artifacts: Sequence[Path],
-    bench_args: Sequence[str],
-    data: DataPaths,
+    bench_settings: BenchSettings,
     settings: RemoteSettings,
     out_dir: Path,
     *,
     say: Callable[[str], None] = logger.info,
     progress: bool = True,
-) -> dict[str, Any]:
+    quiet: bool = False,
+) -> ResultsDocument:
     """Ship, run there, bring back: results.json in out_dir, one row per artifact.
 
-    ``bench_args`` are ``rtmw-bench run`` options that mean the same on both hosts
-    (device, batches, threads, timing); paths are translated here.
+    ``bench_settings`` is what a local :func:`rtmw.bench.run.bench` would get; its data
+    paths (images, annotations, detections, reference artifact) are shipped and replaced
+    by the host's copies, and the host's agent runs ``bench`` with the rest unchanged.
     """
+    data = DataPaths.of(bench_settings)
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {"target": str(settings.target), "ssh_host_key": None}
@@ -475,18 +485,22 @@ def remote_bench(
         record["sync"] = {"sent": sync.sent, "unchanged": sync.unchanged, "bytes": sync.bytes}
         say(f"{settings.target}: sent {len(sync.sent)} file(s) ({sync.bytes / 1e6:.1f} MB), "
             f"{sync.unchanged} unchanged")  # fmt: skip
-        results = _run_there(session, args, bench_args, out_dir, progress=progress)
+        there = replace(
+            bench_settings, image_dir=args.get("image_dir"), ann_file=args.get("ann_file"),
+            det_file=args.get("det_file"), reference=args.get("reference"),
+        )  # fmt: skip
+        results = _run_there(session, args["artifacts"], there, out_dir, progress=progress,
+                             quiet=quiet)  # fmt: skip
     except (RemoteError, RtmwError) as exc:
         logger.warning("%s", exc)
         results = _failure_document(out_dir.name, settings, artifacts, f"remote: {exc}")
         record["error"] = str(exc)
-    for entry, path in zip(results["entries"], artifacts, strict=False):
+    for entry, path in zip(results.entries, artifacts, strict=False):
         entry["remote_path"], entry["path"] = entry.get("path"), str(path)
     record["ssh_commands"] = session.host.attempts if session is not None else None
     record["seconds"] = time.perf_counter() - started
     results["remote"] = record
-    _write(results, out_dir)
-    return results
+    return _write(results, out_dir)
 
 
 def _ship(
@@ -527,20 +541,18 @@ def _ship(
 
 def _run_there(
     session: RemoteSession,
-    args: dict[str, Any],
-    bench_args: Sequence[str],
+    artifacts: list[str],
+    settings: BenchSettings,
     out_dir: Path,
     *,
     progress: bool,
-) -> dict[str, Any]:
+    quiet: bool,
+) -> ResultsDocument:
     limit = int(session.settings.timeout_s)
     run_dir = f"{session.root}/runs/{out_dir.name}-{time.strftime('%Y%m%dT%H%M%S')}"
-    command = [session.python, "-m", "rtmw.cli.bench", "run", *args["artifacts"],
-               "--out", run_dir, *bench_args]  # fmt: skip
-    for key, flag in (("image_dir", "--images"), ("ann_file", "--ann"), ("det_file", "--dets"),
-                      ("reference", "--reference")):  # fmt: skip
-        if key in args:
-            command += [flag, args[key]]
+    job = {"artifacts": artifacts, "out": run_dir, "name": out_dir.name,
+           "settings": settings.to_dict(), "quiet": quiet}  # fmt: skip
+    command = [session.python, "-m", "rtmw.workflows.remote_agent", "bench", json.dumps(job)]
     # the limit holds there too: a killed ssh would otherwise leave the bench running
     wrapped = ["sh", "-c", 'if command -v timeout >/dev/null 2>&1; then '
                f'exec timeout -k 10 {limit} "$@"; else exec "$@"; fi', "sh", *command]  # fmt: skip
@@ -556,7 +568,7 @@ def _run_there(
     shutil.rmtree(fetched, ignore_errors=True)
     try:
         session.host.get_tree(run_dir, fetched, timeout_s=600)
-        results: dict[str, Any] = json.loads((fetched / "results.json").read_text())
+        results = ResultsDocument(json.loads((fetched / "results.json").read_text()))
     except (RemoteError, OSError, json.JSONDecodeError):
         raise RemoteError(
             f"{session.host.target}: the benchmark left no results "
@@ -574,23 +586,24 @@ def _run_there(
 
 def _failure_document(
     name: str, settings: RemoteSettings, artifacts: Sequence[Path], reason: str
-) -> dict[str, Any]:
-    return {
+) -> ResultsDocument:
+    return ResultsDocument({
         "name": name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "environment": {"host": str(settings.target), "device": "remote (unreached)", "cpu": {}},
         "settings": {},
         "baseline": None,
         "entries": _failed_entries(artifacts, reason),
-    }
+    })  # fmt: skip
 
 
-def _write(results: dict[str, Any], out_dir: Path) -> None:
+def _write(results: ResultsDocument, out_dir: Path) -> ResultsDocument:
     from rtmw.bench.report import render
 
     remote_run_dir = results.pop("remote_run_dir", None)
     if remote_run_dir:
         results["remote"]["run_dir"] = remote_run_dir
-    document = RESULTS.stamp({k: v for k, v in results.items() if k != "schema"})
+    document = ResultsDocument(RESULTS.stamp({k: v for k, v in results.items() if k != "schema"}))
     (out_dir / "results.json").write_text(json.dumps(document, indent=2) + "\n")
     render([document], out_dir)
+    return document

@@ -4,6 +4,11 @@
 digest and CPU fingerprint; ``... hashes DIR`` prints the sha256 of every file under DIR,
 so that only what changed is sent. Output is one JSON object on stdout. Kept to the
 standard library and rtmw's leaves so it answers even where a backend is broken.
+
+``... bench JOB_JSON`` runs the benchmark itself: the job (artifact folders, output folder
+and the :class:`~rtmw.bench.run.BenchSettings` as JSON, paths already the host's) goes to
+:func:`rtmw.bench.run.bench`, the same call a local run makes. No command line is rebuilt
+in between, so a renamed CLI flag cannot change what runs remotely.
 """
 
 from __future__ import annotations
@@ -80,13 +85,45 @@ def file_hashes(root: Path) -> dict[str, str]:
     }
 
 
+def bench_job(job: dict[str, Any]) -> int:
+    """Run one shipped benchmark job here; 0 when every row ran, else rtmw's exit code.
+
+    The results (results.json, predictions, images, the run log) are left in the job's
+    ``out`` for the caller to fetch; errors are one line on stderr, as the CLIs give them.
+    """
+    from rtmw.bench.run import BenchSettings, bench
+    from rtmw.errors import ExitCode, RtmwError
+    from rtmw.logs import attach_run_log, setup_logging
+    from rtmw.schemas import Status
+
+    quiet = bool(job.get("quiet", False))
+    setup_logging(int(job.get("verbose", 0)), quiet)
+    out = Path(job["out"])
+    attach_run_log(out / "rtmw-bench.log")
+    try:
+        settings = BenchSettings.from_dict(job["settings"])
+        results = bench(list(job["artifacts"]), settings, out, name=job.get("name"),
+                        progress=not quiet)  # fmt: skip
+    except RtmwError as exc:
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+              file=sys.stderr)  # fmt: skip
+        return int(exc.exit_code)
+    failed = any(entry.status == Status.FAILED for entry in results.entries)
+    return int(ExitCode.FAILED if failed else ExitCode.OK)
+
+
+USAGE = "usage: python -m rtmw.workflows.remote_agent info | hashes DIR | bench JOB_JSON"
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["info"]:
         answer: dict[str, Any] = host_info()
     elif argv[:1] == ["hashes"] and len(argv) == 2:
         answer = file_hashes(Path(argv[1]))
+    elif argv[:1] == ["bench"] and len(argv) == 2:
+        return bench_job(json.loads(argv[1]))
     else:
-        print("usage: python -m rtmw.workflows.remote_agent info | hashes DIR", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     print(json.dumps(answer))
     return 0
