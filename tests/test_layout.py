@@ -161,15 +161,31 @@ def test_a_throwaway_backend_is_one_class_away_from_every_table() -> None:
         def _infer_impl(self, batch: Any) -> Any:
             return ()
 
+    from conftest import _backend_marker
+
+    from rtmw.export import get_target, list_targets
+    from rtmw.export.registry import TARGETS, register_target
+
     try:
+        # place 1: the target module (one registered function)
+        @register_target("throwaway-fp32", format="throwaway", precision="fp32",
+                         extra="throwaway-extra")  # fmt: skip
+        def _throwaway_target(ctx: Any) -> Any:
+            raise NotImplementedError
+
+        # place 2: the runtime module (one declared class)
         register_runtime(ThrowawayRunner)
+        assert "throwaway-fp32" in list_targets()
+        assert get_target("throwaway-fp32").format in runtimes.REGISTRY
         assert runtimes.runtime_class("throwaway") is ThrowawayRunner
         assert runtimes.extras_by_format()["throwaway"] == "throwaway-extra"
         assert "throwaway-runtime" in runtimes.recorded_packages()
         assert "throwaway-npu" in runtimes.devices()
         assert "throwaway" in runtimes.deployment_formats("cpu")
+        assert _backend_marker("throwaway-fp32") == "throwaway"  # the tests' marker
     finally:
         REGISTRY.pop("throwaway", None)
+        TARGETS.pop("throwaway-fp32", None)
 
     class Undeclared(Runtime):
         name = "undeclared"
@@ -179,6 +195,19 @@ def test_a_throwaway_backend_is_one_class_away_from_every_table() -> None:
     with pytest.raises(TypeError, match="does not declare format, extra, packages"):
         register_runtime(Undeclared)
     assert "undeclared" not in REGISTRY
+
+
+def test_architecture_doc_names_the_four_places_a_backend_adds() -> None:
+    """docs/architecture.md's list is what the two tests above hold the code to."""
+    import re
+
+    doc = (ROOT.parent / "docs" / "architecture.md").read_text()
+    section = doc.split("## What a new backend adds", 1)[1].split("\n## ", 1)[0]
+    places = re.findall(r"^(\d+)\. \*\*(.+?)\*\*", section, flags=re.MULTILINE)
+    assert [int(n) for n, _ in places] == [1, 2, 3, 4], places
+    for needle in ("rtmw/export/targets/<backend>.py", "rtmw/runtimes/<backend>.py",
+                   "pyproject.toml", "tests/test_layout.py"):  # fmt: skip
+        assert needle in section, needle
 
 
 def test_one_error_table_and_no_literal_exit_codes() -> None:

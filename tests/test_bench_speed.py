@@ -1,4 +1,4 @@
-"""Latency-only artifacts, the host's peak, fair threads, memory and streaming (issue 17)."""
+"""Latency-only artifacts, the host's peak, fair threads, memory and streaming."""
 
 from __future__ import annotations
 
@@ -97,6 +97,25 @@ def test_latency_only_exports_structure_and_bench_refuses_accuracy(
         bench([tmp_path / "a"], BenchSettings(batches=(1,), plan=QUICK, draw=0,
               image_dir=str(synthetic_val.image_dir), ann_file=str(synthetic_val.ann_file),
               reference=str(tmp_path / "a" / "onnx")), tmp_path / "r2", progress=False)  # fmt: skip
+
+
+@needs_onnx
+def test_an_isolated_row_reports_its_own_peak_not_its_parents(
+    demo_artifacts: Path, tmp_path: Path
+) -> None:
+    """A spawned child inherits getrusage's high-water mark from its parent on Linux; the
+    row's peak must be the child's own (load and speed phases)."""
+    if not reset_peak_rss():
+        pytest.skip("this kernel does not allow /proc/self/clear_refs (peak RSS not resettable)")
+    ballast = np.ones(1536 * 2**20 // 8)  # 1.5 GiB resident in the parent, touched
+    settings = BenchSettings(batches=(1,), plan=QUICK, draw=0, isolate=True)
+    run = bench([demo_artifacts / "onnx"], settings, tmp_path / "r", progress=False)
+    (entry,) = run["entries"]
+    assert entry["status"] == "ok" and entry["isolated"]
+    phase_peaks = [entry["latency"]["1"]["peak_rss_mb"], entry["e2e"]["1"]["peak_rss_mb"]]
+    assert entry["peak_rss_mb"] >= max(phase_peaks)
+    assert entry["peak_rss_mb"] < 1536  # the child never held the parent's ballast
+    assert float(ballast[-1]) == 1.0
 
 
 @needs_onnx
