@@ -1,8 +1,10 @@
-"""Line counts per package and the longest functions of rtmw, for refactoring notes.
+"""Line counts per package, the longest functions and string-key reads, for refactoring notes.
 
 Usage: python tools/code_metrics.py [--top 10] [--root rtmw]
-Counts physical lines of every .py file (blank and comment lines included, as `wc -l` does)
-and the span of every function or method from its `def` line to its last line.
+Counts physical lines of every .py file (blank and comment lines included, as `wc -l` does),
+the span of every function or method from its `def` line to its last line, and the
+string-key reads (``x["key"]`` loads and ``x.get/pop/setdefault("key")`` calls) in the
+modules that read results documents (RESULTS_READERS): what typed accessors replace.
 """
 
 from __future__ import annotations
@@ -35,6 +37,43 @@ def longest_functions(root: Path, top: int) -> list[tuple[int, str]]:
     return sorted(spans, reverse=True)[:top]
 
 
+# the modules that write or read results.json documents (bench rows, gate, reports, fleet,
+# remote, CLI); rtmw/bench/entry.py is where the typed accessors spell each key once
+RESULTS_READERS = (
+    "bench/report.py", "bench/gate.py", "bench/summary.py", "bench/html.py", "bench/run.py",
+    "bench/entry.py", "workflows/gate.py", "workflows/fleet.py", "workflows/remote.py",
+    "workflows/remote_agent.py", "workflows/demo.py", "cli/",
+)  # fmt: skip
+
+
+def _is_key_read(node: ast.AST) -> bool:
+    if isinstance(node, ast.Subscript):
+        key = node.slice
+        return (
+            isinstance(node.ctx, ast.Load)
+            and isinstance(key, ast.Constant)
+            and isinstance(key.value, str)
+        )
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
+        first = node.args[0]
+        return node.func.attr in ("get", "pop", "setdefault") and (
+            isinstance(first, ast.Constant) and isinstance(first.value, str)
+        )
+    return False
+
+
+def string_key_reads(path: Path) -> int:
+    return sum(_is_key_read(node) for node in ast.walk(ast.parse(path.read_text())))
+
+
+def key_reads(root: Path) -> dict[str, int]:
+    return {
+        str(path.relative_to(root.parent)): string_key_reads(path)
+        for path in sorted(root.rglob("*.py"))
+        if any(path.relative_to(root).as_posix().startswith(m) for m in RESULTS_READERS)
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="rtmw")
@@ -49,6 +88,12 @@ def main() -> None:
     print("| lines | function |\n|---|---|")
     for length, where in longest_functions(root, args.top):
         print(f"| {length} | `{where}` |")
+    reads = key_reads(root)
+    print("\n| string-key reads | module |\n|---|---|")
+    for where, count in reads.items():
+        if count:
+            print(f"| {count} | `{where}` |")
+    print(f"| {sum(reads.values())} | total |")
 
 
 if __name__ == "__main__":
