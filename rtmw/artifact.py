@@ -51,6 +51,8 @@ class Manifest:
     io: dict[str, Any] = field(default_factory=dict)  # tensor names, batch mode
     # RTMW3D: how simcc_z decodes (depth_size, z_range, root_index); None for 2D models
     depth: dict[str, Any] | None = None
+    # a person detector's decode (strides, classes, letterbox mean/std/pad); None for pose
+    detector: dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)  # target-specific settings
     host: dict[str, Any] = field(default_factory=dict)  # CPU fingerprint where built/verified
     created: str = ""

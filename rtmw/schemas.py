@@ -121,6 +121,9 @@ ARTIFACT = FileSchema(
             # RTMW3D artifacts: how simcc_z decodes; a reader that knows no "depth"
             # refuses the artifact rather than run a 3D model as a 2D one
             "depth",
+            # person detectors (RTMDet): what the box decode needs; a reader that knows
+            # no "detector" refuses the artifact rather than decode it as a pose model
+            "detector",
             "options",
             "host",
             "created",

@@ -32,6 +32,7 @@ from rtmw.export.context import (
     ExportContext,
     ExportOptions,
 )
+from rtmw.export.family import DetectionReport, DetectorFamily, Family, family_of
 from rtmw.export.onnx_step import check_opset
 from rtmw.export.quant_policy import check_policy
 from rtmw.export.registry import (
@@ -48,15 +49,12 @@ from rtmw.export.verify import (
     Tolerances,
     VerificationReport,
     check_structure,
-    compare,
     format_px,
-    verification_inputs,
 )
 from rtmw.host import cpu_fingerprint
 from rtmw.logs import native_output_to_log
-from rtmw.models import model_from_contents, read_checkpoint
+from rtmw.models import RTMDet, any_model_from_contents, read_checkpoint
 from rtmw.models.inference import TorchInference
-from rtmw.pipeline import DepthCodec
 from rtmw.schemas import Status
 
 logger = logging.getLogger(__name__)
@@ -81,6 +79,13 @@ class ExportResult:
             size = f"{self.size_mb:7.1f} MB {self.seconds:6.1f} s"
             state = f"{self.target:<14} {self.status.value:<9} {size}"
             return f"{state}  latency-only (structure verified)"
+        if self.status == Status.OK and self.verification and "matched" in self.verification:
+            v = self.verification  # a detector's: outputs by name, then decoded boxes
+            size = f"{self.size_mb:7.1f} MB {self.seconds:6.1f} s"
+            iou = "–" if v.get("iou_p50") is None else f"{v['iou_p50']:.3f}"
+            figures = (f"max rel|Δ| {v['max_rel_diff']:.2e} boxes {v['matched']:.1%} of "
+                       f"{v['reference_boxes']} (IoU p50 {iou})")  # fmt: skip
+            return f"{self.target:<14} ok        {size}  {figures}"
         if self.status == Status.OK and self.verification:
             v = self.verification
             figures = (
@@ -200,6 +205,7 @@ def _write_artifact(
     tolerances: Tolerances,
     overwrite: bool,
 ) -> tuple[Path, dict[str, Any]]:
+    family = family_of(ctx.config)
     """Build into a staging folder, verify against torch, then rename into place."""
     from rtmw import runtimes
 
@@ -215,31 +221,26 @@ def _write_artifact(
             files=hash_files(stage, output.files),
             source={"checkpoint": str(ctx.checkpoint.path), "sha256": ctx.checkpoint.sha256},
             tools=_tools(output.tools),
-            num_keypoints=ctx.config.num_keypoints,
-            simcc_split_ratio=ctx.config.simcc_split_ratio,
             calibration=ctx.calibration.describe()
             if spec.precision == "int8" and ctx.calibration is not None
             else None,
             # the outputs are the model's, whatever the target: simcc_x, simcc_y (+ simcc_z)
+            # of a pose model, a detector's class logits and box distances per level
             io={**output.io, "outputs": list(ctx.config.output_names)},
-            depth=ctx.config.depth_record,
             options=output.options,
             host=cpu_fingerprint(),
             created=now_utc(),
+            **family.manifest_fields(ctx.config),
         )
         write_manifest(stage, manifest)
         runner = runtimes.open(read_artifact(stage, allow_staging=True), device=build.device)
         try:
             torch_reference = TorchInference(ctx.model)
-            report: VerificationReport | StructureReport = (
+            report: VerificationReport | DetectionReport | StructureReport = (
                 check_structure(runner, torch_reference, inputs)
                 if ctx.options.latency_only
-                else compare(
-                    runner,
-                    torch_reference,
-                    inputs,
-                    tolerances,
-                    depth=DepthCodec.from_dict(ctx.config.depth_record),
+                else family.verify(
+                    runner, torch_reference, inputs, spec.precision, tolerances, ctx.config
                 )
             )
             ran_on, execution = runner.device, dict(runner.execution)
@@ -314,13 +315,16 @@ def export(
         options = replace(options, progress=progress or options.progress)
     names = expand_targets(targets, include_int8=calib is not None)
     contents = read_checkpoint(checkpoint)
-    model, config = model_from_contents(contents)
+    model, config = any_model_from_contents(contents)
+    if isinstance(model, RTMDet):
+        model.unshare_convs()  # pnnx cannot trace one conv module used at three levels
+    family = family_of(config)
     calibration = None
     if calib is not None:
         calibration = calib if isinstance(calib, CalibrationSet) else load_calibration_set(calib)
         check_matches_model(calibration, config.input_size, config.name)
     ctx = ExportContext(model, config, contents, options=options, calibration=calibration)
-    shared_inputs = verification_inputs(config.input_size)
+    shared_inputs = family.inputs(config)
     limits = {**DEFAULT_TOLERANCES, **(tolerances or {})}
     out = Path(out_dir)
     results = []
@@ -330,7 +334,7 @@ def export(
             bar.set_postfix_str(name)
             spec = get_target(name)
             results.append(_export_one(ctx, spec, out, shared_inputs, limits[spec.precision],
-                                       overwrite))  # fmt: skip
+                                       overwrite, family))  # fmt: skip
     finally:
         ctx.close()
     return results
@@ -343,8 +347,15 @@ def _export_one(
     shared_inputs: dict[str, np.ndarray],
     tolerances: Tolerances,
     overwrite: bool,
+    family: Family,
 ) -> ExportResult:
     start = time.perf_counter()
+    if isinstance(family, DetectorFamily) and spec.precision == "int8":
+        return ExportResult(
+            spec.name, Status.FAILED, exit_code=UsageError.exit_code,
+            reason="INT8 detector artifacts need a calibration set of whole letterboxed frames "
+            "and a detector INT8 policy; this rtmw does not build them yet (FP32/FP16/bf16 do)",
+        )  # fmt: skip
     missing = _missing_modules(spec)
     if missing:
         return ExportResult(

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from torch import nn
+
 from rtmw.calib.calibset import CalibrationSet
 from rtmw.errors import UsageError
-from rtmw.models import RTMW, RTMWConfig
+from rtmw.models import ModelConfig
 from rtmw.models.checkpoint import CheckpointContents
 from rtmw.scratch import ScratchDir
 
@@ -83,8 +85,8 @@ class ExportOptions:
 
 @dataclass
 class ExportContext:
-    model: RTMW
-    config: RTMWConfig
+    model: nn.Module  # RTMW (pose) or RTMDet (person detector)
+    config: ModelConfig
     checkpoint: CheckpointContents
     options: ExportOptions = field(default_factory=ExportOptions)
     calibration: CalibrationSet | None = None

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rtmw.errors import UsageError
-from rtmw.models import RTMW, RTMWConfig
+from rtmw.models import ModelConfig
 from rtmw.optional import import_backend
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from rtmw.export.context import ExportContext
 
 logger = logging.getLogger(__name__)
@@ -50,7 +52,7 @@ def check_opset(opset: int) -> None:
 
 
 def export_onnx(
-    model: RTMW, config: RTMWConfig, path: Path, *, opset: int = 17, simplify: bool = True
+    model: nn.Module, config: ModelConfig, path: Path, *, opset: int = 17, simplify: bool = True
 ) -> Path:
     """FP32 ONNX, dynamic batch axis, checked; simplified with onnxsim when available."""
     import torch

@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rtmw.calib.calibset import CalibrationSet, check_matches_model, load_calibration_set
+from rtmw.errors import UsageError
 from rtmw.export.context import ExportContext
 from rtmw.export.onnx_step import fp32_onnx
 from rtmw.export.quant_policy import POLICIES, blocks, calibration_crops, holdout_crops
@@ -60,6 +61,8 @@ def scan(
     ``kept`` are the policy's node-name prefixes: a row says whether the policy keeps
     its block in float by the same rule the INT8 targets use to exclude nodes.
     """
+    if not isinstance(ctx.config, RTMWConfig):
+        raise UsageError(f"{ctx.config.name}: the sensitivity scan measures pose keypoints")
     onnx: Any = import_backend("onnx", "onnx")
     crops = calibration_crops(ctx)
     holdout = holdout_crops(ctx)

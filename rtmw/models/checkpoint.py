@@ -209,6 +209,11 @@ def _count_blocks(state: Mapping[str, torch.Tensor], stage: int) -> int:
 
 def _reject_other_families(state: Mapping[str, torch.Tensor], source: str) -> None:
     keys = list(state)
+    if any(k.startswith("bbox_head.") for k in keys):
+        raise NotRTMWError(
+            f"{source}: an mmdet detector checkpoint (bbox_head.* tensors), not a pose model: "
+            "give it as the detector (rtmw.models.load_detector; rtmw-export detects it)"
+        )
     has = {p: any(k.startswith(p) for k in keys) for p in PARTS_PREFIXES}
     if not has["backbone."] or not has["head."]:
         raise CheckpointError(
@@ -322,9 +327,10 @@ def identify(state: Mapping[str, torch.Tensor], source: str = "state dict") -> R
     raise StateDictMismatch(f"{source}: tensors do not match RTMW exactly ({reports[0]})")
 
 
-def _check_official_pin(contents: CheckpointContents) -> None:
-    """A file carrying an official name must carry the official bytes."""
-    for config in ZOO.values():
+def _check_official_pin(contents: CheckpointContents, configs: Iterable[Any] | None = None) -> None:
+    """A file carrying an official name must carry the official bytes (``configs``: the
+    registry to look in, RTMW's zoo unless told)."""
+    for config in ZOO.values() if configs is None else configs:
         official = config.official
         if official is None or contents.path.name != official.file_name:
             continue

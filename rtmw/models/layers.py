@@ -47,9 +47,13 @@ class ConvModule(nn.Module):
 class DepthwiseSeparableConvModule(nn.Module):
     """Depthwise k×k ConvModule followed by a pointwise 1×1 ConvModule."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1
+    ) -> None:
         super().__init__()
-        self.depthwise_conv = ConvModule(in_channels, in_channels, kernel_size, groups=in_channels)
+        self.depthwise_conv = ConvModule(
+            in_channels, in_channels, kernel_size, stride=stride, groups=in_channels
+        )
         self.pointwise_conv = ConvModule(in_channels, out_channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -74,9 +78,16 @@ class ChannelAttention(nn.Module):
 class CSPNeXtBlock(nn.Module):
     """3×3 ConvModule then depthwise-separable 5×5, with an optional residual."""
 
-    def __init__(self, channels: int, add_identity: bool, kernel_size: int = 5) -> None:
+    def __init__(
+        self, channels: int, add_identity: bool, kernel_size: int = 5, use_depthwise: bool = False
+    ) -> None:
         super().__init__()
-        self.conv1 = ConvModule(channels, channels, 3)
+        # RTMDet-nano (use_depthwise) makes the 3×3 depthwise-separable too, as mmdet does
+        self.conv1: nn.Module = (
+            DepthwiseSeparableConvModule(channels, channels, 3)
+            if use_depthwise
+            else ConvModule(channels, channels, 3)
+        )
         self.conv2 = DepthwiseSeparableConvModule(channels, channels, kernel_size)
         self.add_identity = add_identity
 
@@ -96,13 +107,19 @@ class CSPLayer(nn.Module):
         add_identity: bool,
         channel_attention: bool,
         expand_ratio: float = 0.5,
+        use_depthwise: bool = False,
     ) -> None:
         super().__init__()
         mid = int(out_channels * expand_ratio)
         self.main_conv = ConvModule(in_channels, mid, 1)
         self.short_conv = ConvModule(in_channels, mid, 1)
         self.final_conv = ConvModule(2 * mid, out_channels, 1)
-        self.blocks = nn.Sequential(*[CSPNeXtBlock(mid, add_identity) for _ in range(num_blocks)])
+        self.blocks = nn.Sequential(
+            *[
+                CSPNeXtBlock(mid, add_identity, use_depthwise=use_depthwise)
+                for _ in range(num_blocks)
+            ]
+        )
         self.channel_attention = channel_attention
         if channel_attention:
             self.attention = ChannelAttention(2 * mid)

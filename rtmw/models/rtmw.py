@@ -7,22 +7,48 @@ that ``model.state_dict()`` has the same keys as an official checkpoint
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 from torch import Tensor, nn
 
-from rtmw.models.layers import ConvModule, CSPLayer, RTMCCBlock, ScaleNorm, SPPBottleneck
+from rtmw.models.layers import (
+    ConvModule,
+    CSPLayer,
+    DepthwiseSeparableConvModule,
+    RTMCCBlock,
+    ScaleNorm,
+    SPPBottleneck,
+)
 from rtmw.models.zoo import P5_STAGES, RTMWConfig
 
 
+class BackboneConfig(Protocol):
+    """What CSPNeXt needs of a configuration (RTMW's and RTMDet's both have it)."""
+
+    @property
+    def stem_channels(self) -> int: ...
+    @property
+    def stage_channels(self) -> tuple[int, ...]: ...
+    @property
+    def stage_blocks(self) -> tuple[int, ...]: ...
+    @property
+    def expand_ratio(self) -> float: ...
+
+
 class CSPNeXt(nn.Module):
-    """CSPNeXt backbone, arch P5, channel attention on; returns strides 8, 16, 32."""
+    """CSPNeXt backbone, arch P5, channel attention on; returns strides 8, 16, 32.
+
+    ``use_depthwise`` (RTMDet-nano) makes the stage down-sampling convs and the blocks'
+    3×3 convs depthwise-separable, as mmdet's CSPNeXt does; the stem stays dense.
+    """
 
     stage1: nn.Sequential
     stage2: nn.Sequential
     stage3: nn.Sequential
     stage4: nn.Sequential
 
-    def __init__(self, config: RTMWConfig) -> None:
+    def __init__(self, config: BackboneConfig, *, use_depthwise: bool = False) -> None:
         super().__init__()
         stem = config.stem_channels
         self.stem = nn.Sequential(
@@ -34,7 +60,12 @@ class CSPNeXt(nn.Module):
         for index, ((_, _, _, add_identity, use_spp), out_channels, num_blocks) in enumerate(
             zip(P5_STAGES, config.stage_channels, config.stage_blocks, strict=True)
         ):
-            layers: list[nn.Module] = [ConvModule(in_channels, out_channels, 3, stride=2)]
+            down: nn.Module = (
+                DepthwiseSeparableConvModule(in_channels, out_channels, 3, stride=2)
+                if use_depthwise
+                else ConvModule(in_channels, out_channels, 3, stride=2)
+            )
+            layers: list[nn.Module] = [down]
             if use_spp:
                 layers.append(SPPBottleneck(out_channels, out_channels))
             layers.append(
@@ -45,6 +76,7 @@ class CSPNeXt(nn.Module):
                     add_identity=add_identity,
                     channel_attention=True,
                     expand_ratio=config.expand_ratio,
+                    use_depthwise=use_depthwise,
                 )
             )
             self.add_module(f"stage{index + 1}", nn.Sequential(*layers))
@@ -60,11 +92,31 @@ class CSPNeXt(nn.Module):
 
 
 class CSPNeXtPAFPN(nn.Module):
-    """Top-down then bottom-up fusion of strides 8/16/32; returns strides 16 and 32."""
+    """Top-down then bottom-up fusion of strides 8/16/32.
 
-    def __init__(self, in_channels: tuple[int, int, int], num_csp_blocks: int = 2) -> None:
+    RTMW (mmpose's form) takes strides 16 and 32 as they are. RTMDet (mmdet's form) gives
+    ``out_channels``: every level then passes a 3×3 ``out_convs`` conv and all three are
+    returned; ``use_depthwise`` (RTMDet-nano) makes the down-sampling and output convs and
+    the CSP blocks depthwise-separable.
+    """
+
+    def __init__(
+        self,
+        in_channels: tuple[int, int, int],
+        num_csp_blocks: int = 2,
+        *,
+        out_channels: int | None = None,
+        use_depthwise: bool = False,
+        expand_ratio: float = 0.5,
+    ) -> None:
         super().__init__()
         self.in_channels = in_channels
+
+        def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Module:
+            if use_depthwise:
+                return DepthwiseSeparableConvModule(cin, cout, 3, stride=stride)
+            return ConvModule(cin, cout, 3, stride=stride)
+
         self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
         self.reduce_layers = nn.ModuleList()
         self.top_down_blocks = nn.ModuleList()
@@ -77,12 +129,14 @@ class CSPNeXtPAFPN(nn.Module):
                     num_blocks=num_csp_blocks,
                     add_identity=False,
                     channel_attention=False,
+                    expand_ratio=expand_ratio,
+                    use_depthwise=use_depthwise,
                 )
             )
         self.downsamples = nn.ModuleList()
         self.bottom_up_blocks = nn.ModuleList()
         for idx in range(len(in_channels) - 1):
-            self.downsamples.append(ConvModule(in_channels[idx], in_channels[idx], 3, stride=2))
+            self.downsamples.append(conv3x3(in_channels[idx], in_channels[idx], stride=2))
             self.bottom_up_blocks.append(
                 CSPLayer(
                     in_channels[idx] * 2,
@@ -90,10 +144,20 @@ class CSPNeXtPAFPN(nn.Module):
                     num_blocks=num_csp_blocks,
                     add_identity=False,
                     channel_attention=False,
+                    expand_ratio=expand_ratio,
+                    use_depthwise=use_depthwise,
                 )
             )
+        self.out_convs: nn.ModuleList | None = None
+        if out_channels is not None:
+            self.out_convs = nn.ModuleList(conv3x3(c, out_channels) for c in in_channels)
 
     def forward(self, inputs: tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        outs = self.fuse(inputs)
+        return outs[1], outs[2]
+
+    def fuse(self, inputs: tuple[Tensor, Tensor, Tensor]) -> list[Tensor]:
+        """All three fused levels (through ``out_convs`` when the neck has them)."""
         levels = len(self.in_channels)
         inner_outs = [inputs[-1]]
         for idx in range(levels - 1, 0, -1):
@@ -107,7 +171,9 @@ class CSPNeXtPAFPN(nn.Module):
         for idx in range(levels - 1):
             down = self.downsamples[idx](outs[-1])
             outs.append(self.bottom_up_blocks[idx](torch.cat([down, inner_outs[idx + 1]], 1)))
-        return outs[1], outs[2]
+        if self.out_convs is not None:
+            outs = [conv(out) for conv, out in zip(self.out_convs, outs, strict=True)]
+        return outs
 
 
 class RTMWHead(nn.Module):

@@ -73,6 +73,7 @@ class RTMWConfig:
     num_state_tensors: int | None = None
     description: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    task: str = "pose"  # the model family's job (RTMDetConfig says "detect")
 
     @property
     def stem_channels(self) -> int:

@@ -1,4 +1,5 @@
-"""PyTorch adapter: the FP32 reference, run from an mmpose checkpoint.
+"""PyTorch adapter: the FP32 reference, run from an mmpose (pose) or mmdet (detector)
+checkpoint.
 
 The reference must be IEEE f32 everywhere: oneDNN's bf16/TF32 fast-math modes and
 cuDNN's TF32 convolutions (torch's default) are pinned off and read back.
@@ -26,16 +27,17 @@ class TorchRunner(Runtime):
 
     def _activate_impl(self) -> str:
         torch: Any = import_backend("torch", "torch")
-        from rtmw.models import load_checkpoint
+        from rtmw.models import any_model_from_contents, read_checkpoint
         from rtmw.models.inference import TorchInference, not_ieee
 
         if self.requested_device.startswith("cuda") and not torch.cuda.is_available():
             raise DeviceUnavailable("torch: CUDA requested but torch.cuda.is_available() is False")
         if self.threads and self.requested_device == "cpu":
             torch.set_num_threads(self.threads)
-        model, _ = load_checkpoint(
+        contents = read_checkpoint(
             self.artifact.file(self.artifact.manifest.io.get("file", "model.pth"))
         )
+        model, _ = any_model_from_contents(contents)
         self.inference = TorchInference(model.to(self.requested_device), self.requested_device)
         self.execution["reported"] = self.inference.switches
         if not_ieee(self.inference.switches):

@@ -82,6 +82,11 @@ def target_openvino_fp16(ctx: ExportContext, stage: Path) -> TargetOutput:
 BF16_KEPT_F32 = (
     "/head/mlp/", "/head/mlp2/", "/head/gau/", "/head/cls_x/", "/head/cls_y/", "/head/cls_z/",
 )  # fmt: skip
+# a person detector's prediction convs and what scales them to pixels (exp, × stride):
+# box distances reach hundreds of pixels, which bf16's 8 mantissa bits would round by
+# pixels; the rest of the network runs in bf16
+BF16_KEPT_F32_DETECTOR = ("/bbox_head/rtm_cls", "/bbox_head/rtm_reg", "/bbox_head/Exp",
+                          "/bbox_head/Mul")  # fmt: skip
 # the IR attribute that OpenVINO reads as "keep this node's precision" (DisableFP16Compression,
 # serialised as "precise"); the CPU plugin then leaves the node in f32 under a bf16 hint
 PRECISE_ATTRIBUTE = "precise"
@@ -130,7 +135,9 @@ def mark_precise(xml: Path, prefixes: tuple[str, ...]) -> int:
 def target_openvino_bf16(ctx: ExportContext, stage: Path) -> TargetOutput:
     ov: Any = import_backend("openvino", "openvino")
     output = _openvino_ir(ctx, stage, fp16=False)
-    marked = mark_precise(stage / "model.xml", BF16_KEPT_F32)
+    kept_f32 = BF16_KEPT_F32_DETECTOR if ctx.config.task == "detect" else BF16_KEPT_F32
+    what = "detection head's predictions" if ctx.config.task == "detect" else "SimCC head"
+    marked = mark_precise(stage / "model.xml", kept_f32)
     reread = ov.Core().read_model(str(stage / "model.xml"))
     kept = sum(
         any("precision" in key.lower() or "fp16" in key.lower() for key in op.get_rt_info())
@@ -139,12 +146,12 @@ def target_openvino_bf16(ctx: ExportContext, stage: Path) -> TargetOutput:
     if marked == 0 or kept < marked:
         raise RtmwError(
             f"openvino-bf16: OpenVINO {ov.get_version()} kept {kept} of {marked} f32 marks on "
-            "the SimCC head; the head would run in bf16"
+            f"the {what}; they would run in bf16"
         )
     output.options.update(
         {
             "execution": "bf16 (INFERENCE_PRECISION_HINT), marked nodes f32",
-            "kept_f32_patterns": list(BF16_KEPT_F32),
+            "kept_f32_patterns": list(kept_f32),
             "f32_marked_layers": marked,
             "f32_mark": f"IR rt_info attribute {PRECISE_ATTRIBUTE!r}",
         }

@@ -1,0 +1,272 @@
+"""The RTMDet person detector: mmdet's layout loaded strictly, mmdet's test pipeline and
+decode reproduced, exported through the registry and verified on decoded boxes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import has_module
+
+from rtmw.errors import CheckpointError, InputError, NotRTMWError, StateDictMismatch
+from rtmw.models import (
+    DETECTOR_ZOO,
+    build,
+    build_detector,
+    load_checkpoint,
+    load_detector,
+    save_checkpoint,
+    save_detector_checkpoint,
+)
+from rtmw.models.rtmdet import RTMDetConfig
+from rtmw.outputs import ModelOutputs
+from rtmw.pipeline.detect import (
+    DecodeSettings,
+    DetectorSpec,
+    Letterbox,
+    decode_detections,
+    letterbox,
+    nms,
+    person_boxes,
+    rescale_size,
+    resize_linear,
+)
+
+needs_onnx = pytest.mark.skipif(not has_module("onnxruntime"), reason="onnxruntime not installed")
+
+
+@pytest.fixture(scope="module")
+def nano_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("rtmdet")
+    return save_detector_checkpoint(build_detector("rtmdet-nano-person", seed=1),
+                                    out / "rtmdet_nano_random.pth")  # fmt: skip
+
+
+# parameters as mmdet's README publishes them (millions; person heads have 1 class)
+PUBLISHED_PARAMS = {"rtmdet-s": 8.89, "rtmdet-m": 24.71, "rtmdet-l": 52.3, "rtmdet-x": 94.86,
+                    "rtmdet-nano-person": 0.99}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS))
+def test_architecture_matches_published_parameter_counts(name: str) -> None:
+    with torch.device("meta"):
+        model = DETECTOR_ZOO[name]
+        from rtmw.models.rtmdet import RTMDet
+
+        count = sum(p.numel() for p in RTMDet(model).parameters())  # shared convs once
+    published = PUBLISHED_PARAMS[name]
+    digits = len(str(published).split(".")[1])  # as many decimals as the README gives
+    assert round(count / 1e6, digits) == published
+
+
+@pytest.mark.parametrize("name", ["rtmdet-nano-person", "rtmdet-m-person", "rtmdet-tiny"])
+def test_mmdet_layout_loads_strictly_and_is_named_from_shapes(name: str, tmp_path: Path) -> None:
+    model = build_detector(name, seed=0)
+    path = save_detector_checkpoint(model, tmp_path / "det.pth")
+    raw = torch.load(path, weights_only=True)
+    keys = raw["state_dict"]
+    assert ("bbox_head.rtm_cls.0.weight" in keys and "neck.out_convs.2.conv.weight" in keys) or (
+        "neck.out_convs.2.depthwise_conv.conv.weight" in keys
+    )
+    assert raw["meta"]["dataset_meta"]["classes"][0] == "person"
+    loaded, config = load_detector(path)
+    assert config.name == name and config.exp_on_reg == DETECTOR_ZOO[name].exp_on_reg
+    frame = torch.randn(1, 3, config.input_size[1], config.input_size[0])
+    with torch.no_grad():
+        for a, b in zip(model(frame), loaded(frame), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_shared_head_convs_are_seen_in_the_tensors(tmp_path: Path) -> None:
+    path = save_detector_checkpoint(build_detector("rtmdet-m-person", seed=2), tmp_path / "m.pth")
+    state = torch.load(path, weights_only=True)["state_dict"]
+    assert torch.equal(state["bbox_head.cls_convs.0.0.conv.weight"],
+                       state["bbox_head.cls_convs.2.0.conv.weight"])  # fmt: skip
+    assert load_detector(path)[1].share_conv
+    # levels with their own convs are another (custom) configuration, still strict
+    state["bbox_head.cls_convs.2.0.conv.weight"] = (
+        state["bbox_head.cls_convs.2.0.conv.weight"].clone() + 1
+    )
+    torch.save({"meta": {}, "state_dict": state}, tmp_path / "unshared.pth")
+    _, config = load_detector(tmp_path / "unshared.pth")
+    assert not config.share_conv and config.name.startswith("rtmdet-custom")
+
+
+def test_exp_on_reg_comes_from_the_files_config_when_it_says(tmp_path: Path) -> None:
+    cfg = "model = dict(bbox_head=dict(exp_on_reg=False))"  # mmengine's meta["cfg"] text
+    model = build_detector("rtmdet-m-person", seed=3)
+    path = save_detector_checkpoint(model, tmp_path / "m.pth", meta={"cfg": cfg})
+    assert load_detector(path)[1].exp_on_reg is False
+
+
+def test_pose_and_detector_checkpoints_are_not_confused(
+    nano_checkpoint: Path, tmp_path: Path
+) -> None:
+    pose = save_checkpoint(build("rtmw-demo-256x192", seed=0), tmp_path / "pose.pth")
+    with pytest.raises(NotRTMWError, match=r"mmpose pose checkpoint.*not a detector"):
+        load_detector(pose)
+    with pytest.raises(NotRTMWError, match=r"mmdet detector checkpoint.*not a pose model"):
+        load_checkpoint(nano_checkpoint)
+    state = torch.load(nano_checkpoint, weights_only=True)["state_dict"]
+    state.pop("bbox_head.rtm_reg.1.bias")
+    torch.save({"state_dict": state}, tmp_path / "cut.pth")
+    with pytest.raises(StateDictMismatch, match=r"missing 1: bbox_head\.rtm_reg\.1\.bias"):
+        load_detector(tmp_path / "cut.pth")
+    other = {k.replace("rtm_cls", "gfl_cls"): v for k, v in state.items()}
+    torch.save({"state_dict": other}, tmp_path / "gfl.pth")
+    with pytest.raises(NotRTMWError, match="another family"):
+        load_detector(tmp_path / "gfl.pth")
+
+
+def test_inspect_names_a_detector(nano_checkpoint: Path, tmp_path: Path) -> None:
+    from rtmw.cli.inspect import main
+
+    result = CliRunner().invoke(main, [str(nano_checkpoint), "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"model": "rtmdet-nano-person"' in result.output
+    assert '"task": "person detector"' in result.output
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    bad = CliRunner().invoke(main, [str(tmp_path / "junk.pth")])
+    assert bad.exit_code == 1 and bad.output.count("\n") == 1 and "error:" in bad.output
+
+
+# -- pre-processing -------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", range(4))
+def test_resize_is_opencv_inter_linear_bit_for_bit(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    sizes = [(*rng.integers(2, 900, 2),), (2160, 3840), (37, 1300), (640, 640)]
+    for height, width in sizes:
+        image = rng.integers(0, 256, (int(height), int(width), 3), dtype=np.uint8)
+        new_w, new_h, _ = rescale_size(int(width), int(height), (640, 640))
+        ours = resize_linear(image, new_w, new_h)
+        theirs = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_letterbox_is_mmdets_resize_pad_and_normalise() -> None:
+    spec = DetectorSpec(input_size=(640, 640), num_classes=1, person_class=0)
+    frame = np.full((500, 1000, 3), 200, np.uint8)
+    tensor, placed = letterbox(frame, spec)
+    assert tensor.shape == (1, 3, 640, 640) and tensor.dtype == np.float32
+    assert placed.resized == (640, 320) and placed.scale_x == 0.64 and placed.scale_y == 0.64
+    mean, std = np.array(spec.mean_bgr), np.array(spec.std_bgr)
+    np.testing.assert_allclose(tensor[0, :, 100, 100], (200 - mean) / std, rtol=1e-6)
+    np.testing.assert_allclose(tensor[0, :, 400, 100], (114 - mean) / std, rtol=1e-6)  # pad
+    # mmcv's rounding of the new size: int(x * factor + 0.5)
+    assert rescale_size(1001, 333, (640, 640))[:2] == (640, 213)
+    for bad in (np.zeros((10, 10, 3), np.float32), np.zeros((10, 10), np.uint8), [[1]]):
+        with pytest.raises(InputError, match="frame must be"):
+            letterbox(bad, spec)  # type: ignore[arg-type]
+
+
+# -- decoding -------------------------------------------------------------------------------
+def _outputs(classes: int, size: int = 64, logit: float = -12.0) -> dict[str, np.ndarray]:
+    arrays = {}
+    for stride in (8, 16, 32):
+        cells = size // stride
+        arrays[f"cls_score_s{stride}"] = np.full((1, classes, cells, cells), logit, np.float32)
+        arrays[f"bbox_pred_s{stride}"] = np.full((1, 4, cells, cells), 4.0, np.float32)
+    return arrays
+
+
+def test_decode_reproduces_mmdets_priors_distances_nms_and_rescale() -> None:
+    spec = DetectorSpec(input_size=(64, 64), num_classes=80, person_class=0)
+    arrays = _outputs(80)
+    # a person at stride-8 cell (row 2, col 3): prior (24, 16), distances l,t,r,b
+    arrays["cls_score_s8"][0, 0, 2, 3] = 3.0
+    arrays["bbox_pred_s8"][0, :, 2, 3] = [10, 6, 20, 30]
+    # a weaker person overlapping it (suppressed at IoU > 0.65) and a car over it (kept by
+    # class-aware NMS, then dropped by the person filter)
+    arrays["cls_score_s8"][0, 0, 2, 4] = 1.0
+    arrays["bbox_pred_s8"][0, :, 2, 4] = [18, 6, 12, 30]
+    arrays["cls_score_s8"][0, 2, 2, 3] = 4.0
+    # a person with zero width (dropped by min_bbox_size 0)
+    arrays["cls_score_s16"][0, 0, 1, 1] = 2.0
+    arrays["bbox_pred_s16"][0, :, 1, 1] = [0, 5, 0, 5]
+    placed = Letterbox(0.5, 0.5, (64, 64), (128, 128))  # the frame was twice the input
+    everything = decode_detections(ModelOutputs(arrays), spec, [placed], person_only=False)[0]
+    assert sorted(everything.labels.tolist()) == [0, 2]
+    (found,) = decode_detections(ModelOutputs(arrays), spec, [placed])
+    assert len(found) == 1 and found.labels[0] == 0
+    np.testing.assert_allclose(found.boxes[0], np.array([14, 10, 44, 46]) * 2, rtol=1e-6)
+    assert found.scores[0] == pytest.approx(1 / (1 + np.exp(-3.0)), rel=1e-6)
+    # clipping to the network input before rescaling (mmcv's Pad sets img_shape to it)
+    arrays["bbox_pred_s8"][0, :, 2, 3] = [100, 100, 100, 100]
+    (clipped,) = decode_detections(ModelOutputs(arrays), spec, [placed])
+    np.testing.assert_allclose(clipped.boxes[0], [0, 0, 128, 128])
+
+
+def test_decode_threshold_topk_and_max_per_image() -> None:
+    spec = DetectorSpec(input_size=(64, 64), num_classes=1, person_class=0)
+    placed = [Letterbox(1.0, 1.0, (64, 64), (64, 64))]
+    empty = decode_detections(ModelOutputs(_outputs(1)), spec, placed)[0]
+    assert len(empty) == 0 and empty.boxes.shape == (0, 4)  # nothing above 0.001
+    crowd = _outputs(1, logit=5.0)
+    for stride in (8, 16, 32):  # every prior a 2×2 box around itself
+        crowd[f"bbox_pred_s{stride}"][:] = 1.0
+    (found,) = decode_detections(ModelOutputs(crowd), spec, placed)
+    # the 16 + 4 coarser priors sit on stride-8 priors: the same boxes, suppressed (IoU 1)
+    assert len(found) == 64
+    (capped,) = decode_detections(ModelOutputs(crowd), spec, placed,
+                                  DecodeSettings(max_per_img=10, nms_pre=20))  # fmt: skip
+    assert len(capped) == 10
+    with pytest.raises(InputError, match="does not fit"):
+        decode_detections(ModelOutputs(_outputs(1, size=96)), spec, placed)
+
+
+def test_thousand_boxes_and_the_pose_handoff() -> None:
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 1000, (1000, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(20, 200, (1000, 2))], 1).astype(np.float32)
+    scores = rng.uniform(0, 1, 1000).astype(np.float32)
+    keep = nms(boxes, scores, 0.65)
+    assert len(keep) and np.all(np.diff(scores[keep]) <= 0)
+    from rtmw.pipeline.detect import Detections
+
+    handed = person_boxes(Detections(boxes, scores, np.zeros(1000, np.int64)))
+    assert handed.shape[1] == 4 and len(handed) <= len(keep)
+
+
+# -- export ---------------------------------------------------------------------------------
+@needs_onnx
+def test_detector_exports_through_the_registry_and_verifies_on_boxes(
+    nano_checkpoint: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from rtmw import runtimes
+    from rtmw.export import export
+
+    (result,) = export(nano_checkpoint, ["onnx"], tmp_path)
+    assert result.status == "ok", result.reason
+    manifest = json.loads((tmp_path / "onnx" / "artifact.json").read_text())
+    assert manifest["detector"]["num_classes"] == 1 and manifest["num_keypoints"] == 0
+    assert manifest["io"]["outputs"][0] == "cls_score_s8"
+    v = manifest["verification"]
+    assert v["matched"] >= 0.97 and v["reference_boxes"] > 0 and v["max_rel_diff"] < 1e-3
+    assert set(v["outputs"]) == set(manifest["io"]["outputs"])
+    with runtimes.open(tmp_path / "onnx") as runner:
+        frame = cv2.cvtColor(np.full((240, 320, 3), 90, np.uint8), cv2.COLOR_RGB2BGR)
+        spec = DetectorSpec.from_record(manifest["detector"], manifest["input_size"])
+        tensor, placed = letterbox(frame, spec)
+        (found,) = decode_detections(runner.infer(tensor), spec, [placed])
+        assert found.boxes.shape[1] == 4
+    (refused,) = export(nano_checkpoint, ["ort-int8"], tmp_path / "int8",
+                        calib=None)  # fmt: skip
+    assert refused.status == "failed" and "INT8 detector" in refused.reason
+
+
+def test_config_records_what_decoding_needs() -> None:
+    config: RTMDetConfig = DETECTOR_ZOO["rtmdet-tiny"]
+    spec = DetectorSpec.from_record(config.detector_record, config.input_size)
+    assert spec.num_classes == 80 and spec.person_class == 0 and spec.strides == (8, 16, 32)
+    with pytest.raises(CheckpointError):
+        from dataclasses import replace
+
+        from rtmw.models.detector_checkpoint import check_strides
+
+        check_strides(replace(config, input_size=(650, 640)))
