@@ -74,13 +74,13 @@ def test_fixed_batch_model_takes_any_batch_and_matches_onnx(fixed_batch2: Path) 
     rng = np.random.default_rng(0)
     crops = rng.standard_normal((5, 3, 256, 192)).astype(np.float32)
     with runtimes.open(fixed_batch2 / "onnx") as reference:
-        ref_x, ref_y = reference(crops)
+        ref_x, ref_y = reference(crops).unpack("simcc_x", "simcc_y")
     with runtimes.open(fixed_batch2 / "litert-fp32", threads=1) as runner:
         assert runner.fixed_batch == 2 and runner.loops_over_batch
         assert runner.execution["reported"]["delegate"] == "XNNPACK"
         assert runner.execution["reported"]["delegate_partitions"] > 0
         for count in (1, 2, 5):  # short, exact, and two chunks plus a padded one
-            simcc_x, simcc_y = runner(crops[:count])
+            simcc_x, simcc_y = runner(crops[:count]).unpack("simcc_x", "simcc_y")
             assert simcc_x.shape == (count, 133, 384) and simcc_y.shape == (count, 133, 512)
             np.testing.assert_allclose(simcc_x, ref_x[:count], atol=1e-3)
             np.testing.assert_allclose(simcc_y, ref_y[:count], atol=1e-3)
@@ -96,8 +96,9 @@ def test_builtin_kernels_without_xnnpack_give_the_same_result(fixed_batch2: Path
     with runtimes.open(fixed_batch2 / "litert-fp32", options=options) as builtin:
         assert builtin.execution["reported"]["delegate"] == "none (builtin)"
         slow = builtin(crops)
-    for a, b in zip(fast, slow, strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-3)
+    assert fast.names == slow.names
+    for name in fast:
+        np.testing.assert_allclose(fast[name], slow[name], atol=1e-3)
     with pytest.raises(UsageError, match="xnnpack must be on or off"):
         runtimes.open(fixed_batch2 / "litert-fp32", options={"xnnpack": "maybe"})
 
@@ -172,7 +173,8 @@ def test_executorch_program_chunks_batches_and_pins_its_thread_pool(tmp_path: Pa
     with runtimes.open(tmp_path / "executorch-fp32", threads=1) as runner:
         assert runner.execution["reported"]["threads"] == 1
         got = runner(crops)
-    for a, b in zip(got, expected, strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-3)
+    assert got.names == expected.names
+    for name in got:
+        np.testing.assert_allclose(got[name], expected[name], atol=1e-3)
     with pytest.raises(DeviceUnavailable, match="supports cpu"):
         runtimes.open(tmp_path / "executorch-fp32", device="cuda")

@@ -21,7 +21,7 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
-from rtmw.bench.entry import BenchEntry, ResultsDocument, as_document
+from rtmw.bench.entry import BenchEntry, ResultsDocument, as_document, as_entry
 from rtmw.errors import CrossHost, GateConfigError, NothingToGate
 from rtmw.keypoints import PARTS
 from rtmw.schemas import VerificationMode
@@ -240,6 +240,8 @@ def gate_entry(
     ref_run: ResultsDocument, cand_run: ResultsDocument, ref: BenchEntry,
     cand: BenchEntry, budgets: dict[str, Any],
 ) -> list[Check]:  # fmt: skip
+    ref_run, cand_run = as_document(ref_run), as_document(cand_run)
+    ref, cand = as_entry(ref), as_entry(cand)
     name = cand.name
     if not cand.ok:
         reason = f"candidate {cand.status}: {cand.reason}"
