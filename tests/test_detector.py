@@ -12,6 +12,7 @@ import torch
 from click.testing import CliRunner
 from conftest import has_module
 
+from rtmw.data.synthetic import SyntheticDataset
 from rtmw.errors import CheckpointError, InputError, NotRTMWError, StateDictMismatch
 from rtmw.models import (
     DETECTOR_ZOO,
@@ -270,3 +271,57 @@ def test_config_records_what_decoding_needs() -> None:
         from rtmw.models.detector_checkpoint import check_strides
 
         check_strides(replace(config, input_size=(650, 640)))
+
+
+@needs_onnx
+def test_bench_times_detector_frames_beside_pose_rows_and_scores_pose_on_its_boxes(
+    nano_checkpoint: Path, synthetic_val: SyntheticDataset, tmp_path: Path
+) -> None:
+    """A detector row (frames/s, box AP, a --dets file) next to a pose row, and the pose
+    model scored on that detector's boxes when --dets names the detector artifact."""
+    from conftest import small_demo
+
+    from rtmw.bench import BenchSettings, TimingPlan, bench, load_results
+    from rtmw.export import export
+
+    export(nano_checkpoint, ["onnx"], tmp_path / "det")
+    export(small_demo(), ["onnx"], tmp_path / "pose")
+    data = synthetic_val
+    plan = TimingPlan(warmup_s=0, seconds=None, iters=2, repeats=1)
+    settings = BenchSettings(
+        batches=(1, 2),
+        plan=plan,
+        image_dir=str(data.image_dir),
+        ann_file=str(data.ann_file),
+        draw=0,
+        limit=6,
+    )
+    run = bench([tmp_path / "det" / "onnx", tmp_path / "pose" / "onnx"], settings,
+                tmp_path / "r", progress=False)  # fmt: skip
+    detector, pose = run.entries
+    assert (detector.name, detector.task, pose.name, pose.task) == (
+        "det-onnx",
+        "detect",
+        "pose-onnx",
+        "pose",
+    )
+    assert detector.ok and detector.frames_per_s and detector.frames_per_s > 0
+    assert set(detector["latency"]) == {"1", "2"} and "e2e" not in detector
+    assert detector.detection is not None and 0.0 <= detector.detection["ap"] <= 1.0
+    assert (tmp_path / "r" / detector.detection["detections"]).is_file()
+    assert run.baseline is not None and run.baseline["artifact"] == "pose-onnx"
+    text = (tmp_path / "r" / "results.md").read_text()
+    assert "**Person detector**" in text and "rtmdet-nano-person" in text
+    on_boxes = bench([tmp_path / "pose" / "onnx"], BenchSettings(
+        batches=(1,), plan=plan, image_dir=str(data.image_dir),
+        ann_file=str(data.ann_file), det_file=str(tmp_path / "det" / "onnx"), draw=0,
+        limit=6), tmp_path / "r2", progress=False)  # fmt: skip
+    record = load_results(tmp_path / "r2").settings["data"]
+    assert record["box_source"] == "detector" and record["detector"]["target"] == "onnx"
+    (row,) = on_boxes.entries
+    assert row.ok or "no images with person boxes" in row.reason
+    with pytest.raises(Exception, match="a pose artifact, not a person detector"):
+        bench([tmp_path / "pose" / "onnx"], BenchSettings(
+            batches=(1,), plan=plan, image_dir=str(data.image_dir),
+            ann_file=str(data.ann_file), det_file=str(tmp_path / "pose" / "onnx")),
+            tmp_path / "r3", progress=False)  # fmt: skip

@@ -33,6 +33,11 @@ class BenchEntry(dict[str, Any]):
         return str(self.get("target") or self.name)
 
     @property
+    def task(self) -> str:
+        """'pose' (RTMW/RTMW3D rows) or 'detect' (person detector rows)."""
+        return str(self.get("task") or "pose")
+
+    @property
     def precision(self) -> str:
         return str(self.get("precision") or "?")
 
@@ -126,6 +131,19 @@ class BenchEntry(dict[str, Any]):
     def ap(self, part: str = "wholebody") -> float | None:
         figures = self.part(part)
         value = None if figures is None else figures.get("ap")
+        return None if value is None else float(value)
+
+    @property
+    def detection(self) -> dict[str, Any] | None:
+        """A detector row's person box AP (ap, ap50, ap75, ar100) and its detections file."""
+        figures: dict[str, Any] | None = self.get("detection")
+        return figures
+
+    @property
+    def frames_per_s(self) -> float | None:
+        """A detector row's frames per second, one frame end to end."""
+        frame = self.get("detect_frame") or {}
+        value = frame.get("frames_per_s")
         return None if value is None else float(value)
 
     @property

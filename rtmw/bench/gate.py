@@ -378,7 +378,7 @@ def _best_speed(entry: BenchEntry) -> float | None:
 def pick_reference(run: ResultsDocument) -> BenchEntry:
     """The FP32 entry of a run: onnx preferred, then any ok FP32 artifact."""
     run = as_document(run)
-    fp32 = [e for e in run.entries if e.precision == "fp32" and e.ok]
+    fp32 = [e for e in run.entries if e.precision == "fp32" and e.ok and e.task == "pose"]
     if not fp32:
         raise GateConfigError(f"{run.path}: no FP32 entry with status ok to use as reference")
     fp32.sort(key=lambda e: (e.target != "onnx", e.name))
@@ -411,7 +411,8 @@ def gate(
         if missing:
             raise GateConfigError(f"no entries {sorted(missing)} in {cand_run.path}")
     else:
-        entries = [e for e in cand_run.entries if e.precision != "fp32" and e is not ref]
+        entries = [e for e in cand_run.entries
+                   if e.precision != "fp32" and e is not ref and e.task == "pose"]  # fmt: skip
     if not entries:
         raise NothingToGate("nothing to gate: no candidate entries (non-FP32) in the run")
     from rtmw.host import describe

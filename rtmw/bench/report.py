@@ -107,6 +107,8 @@ def table_rows(results: ResultsDocument, run_label: str | None = None) -> list[l
     device = results.environment["device"]
     for entry in results.entries:
         status = entry.status_label if entry.ok else f"{entry.status}: {entry.reason}"
+        if entry.ok and entry.task == "detect":
+            status += " (detector)"
         batches = sorted(entry.get("latency") or {}, key=int) or ["–"]
         for batch in batches:
             lat = entry.latency(batch) or {}
@@ -209,8 +211,8 @@ def markdown(results_list: Sequence[ResultsDocument], gate: GateResult | None = 
     )
     return (
         "\n".join(
-            [*lines, "", legend, "", *_table_3d(results_list), *_stream_table(results_list),
-             *notes]
+            [*lines, "", legend, "", *_table_3d(results_list), *_detector_table(results_list),
+             *_stream_table(results_list), *notes]
         )
         + "\n"
     )  # fmt: skip
@@ -251,6 +253,42 @@ def _table_3d(results_list: Sequence[ResultsDocument]) -> list[str]:
         "ground-truth root depth through the annotation's camera, as mmpose's RTMW3D does."
     )
     return ["**3D (RTMW3D)**", "", *table(header, rows), "", note, ""]
+
+
+def _detector_table(results_list: Sequence[ResultsDocument]) -> list[str]:
+    """Person detector rows: what a frame costs before any pose crop, and its box AP."""
+    from rtmw.markdown import table
+
+    rows = []
+    for results in results_list:
+        for entry in results.entries:
+            if entry.task != "detect" or not entry.ok:
+                continue
+            frame = entry.get("detect_frame") or {}
+            stages = frame.get("stages_p50_ms") or {}
+            one = entry.latency(1) or {}
+            det = entry.detection or {}
+            rows.append([
+                entry.route, entry.precision, str(entry.get("model", "")),
+                _fmt(one.get("p50"), 2), _fmt((frame.get("e2e") or {}).get("p50"), 2),
+                " / ".join(_fmt(stages.get(k), 2) for k in ("letterbox", "inference", "decode")),
+                _fmt(entry.frames_per_s), _fmt(entry.size_mb),
+                _fmt(100 * det["ap"]) if "ap" in det else "–",
+                _fmt(100 * det["ap50"]) if "ap50" in det else "–",
+                str(det.get("detections", "–")),
+            ])  # fmt: skip
+    if not rows:
+        return []
+    header = ["Detector", "Precision", "Model", "model ms (1 frame)", "frame ms p50",
+              "letterbox / infer / decode ms", "frames/s", "Size MB", "box AP", "AP50",
+              "detections (--dets)"]  # fmt: skip
+    note = (
+        "Person detector rows: one frame end to end is mmdet's letterbox, the model and the "
+        "decode (score_thr 0.001, NMS 0.65, 300 boxes), before any pose crop; box AP is COCO's "
+        "person box AP on the evaluation images (the detections file scores the pose model "
+        "with detector boxes through --dets)."
+    )
+    return ["**Person detector**", "", *table(header, rows), "", note, ""]
 
 
 def _stream_table(results_list: Sequence[ResultsDocument]) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +24,12 @@ from rtmw.bench.environment import RUNTIME_DEVICE, environment
 from rtmw.bench.peak import Peak, compute_precision, host_peak
 from rtmw.bench.report import render
 from rtmw.bench.stream import stream
-from rtmw.bench.timing import TimingPlan, time_frame, time_inference
+from rtmw.bench.timing import TimingPlan, _time_calls, summarize, time_frame, time_inference
 from rtmw.data.evalset import EvalSet, load_eval_set, read_image
 from rtmw.errors import MissingDependency, RtmwError, UsageError
 from rtmw.harness import AccuracyRun, fidelity, run_accuracy
 from rtmw.hashing import sha256_file
+from rtmw.pipeline.detect import DetectorSpec
 from rtmw.pipeline.draw import draw_poses
 from rtmw.pipeline.preprocess import preprocess
 from rtmw.pipeline.topdown import TopDown
@@ -91,6 +92,15 @@ class BenchSettings:
         if "batches" in values:
             values["batches"] = tuple(int(b) for b in values["batches"])
         return cls(**values)
+
+
+def _row_names(paths: list[Path]) -> dict[Path, str]:
+    """Each artifact's row name: its folder name, or parent-folder when two share one (a
+    detector's onnx beside the pose model's onnx)."""
+    counts: dict[str, int] = {}
+    for path in paths:
+        counts[path.name] = counts.get(path.name, 0) + 1
+    return {p: p.name if counts[p.name] == 1 else f"{p.parent.name}-{p.name}" for p in paths}
 
 
 def find_artifacts(paths: list[str | Path]) -> list[Path]:
@@ -214,11 +224,12 @@ def bench_artifact(
     out_dir: Path,
     *,
     speed: bool = True,
+    name: str | None = None,
 ) -> tuple[BenchEntry, AccuracyRun | None]:
     """One row: speed (unless ``speed`` is False: measured elsewhere) and accuracy."""
     manifest = artifact.manifest
     entry = BenchEntry({
-        "name": artifact.path.name,
+        "name": name or artifact.path.name,
         "path": str(artifact.path),
         "target": manifest.target,
         "format": manifest.format,
@@ -228,6 +239,7 @@ def bench_artifact(
         "size_mb": artifact.size_bytes / 1e6,
         "source_sha256": manifest.source.get("sha256"),
         "verification": verification_mode(manifest.verification),
+        "task": "detect" if manifest.detector else "pose",
     })  # fmt: skip
     rss_before = _rss_mb()
     reset_peak_rss()  # the row's peak starts here, not at the process's own high-water mark
@@ -245,6 +257,15 @@ def bench_artifact(
         entry["execution"] = dict(runtime.execution)  # the precision contract, read back
         entry["built_on"] = manifest.host.get("isa_class", "unrecorded")
         entry["loops_over_batch"] = runtime.loops_over_batch
+        if manifest.detector:  # a person detector: frames, boxes and box AP
+            if speed:
+                entry.update(measure_detector_speed(runtime, artifact, settings))
+            if eval_set is not None and not entry.latency_only:
+                entry.update(_detector_accuracy(runtime, artifact, eval_set, out_dir, entry.name))
+            if speed:
+                entry["rss_mb"] = _rss_mb()
+                entry["peak_rss_mb"] = _row_peak(load_peak, entry)
+            return entry, None
         if speed:
             entry.update(measure_speed(runtime, artifact, settings))
         accuracy = None
@@ -316,6 +337,98 @@ def measure_speed(runtime: Runtime, artifact: Artifact, settings: BenchSettings)
     return figures
 
 
+def detections_from_artifact(
+    path: Path, settings: BenchSettings, out: Path, *, progress: bool = True
+) -> tuple[Path, dict[str, Any]]:
+    """Run a detector artifact over the evaluation images (those with annotated persons,
+    the images pose AP is scored on): its --dets file and its person box AP."""
+    from rtmw.harness.detection import person_boxes_ap, write_detections
+
+    artifact = read_artifact(path)
+    if not artifact.manifest.detector:
+        raise UsageError(f"--dets {path}: a pose artifact, not a person detector")
+    gt = load_eval_set(settings.image_dir or "", settings.ann_file or "", None,
+                       limit=settings.limit)  # fmt: skip
+    images = {item.image_id: item.path for item in gt.items}
+    with runtimes.open(artifact, device=settings.device, threads=settings.threads) as runtime:
+        box_ap, found = person_boxes_ap(runtime.infer, detector_spec(artifact), gt.ann_file,
+                                        images, progress=progress)  # fmt: skip
+        device = runtime.device
+    written = write_detections(found, out / "detections" / f"{path.name}.json")
+    logger.info("%s: person box AP %.3f on %d images", path.name, box_ap.ap, len(images))
+    return written, {"artifact": str(path), "target": artifact.manifest.target,
+                     "precision": artifact.manifest.precision, "device_used": device,
+                     "detections": str(written.relative_to(out)), **box_ap.to_dict()}  # fmt: skip
+
+
+def detector_spec(artifact: Artifact) -> DetectorSpec:
+    manifest = artifact.manifest
+    return DetectorSpec.from_record(manifest.detector or {}, manifest.input_size)
+
+
+def synthetic_frames(count: int, seed: int) -> list[np.ndarray]:
+    """Fixed synthetic frames with people (the same bytes for the same seed)."""
+    from rtmw.data.synthetic import render_image
+
+    return [render_image(np.random.default_rng([seed, 500 + i]), i + 1, 1)[0]
+            for i in range(count)]  # fmt: skip
+
+
+def measure_detector_speed(
+    runtime: Runtime, artifact: Artifact, settings: BenchSettings
+) -> dict[str, Any]:
+    """A detector row's speed: model-only latency per batch of letterboxed frames, and one
+    frame end to end (letterbox → inference → decode with mmdet's test_cfg)."""
+    from rtmw.harness.detection import frame_batch
+    from rtmw.pipeline.detect import decode_detections, letterbox
+
+    spec = detector_spec(artifact)
+    frames = synthetic_frames(max(settings.batches), settings.seed)
+    batch_inputs = frame_batch(spec, frames)
+    figures: dict[str, Any] = {"threads": runtime.threads, "latency": {}}
+    for batch in settings.batches:
+        reset_peak_rss()
+        stats = time_inference(runtime.infer, batch_inputs[:batch], settings.plan)
+        figures["latency"][str(batch)] = {**stats.to_dict(), "peak_rss_mb": peak_rss_mb()}
+    frame = frames[0]
+    stages: dict[str, list[float]] = {"letterbox": [], "inference": [], "decode": []}
+
+    def one_frame() -> None:
+        t0 = time.perf_counter_ns()
+        tensor, placed = letterbox(frame, spec)
+        t1 = time.perf_counter_ns()
+        outputs = runtime.infer(tensor)
+        t2 = time.perf_counter_ns()
+        decode_detections(outputs, spec, [placed])
+        t3 = time.perf_counter_ns()
+        for name, took in zip(stages, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+            stages[name].append(took / 1e6)
+
+    reset_peak_rss()
+    whole = summarize(_time_calls(one_frame, settings.plan), 1)
+    figures["detect_frame"] = {
+        "frame_size": [int(frame.shape[1]), int(frame.shape[0])],
+        "e2e": whole.to_dict(),
+        "frames_per_s": whole.throughput,
+        "stages_p50_ms": {name: float(np.median(v)) for name, v in stages.items()},
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    return figures
+
+
+def _detector_accuracy(
+    runtime: Runtime, artifact: Artifact, eval_set: EvalSet, out_dir: Path, name: str
+) -> dict[str, Any]:
+    """Person box AP over the evaluation images, and the detections as a --dets file."""
+    from rtmw.harness.detection import person_boxes_ap, write_detections
+
+    images = {item.image_id: item.path for item in eval_set.items}
+    box_ap, found = person_boxes_ap(runtime.infer, detector_spec(artifact), eval_set.ann_file,
+                                    images)  # fmt: skip
+    written = write_detections(found, out_dir / "detections" / f"{name}.json")
+    return {"detection": {**box_ap.to_dict(), "detections": str(written.relative_to(out_dir))}}
+
+
 def _macs(model: str) -> int | None:
     """MACs per crop of the artifact's configuration (None for a name the zoo lacks)."""
     from rtmw.errors import RtmwError as _Unknown
@@ -339,22 +452,22 @@ def _rate(crops_per_s: float, macs: int | None, peak: Peak | None) -> dict[str, 
 
 
 # what an accuracy run adds to a row (the speed figures come from the isolated child)
-ACCURACY_KEYS = ("accuracy", "accuracy_refused", "predictions", "images")
+ACCURACY_KEYS = ("accuracy", "accuracy_refused", "predictions", "images", "detection")
 
 
 def _child_entry(
-    path: str, settings: BenchSettings, out_dir: str, run_log: str | None
+    path: str, settings: BenchSettings, out_dir: str, run_log: str | None, name: str
 ) -> dict[str, Any]:
     from rtmw.logs import attach_run_log, setup_logging
 
     setup_logging(0, quiet=True)  # ours: errors; the rest into the parent's run log
     if run_log is not None:
         attach_run_log(run_log)
-    entry, _ = bench_artifact(read_artifact(path), settings, None, Path(out_dir))
+    entry, _ = bench_artifact(read_artifact(path), settings, None, Path(out_dir), name=name)
     return entry
 
 
-def _bench_in_child(path: Path, settings: BenchSettings, out_dir: Path) -> BenchEntry:
+def _bench_in_child(path: Path, settings: BenchSettings, out_dir: Path, name: str) -> BenchEntry:
     """``bench_artifact`` (speed only) in a freshly spawned interpreter: the row's peak RSS
     is then its own, not the residue of the rows (and the evaluation set) before it."""
     import multiprocessing
@@ -366,7 +479,8 @@ def _bench_in_child(path: Path, settings: BenchSettings, out_dir: Path) -> Bench
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         entry = BenchEntry(pool.submit(
-            _child_entry, str(path), settings, str(out_dir), None if log is None else str(log)
+            _child_entry, str(path), settings, str(out_dir), None if log is None else str(log),
+            name,
         ).result())  # fmt: skip
     entry["isolated"] = True
     return entry
@@ -406,7 +520,7 @@ def _baseline(
 ) -> dict[str, Any] | None:
     """onnxruntime FP32, one crop at a time, end to end on the same frame."""
     for entry in entries:
-        if entry.ok and entry.target == BASELINE_TARGET:
+        if entry.ok and entry.target == BASELINE_TARGET and entry.task == "pose":
             artifact = artifacts[entry.name]
             with runtimes.open(artifact, device="cpu", threads=settings.threads) as runtime:
                 _, frame, boxes = fixed_inputs(
@@ -438,36 +552,45 @@ def bench(
     out = Path(out_dir)
     env = environment(settings.device)
     paths = find_artifacts(list(artifact_paths))
+    names = _row_names(paths)
     eval_set = None
+    detector_run: dict[str, Any] | None = None
     if settings.ann_file:
         if not settings.image_dir:
             raise UsageError("--ann needs --images (the image folder)")
+        if settings.det_file and (Path(settings.det_file) / "artifact.json").is_file():
+            # --dets names a detector artifact: detect first, then pose on its boxes
+            det_file, detector_run = detections_from_artifact(Path(settings.det_file), settings,
+                                                              out, progress=progress)  # fmt: skip
+            settings = replace(settings, det_file=str(det_file))
         eval_set = load_eval_set(
-            settings.image_dir, settings.ann_file, settings.det_file, limit=settings.limit
-        )
+            settings.image_dir or "", settings.ann_file or "", settings.det_file,
+            limit=settings.limit,
+        )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     entries: list[BenchEntry] = []
     runs: dict[str, AccuracyRun] = {}
     opened: dict[str, Artifact] = {}
     for path in tqdm(paths, desc="bench", unit="artifact", disable=not progress):
+        name = names[path]
         try:
             artifact = read_artifact(path)
-            opened[artifact.path.name] = artifact
+            opened[name] = artifact
             if settings.isolate:
-                entry, accuracy = _bench_in_child(path, settings, out), None
+                entry, accuracy = _bench_in_child(path, settings, out, name), None
                 if eval_set is not None and entry.ok:
                     scored, accuracy = bench_artifact(artifact, settings, eval_set, out,
-                                                      speed=False)  # fmt: skip
+                                                      speed=False, name=name)  # fmt: skip
                     entry.update({k: scored[k] for k in ACCURACY_KEYS if k in scored})
             else:
-                entry, accuracy = bench_artifact(artifact, settings, eval_set, out)
+                entry, accuracy = bench_artifact(artifact, settings, eval_set, out, name=name)
             if accuracy is not None:
                 runs[entry.name] = accuracy
         except Exception as exc:
             logger.debug("artifact %s failed", path, exc_info=True)
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
             entry = BenchEntry(
-                {"name": path.name, "path": str(path), "status": Status.FAILED, "reason": reason}
+                {"name": name, "path": str(path), "status": Status.FAILED, "reason": reason}
             )
         logger.info("%s: %s %s", entry.name, entry.status, entry.reason)
         entries.append(entry)
@@ -490,6 +613,8 @@ def bench(
     results = _results_document(
         name or out.name, env, settings, eval_set, reference_name, baseline, entries
     )
+    if detector_run is not None and results.settings.get("data"):
+        results["settings"]["data"]["detector"] = detector_run
     import json
 
     (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default) + "\n")

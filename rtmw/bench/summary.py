@@ -52,6 +52,8 @@ def compact_rows(results: ResultsDocument, gate: GateResult | None = None) -> li
     reference = reference_entry(results)
     rows: list[tuple[float, list[str]]] = []
     for entry in results.entries:
+        if entry.task == "detect":  # detectors have a table of their own (results.md)
+            continue
         name = entry.route
         if not entry.ok:
             rows.append((-1.0, [name, entry.get("precision", "–"),
@@ -108,7 +110,8 @@ def fastest_passing(results: ResultsDocument, gate: GateResult) -> str | None:
     """'fastest route that passed the gate: …' in words, or None when none passed."""
     verdicts = verdicts_by_candidate(gate)
     results = as_document(results)
-    passed = [e for e in results.entries if e.ok and verdicts.get(e.name) == "PASS"]
+    passed = [e for e in results.entries
+              if e.ok and e.task == "pose" and verdicts.get(e.name) == "PASS"]  # fmt: skip
     if not passed:
         return None
     best = max(passed, key=lambda e: best_e2e(e)[1] or 0.0)

@@ -6,6 +6,7 @@ training validation, the benchmark, the gates and calibration all see the same b
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import numpy as np
 
 from rtmw.data.wholebody import WholeBodyAnnotations, load_annotations, load_detections
 from rtmw.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,15 @@ def load_eval_set(
     items: list[BoxedImage] = []
     if det_file is not None:
         dets = load_detections(det_file)
+        outside = 0
         for image_id in image_ids:
-            found = dets.get(image_id, [])
+            width, height = anns.images[image_id].width, anns.images[image_id].height
+            listed = dets.get(image_id, [])
+            # a detector's box entirely off the frame (mmdet does not clip to the frame)
+            # cannot hold a person: dropped, and counted
+            found = [d for d in listed if d.bbox_xyxy[2] > 0 and d.bbox_xyxy[3] > 0
+                     and d.bbox_xyxy[0] < width and d.bbox_xyxy[1] < height]  # fmt: skip
+            outside += len(listed) - len(found)
             if found:
                 items.append(
                     BoxedImage(
@@ -78,6 +88,9 @@ def load_eval_set(
                         (anns.images[image_id].width, anns.images[image_id].height),
                     )
                 )
+        if outside:
+            logger.info("%s: %d detection(s) entirely outside their image dropped", det_file,
+                        outside)  # fmt: skip
     else:
         by_image: dict[int, list[np.ndarray]] = {}
         for person in anns.persons:
