@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,10 +20,13 @@ def main() -> None:
 @main.command("list", epilog="Example:\n\n\b\n  rtmw-zoo list")
 @verbosity
 def list_command(quiet: bool) -> None:
-    """Every registered model, its official file and what is known of its sha256."""
+    """Every registered model (pose models, then person detectors), its official file and
+    what is known of its sha256."""
+    from rtmw.models.rtmdet import DETECTOR_ZOO
     from rtmw.models.zoo import ZOO
 
-    for name, config in ZOO.items():
+    entries: list[tuple[str, Any]] = [*ZOO.items(), *DETECTOR_ZOO.items()]
+    for name, config in entries:
         official = config.official
         if official is None:
             known = "no official file"
@@ -71,10 +75,9 @@ def pull_command(
     sha256, resume a partial download, and never leave a partial file under the final name."""
     from tqdm import tqdm
 
-    from rtmw.models.download import pull
-    from rtmw.models.zoo import get_config
+    from rtmw.models.download import pull, zoo_config
 
-    get_config(name)  # an unknown name is one line before any network
+    zoo_config(name)  # an unknown name is one line before any network
     bar = tqdm(unit="B", unit_scale=True, desc=name, disable=quiet, leave=False)
 
     def progress(done: int, total: int | None) -> None:

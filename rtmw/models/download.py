@@ -23,11 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtmw.errors import DownloadFailed, UsageError
-from rtmw.models.zoo import get_config
+from rtmw.models.rtmdet import DETECTOR_ZOO, RTMDetConfig
+from rtmw.models.zoo import RTMWConfig, get_config
 
 logger = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
+
+
+def zoo_config(name: str) -> RTMWConfig | RTMDetConfig:
+    """A pose model's or a person detector's registry entry (one namespace for pulls)."""
+    return DETECTOR_ZOO[name] if name in DETECTOR_ZOO else get_config(name)
+
+
 MIRRORS_ENV = "RTMW_ZOO_MIRRORS"  # whitespace- or comma-separated base URLs, tried first
 
 
@@ -62,7 +70,7 @@ def expected_hash(name: str, sha256: str | None, allow_prefix: bool) -> Expected
         if not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise UsageError(f"--sha256 must be 64 hex digits, got {sha256!r}")
         return Expected(digest, "given")
-    official = get_config(name).official
+    official = zoo_config(name).official
     if official is not None and official.sha256:
         return Expected(official.sha256.lower(), "pinned in the zoo")
     if official is not None and official.sha256_prefix:
@@ -80,7 +88,7 @@ def expected_hash(name: str, sha256: str | None, allow_prefix: bool) -> Expected
 
 
 def sources_for(name: str, mirrors: Sequence[str], official: bool = True) -> list[str]:
-    config = get_config(name)
+    config = zoo_config(name)
     if config.official is None:
         raise UsageError(f"{name} has no official file to pull")
     file_name = config.official.file_name
@@ -149,7 +157,7 @@ def pull(
     progress: Callable[[int, int | None], None] | None = None,
 ) -> PullResult:
     """Download zoo model ``name`` into ``dest_dir`` under its official file name."""
-    config = get_config(name)
+    config = zoo_config(name)
     expected = expected_hash(name, sha256, allow_prefix)
     urls = sources_for(name, mirrors, official)
     assert config.official is not None
