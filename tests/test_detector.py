@@ -312,6 +312,7 @@ def test_bench_times_detector_frames_beside_pose_rows_and_scores_pose_on_its_box
     assert run.baseline is not None and run.baseline["artifact"] == "pose-onnx"
     text = (tmp_path / "r" / "results.md").read_text()
     assert "**Person detector**" in text and "rtmdet-nano-person" in text
+    assert "<h2>Person detector</h2>" in (tmp_path / "r" / "index.html").read_text()
     on_boxes = bench([tmp_path / "pose" / "onnx"], BenchSettings(
         batches=(1,), plan=plan, image_dir=str(data.image_dir),
         ann_file=str(data.ann_file), det_file=str(tmp_path / "det" / "onnx"), draw=0,

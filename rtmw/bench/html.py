@@ -11,7 +11,14 @@ from pathlib import Path
 
 from rtmw.bench.entry import ResultsDocument, as_document
 from rtmw.bench.gate import GateResult, explain_check
-from rtmw.bench.summary import COMPACT_HEADER, compact_note, compact_rows
+from rtmw.bench.summary import (
+    COMPACT_HEADER,
+    DETECTOR_HEADER,
+    DETECTOR_NOTE,
+    compact_note,
+    compact_rows,
+    detector_rows,
+)
 from rtmw.host import describe
 
 PLOTS = (
@@ -105,6 +112,14 @@ def _skeletons(results: ResultsDocument, out_dir: Path) -> str:
             f'<div class="skeletons">{"".join(figures)}</div>')  # fmt: skip
 
 
+def _detector_section(results: ResultsDocument) -> str:
+    rows = detector_rows([results])
+    if not rows:
+        return ""
+    return (f"<h2>Person detector</h2>{_table(DETECTOR_HEADER, rows)}"
+            f"<p>{html.escape(DETECTOR_NOTE)}</p>")  # fmt: skip
+
+
 def render_html(
     results: ResultsDocument,
     out_dir: Path,
@@ -138,6 +153,7 @@ def render_html(
 {_table(COMPACT_HEADER, compact_rows(results, gate))}
 <p>{html.escape(notes)}</p>
 {_gate_section(gate)}
+{_detector_section(results)}
 <h2>Plots</h2>{plots or "<p>No plots (matplotlib not installed: rtmw[plot]).</p>"}
 {_skeletons(results, out_dir)}
 <h2>Every figure</h2>

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rtmw.bench.entry import BenchEntry, ResultsDocument, as_document
-from rtmw.bench.summary import PART_COLUMNS, PART_LABELS, ap_points, compact_markdown
+from rtmw.bench.summary import (
+    DETECTOR_HEADER,
+    DETECTOR_NOTE,
+    PART_COLUMNS,
+    PART_LABELS,
+    ap_points,
+    compact_markdown,
+    detector_rows,
+)
 from rtmw.errors import DataError, MissingDependency
 from rtmw.schemas import RESULTS
 
@@ -256,39 +264,12 @@ def _table_3d(results_list: Sequence[ResultsDocument]) -> list[str]:
 
 
 def _detector_table(results_list: Sequence[ResultsDocument]) -> list[str]:
-    """Person detector rows: what a frame costs before any pose crop, and its box AP."""
     from rtmw.markdown import table
 
-    rows = []
-    for results in results_list:
-        for entry in results.entries:
-            if entry.task != "detect" or not entry.ok:
-                continue
-            frame = entry.get("detect_frame") or {}
-            stages = frame.get("stages_p50_ms") or {}
-            one = entry.latency(1) or {}
-            det = entry.detection or {}
-            rows.append([
-                entry.route, entry.precision, str(entry.get("model", "")),
-                _fmt(one.get("p50"), 2), _fmt((frame.get("e2e") or {}).get("p50"), 2),
-                " / ".join(_fmt(stages.get(k), 2) for k in ("letterbox", "inference", "decode")),
-                _fmt(entry.frames_per_s), _fmt(entry.size_mb),
-                _fmt(100 * det["ap"]) if "ap" in det else "–",
-                _fmt(100 * det["ap50"]) if "ap50" in det else "–",
-                str(det.get("detections", "–")),
-            ])  # fmt: skip
+    rows = detector_rows(results_list)
     if not rows:
         return []
-    header = ["Detector", "Precision", "Model", "model ms (1 frame)", "frame ms p50",
-              "letterbox / infer / decode ms", "frames/s", "Size MB", "box AP", "AP50",
-              "detections (--dets)"]  # fmt: skip
-    note = (
-        "Person detector rows: one frame end to end is mmdet's letterbox, the model and the "
-        "decode (score_thr 0.001, NMS 0.65, 300 boxes), before any pose crop; box AP is COCO's "
-        "person box AP on the evaluation images (the detections file scores the pose model "
-        "with detector boxes through --dets)."
-    )
-    return ["**Person detector**", "", *table(header, rows), "", note, ""]
+    return ["**Person detector**", "", *table(DETECTOR_HEADER, rows), "", DETECTOR_NOTE, ""]
 
 
 def _stream_table(results_list: Sequence[ResultsDocument]) -> list[str]:

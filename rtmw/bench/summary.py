@@ -4,7 +4,7 @@ results.md below it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rtmw.bench.entry import BenchEntry, ResultsDocument, as_document, as_entry
@@ -129,3 +129,43 @@ def fastest_passing(results: ResultsDocument, gate: GateResult) -> str | None:
         + (f"; whole-body AP {ap:.1f} vs {ref_ap:.1f} in FP32" if ap is not None
            and ref_ap is not None else "")
     )  # fmt: skip
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+DETECTOR_HEADER = [
+    "Detector", "Precision", "Model", "model ms (1 frame)", "frame ms p50",
+    "letterbox / infer / decode ms", "frames/s", "Size MB", "box AP", "AP50",
+    "detections (--dets)",
+]  # fmt: skip
+DETECTOR_NOTE = (
+    "Person detector rows: one frame end to end is mmdet's letterbox, the model and the "
+    "decode (score_thr 0.001, NMS 0.65, 300 boxes), before any pose crop; box AP is COCO's "
+    "person box AP on the evaluation images (the detections file scores the pose model "
+    "with detector boxes through --dets)."
+)
+
+
+def detector_rows(results_list: Sequence[ResultsDocument]) -> list[list[str]]:
+    """Person detector rows: what a frame costs before any pose crop, and its box AP."""
+    rows = []
+    for results in results_list:
+        for entry in as_document(results).entries:
+            if entry.task != "detect" or not entry.ok:
+                continue
+            frame = entry.get("detect_frame") or {}
+            stages = frame.get("stages_p50_ms") or {}
+            one = entry.latency(1) or {}
+            det = entry.detection or {}
+            rows.append([
+                entry.route, entry.precision, str(entry.get("model", "")),
+                _num(one.get("p50"), 2), _num((frame.get("e2e") or {}).get("p50"), 2),
+                " / ".join(_num(stages.get(k), 2) for k in ("letterbox", "inference", "decode")),
+                _num(entry.frames_per_s), _num(entry.size_mb),
+                _num(100 * det["ap"]) if "ap" in det else "–",
+                _num(100 * det["ap50"]) if "ap50" in det else "–",
+                str(det.get("detections", "–")),
+            ])  # fmt: skip
+    return rows
