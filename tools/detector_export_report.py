@@ -45,6 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     header = ["Target", "Precision", "Model", "max rel |Δ|", "boxes matched", "IoU p50",
               "IoU min", "score |Δ| p99", "tolerance", "verified on"]  # fmt: skip
+
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
