@@ -326,3 +326,13 @@ def test_bench_times_detector_frames_beside_pose_rows_and_scores_pose_on_its_box
             batches=(1,), plan=plan, image_dir=str(data.image_dir),
             ann_file=str(data.ann_file), det_file=str(tmp_path / "pose" / "onnx")),
             tmp_path / "r3", progress=False)  # fmt: skip
+
+
+def test_nms_stopping_at_max_keep_keeps_what_a_full_pass_keeps_first() -> None:
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(0, 300, (2000, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 60, (2000, 2))], 1).astype(np.float32)
+    scores = rng.uniform(0, 1, 2000).astype(np.float32)
+    full = nms(boxes, scores, 0.65)
+    assert len(full) > 300
+    np.testing.assert_array_equal(nms(boxes, scores, 0.65, max_keep=300), full[:300])

@@ -294,6 +294,11 @@ def _summary(results: ResultsDocument) -> None:
         line = f"{entry.name:<16} {entry.status}"
         if not entry.ok:
             line += f": {entry.reason}"
+        elif entry.task == "detect":
+            fps = entry.frames_per_s
+            line += f"  {fps:.1f} frames/s (detector, one frame e2e)" if fps else "  (detector)"
+            if entry.detection:
+                line += f"  person box AP {100 * entry.detection['ap']:.1f}"
         else:
             best = entry.best_persons_per_s()
             line += f"  {best:.1f} persons/s e2e" if best is not None else ""

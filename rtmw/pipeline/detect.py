@@ -234,14 +234,18 @@ def priors(size: tuple[int, int], stride: int) -> np.ndarray:
     return np.stack([grid_x.ravel(), grid_y.ravel()], axis=1)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_thr: float) -> np.ndarray:
+def nms(
+    boxes: np.ndarray, scores: np.ndarray, iou_thr: float, max_keep: int | None = None
+) -> np.ndarray:
     """Indices kept, best score first: a box whose IoU with a kept one exceeds ``iou_thr``
-    is suppressed (mmcv's nms, offset 0: areas are (x2 − x1)·(y2 − y1))."""
+    is suppressed (mmcv's nms, offset 0: areas are (x2 − x1)·(y2 − y1)). ``max_keep`` stops
+    after that many: whether a box is kept depends only on better-scored kept boxes, so the
+    first ``max_keep`` are exactly those a full pass would keep first."""
     order = np.argsort(-scores, kind="stable")
     x1, y1, x2, y2 = (boxes[:, i] for i in range(4))
     areas = (x2 - x1) * (y2 - y1)
     keep: list[int] = []
-    while order.size:
+    while order.size and (max_keep is None or len(keep) < max_keep):
         best = int(order[0])
         keep.append(best)
         rest = order[1:]
@@ -254,13 +258,17 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_thr: float) -> np.ndarray:
 
 
 def batched_nms(
-    boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_thr: float
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    iou_thr: float,
+    max_keep: int | None = None,
 ) -> np.ndarray:
     """Class-aware NMS: boxes of different classes never suppress each other."""
     if not len(boxes):
         return np.zeros(0, np.int64)
     offset = labels.astype(np.float32)[:, None] * (float(boxes.max()) + 1.0)
-    return nms(boxes + offset, scores, iou_thr)
+    return nms(boxes + offset, scores, iou_thr, max_keep)
 
 
 def decode_detections(
@@ -317,7 +325,8 @@ def decode_detections(
             boxes[:, 3] - boxes[:, 1] > settings.min_bbox_size
         )
         found = Detections(boxes[wide], scores[wide], labels[wide])
-        keep = batched_nms(found.boxes, found.scores, found.labels, settings.iou_thr)
+        keep = batched_nms(found.boxes, found.scores, found.labels, settings.iou_thr,
+                           settings.max_per_img)  # fmt: skip
         found = found.select(keep[: settings.max_per_img])
         if person_only:
             found = found.select(found.labels == spec.person_class)
