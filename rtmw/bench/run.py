@@ -24,7 +24,7 @@ from rtmw.bench.environment import RUNTIME_DEVICE, environment
 from rtmw.bench.peak import Peak, compute_precision, host_peak
 from rtmw.bench.report import render
 from rtmw.bench.stream import stream
-from rtmw.bench.timing import TimingPlan, _time_calls, summarize, time_frame, time_inference
+from rtmw.bench.timing import TimingPlan, time_frame, time_inference, time_stages
 from rtmw.data.evalset import EvalSet, load_eval_set, read_image
 from rtmw.errors import MissingDependency, RtmwError, UsageError
 from rtmw.harness import AccuracyRun, fidelity, run_accuracy
@@ -261,7 +261,8 @@ def bench_artifact(
             if speed:
                 entry.update(measure_detector_speed(runtime, artifact, settings))
             if eval_set is not None and not entry.latency_only:
-                entry.update(_detector_accuracy(runtime, artifact, eval_set, out_dir, entry.name))
+                entry["detection"] = _detect_and_score(runtime, artifact, eval_set, out_dir,
+                                                       entry.name)  # fmt: skip
             if speed:
                 entry["rss_mb"] = _rss_mb()
                 entry["peak_rss_mb"] = _row_peak(load_peak, entry)
@@ -342,23 +343,18 @@ def detections_from_artifact(
 ) -> tuple[Path, dict[str, Any]]:
     """Run a detector artifact over the evaluation images (those with annotated persons,
     the images pose AP is scored on): its --dets file and its person box AP."""
-    from rtmw.harness.detection import person_boxes_ap, write_detections
-
     artifact = read_artifact(path)
     if not artifact.manifest.detector:
         raise UsageError(f"--dets {path}: a pose artifact, not a person detector")
     gt = load_eval_set(settings.image_dir or "", settings.ann_file or "", None,
                        limit=settings.limit)  # fmt: skip
-    images = {item.image_id: item.path for item in gt.items}
     with runtimes.open(artifact, device=settings.device, threads=settings.threads) as runtime:
-        box_ap, found = person_boxes_ap(runtime.infer, detector_spec(artifact), gt.ann_file,
-                                        images, progress=progress)  # fmt: skip
+        record = _detect_and_score(runtime, artifact, gt, out, path.name, progress=progress)
         device = runtime.device
-    written = write_detections(found, out / "detections" / f"{path.name}.json")
-    logger.info("%s: person box AP %.3f on %d images", path.name, box_ap.ap, len(images))
-    return written, {"artifact": str(path), "target": artifact.manifest.target,
-                     "precision": artifact.manifest.precision, "device_used": device,
-                     "detections": str(written.relative_to(out)), **box_ap.to_dict()}  # fmt: skip
+    logger.info("%s: person box AP %.3f on %d images", path.name, record["ap"], len(gt.items))
+    return out / record["detections"], {"artifact": str(path), "target": artifact.manifest.target,
+                                        "precision": artifact.manifest.precision,
+                                        "device_used": device, **record}  # fmt: skip
 
 
 def detector_spec(artifact: Artifact) -> DetectorSpec:
@@ -391,42 +387,36 @@ def measure_detector_speed(
         stats = time_inference(runtime.infer, batch_inputs[:batch], settings.plan)
         figures["latency"][str(batch)] = {**stats.to_dict(), "peak_rss_mb": peak_rss_mb()}
     frame = frames[0]
-    stages: dict[str, list[float]] = {"letterbox": [], "inference": [], "decode": []}
-
-    def one_frame() -> None:
-        t0 = time.perf_counter_ns()
-        tensor, placed = letterbox(frame, spec)
-        t1 = time.perf_counter_ns()
-        outputs = runtime.infer(tensor)
-        t2 = time.perf_counter_ns()
-        decode_detections(outputs, spec, [placed])
-        t3 = time.perf_counter_ns()
-        for name, took in zip(stages, (t1 - t0, t2 - t1, t3 - t2), strict=True):
-            stages[name].append(took / 1e6)
-
     reset_peak_rss()
-    whole = summarize(_time_calls(one_frame, settings.plan), 1)
+    whole, stages = time_stages(
+        [("letterbox", lambda _: letterbox(frame, spec)),
+         ("inference", lambda placed: (placed[1], runtime.infer(placed[0]))),
+         ("decode", lambda done: decode_detections(done[1], spec, [done[0]])[0])],
+        1, settings.plan,
+    )  # fmt: skip
     figures["detect_frame"] = {
         "frame_size": [int(frame.shape[1]), int(frame.shape[0])],
         "e2e": whole.to_dict(),
         "frames_per_s": whole.throughput,
-        "stages_p50_ms": {name: float(np.median(v)) for name, v in stages.items()},
+        "stages_p50_ms": stages,
         "peak_rss_mb": peak_rss_mb(),
     }
     return figures
 
 
-def _detector_accuracy(
-    runtime: Runtime, artifact: Artifact, eval_set: EvalSet, out_dir: Path, name: str
-) -> dict[str, Any]:
-    """Person box AP over the evaluation images, and the detections as a --dets file."""
+def _detect_and_score(
+    runtime: Runtime, artifact: Artifact, eval_set: EvalSet, out_dir: Path, name: str,
+    *, progress: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """Person box AP over the evaluation images, and the detections written as the --dets
+    file ``detections/<name>.json`` (its path, relative to ``out_dir``, in the record)."""
     from rtmw.harness.detection import person_boxes_ap, write_detections
 
     images = {item.image_id: item.path for item in eval_set.items}
     box_ap, found = person_boxes_ap(runtime.infer, detector_spec(artifact), eval_set.ann_file,
-                                    images)  # fmt: skip
+                                    images, progress=progress)  # fmt: skip
     written = write_detections(found, out_dir / "detections" / f"{name}.json")
-    return {"detection": {**box_ap.to_dict(), "detections": str(written.relative_to(out_dir))}}
+    return {**box_ap.to_dict(), "detections": str(written.relative_to(out_dir))}
 
 
 def _macs(model: str) -> int | None:

@@ -9,7 +9,7 @@ not hidden: it says how much a difference between two rows can be trusted.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -110,34 +110,41 @@ def time_inference(
     return summarize(_time_calls(lambda: infer(batch), plan), len(batch))
 
 
+Stage = tuple[str, Callable[[Any], Any]]
+
+
+def time_stages(
+    stages: Sequence[Stage], items: int, plan: TimingPlan
+) -> tuple[LatencyStats, dict[str, float]]:
+    """One call runs ``stages`` in order, each fed the previous one's result (the first gets
+    None); the whole call's statistics over ``items`` per call, and each stage's p50 over the
+    timed calls (warm-up excluded), so their sum and the whole describe the same calls."""
+    samples: dict[str, list[float]] = {name: [] for name, _ in stages}
+
+    def one_call() -> None:
+        value: Any = None
+        for name, stage in stages:
+            start = time.perf_counter_ns()
+            value = stage(value)
+            samples[name].append((time.perf_counter_ns() - start) / 1e6)
+
+    repeats = _time_calls(one_call, plan)
+    n_timed = sum(len(r) for r in repeats)
+    medians = {name: float(np.median(values[-n_timed:])) for name, values in samples.items()}
+    return summarize(repeats, items), medians
+
+
 def time_frame(
     pose: TopDown, image: np.ndarray, boxes: np.ndarray, plan: TimingPlan
 ) -> dict[str, Any]:
-    """End-to-end time for one multi-person frame, and each stage on its own.
-
-    Stages are timed in the same loop as the whole (preprocess → inference → decode),
-    so their sum and the end-to-end figure describe the same calls.
-    """
-    stage_samples: dict[str, list[float]] = {"preprocess": [], "inference": [], "decode": []}
-    e2e: list[float] = []
-
-    def one_frame() -> None:
-        t0 = time.perf_counter_ns()
-        batch = pose.preprocess(image, boxes)
-        t1 = time.perf_counter_ns()
-        outputs = pose.run_model(batch)
-        t2 = time.perf_counter_ns()
-        pose.decode(outputs, batch)
-        t3 = time.perf_counter_ns()
-        stage_samples["preprocess"].append((t1 - t0) / 1e6)
-        stage_samples["inference"].append((t2 - t1) / 1e6)
-        stage_samples["decode"].append((t3 - t2) / 1e6)
-        e2e.append((t3 - t0) / 1e6)
-
-    repeats = _time_calls(one_frame, plan)
-    n_timed = sum(len(r) for r in repeats)
-    stages = {name: float(np.median(values[-n_timed:])) for name, values in stage_samples.items()}
-    whole = summarize(repeats, len(boxes))
+    """End-to-end time for one multi-person frame, and each stage on its own
+    (preprocess → inference → decode)."""
+    whole, stages = time_stages(
+        [("preprocess", lambda _: pose.preprocess(image, boxes)),
+         ("inference", lambda batch: (batch, pose.run_model(batch))),
+         ("decode", lambda done: pose.decode(done[1], done[0]))],
+        len(boxes), plan,
+    )  # fmt: skip
     stage_sum = sum(stages.values())
     return {
         "persons": len(boxes),

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from rtmw.boxes import box_iou as pairwise_box_iou
 from rtmw.data.wholebody import WholeBodyAnnotations, load_annotations, load_detections
 from rtmw.errors import DataError
 
@@ -128,13 +129,6 @@ def read_image(path: Path) -> np.ndarray:
 
 def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     """IoU of one xyxy box with each of ``others`` (M, 4): how predicted boxes are matched
-    to ground-truth persons."""
-    x1 = np.maximum(box[0], others[:, 0])
-    y1 = np.maximum(box[1], others[:, 1])
-    x2 = np.minimum(box[2], others[:, 2])
-    y2 = np.minimum(box[3], others[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    result: np.ndarray = inter / np.maximum(area + areas - inter, 1e-9)
-    return result
+    to ground-truth persons (one row of rtmw.boxes.box_iou)."""
+    row: np.ndarray = pairwise_box_iou(np.asarray(box)[None, :], np.asarray(others))[0]
+    return row

@@ -9,34 +9,29 @@ agreement on letterboxed synthetic frames and on noise.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
+from rtmw.boxes import box_iou
 from rtmw.export.verify import (
-    DEFAULT_TOLERANCES,
-    StructureReport,
     Tolerances,
     VerificationReport,
     _Report,
     _run_both,
     _shape_mismatch,
-    check_structure,
     compare,
     per_output,
     verification_inputs,
 )
 from rtmw.models import ModelConfig, RTMDetConfig
-from rtmw.outputs import ModelOutputs
 from rtmw.pipeline import DepthCodec, InferFn
 from rtmw.pipeline.detect import (
     DecodeSettings,
     Detections,
     DetectorSpec,
     Letterbox,
-    box_iou,
     decode_detections,
     letterbox,
 )
@@ -238,21 +233,12 @@ def family_of(config: ModelConfig) -> Family:
     return DetectorFamily() if isinstance(config, RTMDetConfig) else PoseFamily()
 
 
-def structure(
-    candidate: InferFn, reference: InferFn, inputs: Mapping[str, np.ndarray]
-) -> StructureReport:
-    """Latency-only verification, the same for every family (names, shapes, finite)."""
-    return check_structure(candidate, reference, dict(inputs))
-
-
 __all__ = [
     "BOX_TOLERANCES",
-    "DEFAULT_TOLERANCES",
     "BoxTolerances",
     "DetectionReport",
     "DetectorFamily",
     "Family",
-    "ModelOutputs",
     "PoseFamily",
     "compare_detections",
     "detector_inputs",

@@ -16,13 +16,14 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from rtmw.errors import CheckpointError, NotRTMWError, StateDictMismatch
 from rtmw.hashing import sha256_file
+from rtmw.models.layers import randomize_batchnorm
 from rtmw.models.rtmw import RTMW
 from rtmw.models.zoo import ZOO, RTMWConfig, get_config
 
@@ -31,6 +32,8 @@ logger = logging.getLogger(__name__)
 WRAPPER_PREFIXES = ("module.", "student.", "model.")
 PARTS_PREFIXES = ("backbone.", "neck.", "head.")
 WHOLEBODY_KEYPOINTS = 133
+ModelT = TypeVar("ModelT", bound=torch.nn.Module)
+ConfigT = TypeVar("ConfigT", bound=Any)
 
 
 class _InertRecord(dict[str, Any]):
@@ -357,7 +360,14 @@ def model_from_contents(
         raise StateDictMismatch(
             f"{contents.path}: expected {expect}, but the tensors are {config.name}"
         )
-    model = RTMW(config)
+    return load_strictly(RTMW(config), config, contents)
+
+
+def load_strictly(
+    model: ModelT, config: ConfigT, contents: CheckpointContents
+) -> tuple[ModelT, ConfigT]:
+    """Every tensor into ``model`` (strict), eval mode, logged; the configuration gains the
+    file's sha256. The last step of loading any family."""
     model.load_state_dict(contents.state_dict, strict=True)
     model.eval()
     if contents.stripped_prefix:
@@ -408,16 +418,7 @@ def build(name: str, *, seed: int | None = None) -> RTMW:
     if seed is not None:
         torch.manual_seed(seed)
     model = RTMW(config)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                if module.running_mean is None or module.running_var is None:
-                    continue
-                n = module.num_features
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-                module.weight.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+    randomize_batchnorm(model, generator)
     return model.eval()
 
 

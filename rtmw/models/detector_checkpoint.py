@@ -26,15 +26,15 @@ from rtmw.models.checkpoint import (
     _count_blocks,
     _first,
     _mismatch_report,
+    load_strictly,
     read_checkpoint,
 )
+from rtmw.models.layers import randomize_batchnorm
 from rtmw.models.rtmdet import (
     DETECTOR_ZOO,
-    STRIDES,
     RTMDet,
     RTMDetConfig,
     get_detector_config,
-    randomize_batchnorm,
 )
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,9 @@ def _exp_on_reg_from_meta(meta: Mapping[str, Any]) -> bool | None:
 
 
 def identify_detector(
-    state: Mapping[str, torch.Tensor], source: str = "state dict", meta: Mapping[str, Any] = {}
+    state: Mapping[str, torch.Tensor],
+    source: str = "state dict",
+    meta: Mapping[str, Any] | None = None,
 ) -> RTMDetConfig:
     """Name the RTMDet configuration a state dict belongs to, from tensor shapes."""
     _reject_other_families(state, source)
@@ -114,7 +116,7 @@ def identify_detector(
         and c.num_classes == num_classes and c.use_depthwise == depthwise
         and c.neck_csp_blocks == neck_blocks and c.share_conv == shared
     ]  # fmt: skip
-    exp_from_meta = _exp_on_reg_from_meta(meta)
+    exp_from_meta = _exp_on_reg_from_meta(meta or {})
     if fits:
         config = fits[0]
     else:
@@ -149,11 +151,7 @@ def detector_from_contents(
         raise StateDictMismatch(
             f"{contents.path}: expected {expect}, but the tensors are {config.name}"
         )
-    model = RTMDet(config)
-    model.load_state_dict(contents.state_dict, strict=True)
-    model.eval()
-    logger.info("loaded %s as %s (sha256 %s…)", contents.path, config.name, contents.sha256[:12])
-    return model, replace(config, extra={**config.extra, "sha256": contents.sha256})
+    return load_strictly(RTMDet(config), config, contents)
 
 
 def load_detector(path: str | Path, *, expect: str | None = None) -> tuple[RTMDet, RTMDetConfig]:
@@ -206,12 +204,3 @@ def save_detector_checkpoint(
     torch.save({"meta": full_meta, "state_dict": state_dict}, tmp)
     tmp.replace(path)
     return path
-
-
-def check_strides(config: RTMDetConfig) -> None:
-    """The letterboxed input must divide by the coarsest stride (mmdet pads to it too)."""
-    width, height = config.input_size
-    if width % STRIDES[-1] or height % STRIDES[-1]:
-        raise CheckpointError(
-            f"{config.name}: input {width}x{height} is not a multiple of {STRIDES[-1]}"
-        )

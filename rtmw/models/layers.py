@@ -236,3 +236,17 @@ class RTMCCBlock(nn.Module):
             return out
         residual: Tensor = self.res_scale(x)
         return residual + out
+
+
+def randomize_batchnorm(model: nn.Module, generator: torch.Generator | None) -> None:
+    """BatchNorm statistics away from 0/1, so that random-init files exercise the arithmetic
+    of trained ones (build() and build_detector() both use it)."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d) and module.running_mean is not None:
+                n = module.num_features
+                assert module.running_var is not None
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
+                module.weight.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)

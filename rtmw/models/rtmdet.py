@@ -19,13 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from rtmw.errors import RtmwError
 from rtmw.models.layers import ConvModule, DepthwiseSeparableConvModule
 from rtmw.models.rtmw import CSPNeXt, CSPNeXtPAFPN
-from rtmw.models.zoo import P5_STAGES, OfficialFile
+from rtmw.models.zoo import CSPNeXtP5, OfficialFile
 
 STRIDES = (8, 16, 32)
 # mmdet's DetDataPreprocessor of every RTMDet config: BGR kept (bgr_to_rgb=False), the mean
@@ -45,7 +44,7 @@ class PublishedBoxAP:
 
 
 @dataclass(frozen=True)
-class RTMDetConfig:
+class RTMDetConfig(CSPNeXtP5):
     """Everything needed to build one RTMDet model and describe it."""
 
     name: str
@@ -68,18 +67,6 @@ class RTMDetConfig:
 
     family: str = "rtmdet"
     task: str = "detect"
-
-    @property
-    def stem_channels(self) -> int:
-        return int(P5_STAGES[0][0] * self.widen_factor)
-
-    @property
-    def stage_channels(self) -> tuple[int, ...]:
-        return tuple(int(out * self.widen_factor) for _, out, *_ in P5_STAGES)
-
-    @property
-    def stage_blocks(self) -> tuple[int, ...]:
-        return tuple(max(round(n * self.deepen_factor), 1) for _, _, n, *_ in P5_STAGES)
 
     @property
     def neck_in_channels(self) -> tuple[int, int, int]:
@@ -262,17 +249,3 @@ def get_detector_config(name: str) -> RTMDetConfig:
         raise RtmwError(
             f"unknown detector {name!r}; known: {', '.join(sorted(DETECTOR_ZOO))}"
         ) from None
-
-
-def randomize_batchnorm(model: nn.Module, generator: torch.Generator | None) -> None:
-    """BatchNorm statistics away from 0/1, so that random-init files exercise the arithmetic
-    of trained ones (the same treatment rtmw.models.build gives RTMW)."""
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d) and module.running_mean is not None:
-                n = module.num_features
-                assert module.running_var is not None
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-                module.weight.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)

@@ -43,8 +43,30 @@ class OfficialFile:
     sha256: str | None = None
 
 
+class CSPNeXtP5:
+    """The CSPNeXt-P5 backbone's geometry from a width and a depth factor, shared by every
+    family built on it (RTMW, RTMDet): mmpose and mmdet scale the stages the same way."""
+
+    widen_factor: float
+    deepen_factor: float
+
+    @property
+    def stem_channels(self) -> int:
+        return int(P5_STAGES[0][0] * self.widen_factor)
+
+    @property
+    def stage_channels(self) -> tuple[int, ...]:
+        """Output channels of stages 1–4."""
+        return tuple(int(out * self.widen_factor) for _, out, *_ in P5_STAGES)
+
+    @property
+    def stage_blocks(self) -> tuple[int, ...]:
+        # Python's round() (banker's rounding) as mmpose/mmdet use it: 3 × 0.67 → 2, 3 × 1.33 → 4.
+        return tuple(max(round(n * self.deepen_factor), 1) for _, _, n, *_ in P5_STAGES)
+
+
 @dataclass(frozen=True)
-class RTMWConfig:
+class RTMWConfig(CSPNeXtP5):
     """Everything needed to build one RTMW model and describe it."""
 
     name: str
@@ -74,20 +96,6 @@ class RTMWConfig:
     description: str = ""
     extra: dict[str, str] = field(default_factory=dict)
     task: str = "pose"  # the model family's job (RTMDetConfig says "detect")
-
-    @property
-    def stem_channels(self) -> int:
-        return int(P5_STAGES[0][0] * self.widen_factor)
-
-    @property
-    def stage_channels(self) -> tuple[int, ...]:
-        """Output channels of stages 1–4."""
-        return tuple(int(out * self.widen_factor) for _, out, *_ in P5_STAGES)
-
-    @property
-    def stage_blocks(self) -> tuple[int, ...]:
-        # Python's round() (banker's rounding) as mmpose uses it: 3 × 0.67 → 2, 3 × 1.33 → 4.
-        return tuple(max(round(n * self.deepen_factor), 1) for _, _, n, *_ in P5_STAGES)
 
     @property
     def head_in_channels(self) -> int:
