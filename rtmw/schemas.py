@@ -42,11 +42,14 @@ class VerificationMode(str, Enum):
 
     ``accuracy``: compared with torch within the precision's tolerances. ``latency-only``:
     random weights, so only structure (names, shapes, finite values) was checked; such an
-    artifact gets latency and never AP, fidelity or a gate verdict.
+    artifact gets latency and never AP, fidelity or a gate verdict. ``imported``: a model
+    rtmw did not make (an ONNX detector brought by the user): its layout, shapes and finite,
+    decodable outputs were checked, with no reference to compare; its accuracy is measured.
     """
 
     ACCURACY = "accuracy"
     LATENCY_ONLY = "latency-only"
+    IMPORTED = "imported"
 
     def __str__(self) -> str:
         return self.value

@@ -70,8 +70,8 @@ class BenchEntry(dict[str, Any]):
     @property
     def status_label(self) -> str:
         """The status as tables show it: ``ok (latency-only)`` for unjudged weights."""
-        if self.ok and self.latency_only:
-            return f"{Status.OK} ({VerificationMode.LATENCY_ONLY})"
+        if self.ok and self.verification != VerificationMode.ACCURACY:
+            return f"{Status.OK} ({self.verification})"
         return str(self.status)
 
     # -- speed ----------------------------------------------------------------------------

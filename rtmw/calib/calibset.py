@@ -36,6 +36,8 @@ SCHEMA = CALIBRATION.tag
 INPUT_SIDE_RANGE = (16, 4096)
 MANIFEST_KEYS = CALIBRATION.keys
 MIN_CROPS = 32
+CROPS, FRAMES = "crops", "frames"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 HAND_MIN_KEYPOINTS = 8  # of 21 labelled: the hand is really in the crop
 FACE_MIN_KEYPOINTS = 20  # of 68
 
@@ -56,6 +58,12 @@ class CalibrationSet:
     @property
     def sha256(self) -> str:
         return str(self.manifest["tensor_sha256"])
+
+    @property
+    def kind(self) -> str:
+        """ "crops" (person crops for a pose model) or "frames" (letterboxed whole frames for
+        a person detector); sets written before frames existed are crops."""
+        return str(self.manifest.get("normalisation", {}).get("kind", CROPS))
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -312,7 +320,98 @@ def load_calibration_set(path: str | Path) -> CalibrationSet:
     return CalibrationSet(inputs, boxes, ids, manifest, path)
 
 
-def check_matches_model(calib: CalibrationSet, input_size: tuple[int, int], model: str) -> None:
+def build_frame_calibration_set(
+    image_dir: str | Path,
+    *,
+    input_size: tuple[int, int],
+    ann_file: str | Path | None = None,
+    n: int = 256,
+    seed: int = 0,
+    progress: bool = True,
+) -> CalibrationSet:
+    """Sample ``n`` whole frames (seeded) and letterbox them as the person detector's
+    inference does (:func:`rtmw.pipeline.detect.letterbox`: mmdet's resize, pad 114, BGR
+    mean/std). With ``ann_file`` only its images are candidates, and frames with persons
+    are preferred, so calibration sees what the detector must find."""
+    from rtmw.pipeline.detect import DetectorSpec, letterbox
+
+    low, high = INPUT_SIDE_RANGE
+    if len(input_size) != 2 or min(input_size) < low or max(input_size) > high:
+        raise CalibrationError(f"input size {input_size} is not a detector input (e.g. 320x320)")
+    if n < MIN_CROPS:
+        raise CalibrationError(f"--n {n}: a calibration set needs at least {MIN_CROPS} frames")
+    image_dir = Path(image_dir)
+    if not image_dir.is_dir():
+        raise DataError(f"image folder not found: {image_dir}")
+    persons: dict[str, int] = {}
+    if ann_file is not None:
+        annotations = load_annotations(ann_file)
+        counts: dict[int, int] = {}
+        for person in annotations.persons:
+            counts[person.image_id] = counts.get(person.image_id, 0) + 1
+        persons = {r.file_name: counts.get(i, 0) for i, r in annotations.images.items()}
+        names = sorted(persons)
+        source: dict[str, Any] = {"annotations": str(ann_file),
+                                  "sha256": sha256_file(Path(ann_file))}  # fmt: skip
+    else:
+        names = sorted(p.name for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        source = {"folder": str(image_dir)}
+    if len(names) < n:
+        raise CalibrationError(
+            f"only {len(names)} frames available in {image_dir}, --n {n} requested: add "
+            "frames or lower --n"
+        )
+    rng = np.random.default_rng(seed)
+    # frames with persons first (in a seeded order), then the rest
+    order = rng.permutation(len(names))
+    chosen = sorted(order, key=lambda i: persons.get(names[i], 1) == 0)[:n]
+    spec = DetectorSpec(input_size=input_size, num_classes=1, person_class=0)
+    width, height = input_size
+    inputs = np.empty((n, 3, height, width), np.float32)
+    boxes = np.empty((n, 4), np.float32)
+    image_hashes: dict[str, str] = {}
+    for slot, index in enumerate(tqdm(chosen, desc="calibration frames", unit="img",
+                                      disable=not progress)):  # fmt: skip
+        path = image_dir / names[index]
+        if not path.is_file():
+            raise DataError(f"image not found: {path}")
+        image = read_image(path)
+        image_hashes[names[index]] = sha256_file(path)
+        inputs[slot], _ = letterbox(image, spec)
+        boxes[slot] = (0, 0, image.shape[1], image.shape[0])
+    with_persons = [persons[names[i]] > 0 for i in chosen] if persons else None
+    manifest = CALIBRATION.stamp({
+        "input_size": [width, height],
+        "n": n,
+        "seed": seed,
+        "normalisation": {
+            "kind": FRAMES,
+            "colour": "BGR",
+            "mean": list(spec.mean_bgr),
+            "std": list(spec.std_bgr),
+            "letterbox": "mmdet Resize(keep_ratio) + Pad(114), rtmw.pipeline.detect.letterbox",
+        },
+        "source": source,
+        "images": image_hashes,
+        "shares": {"with_persons": float(np.mean(with_persons)) if with_persons else None},
+        "requested_shares": {},
+        "tensor_sha256": tensor_sha256(inputs),
+    })  # fmt: skip
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    return CalibrationSet(inputs, boxes, ids, manifest)
+
+
+def check_matches_model(
+    calib: CalibrationSet, input_size: tuple[int, int], model: str, *, kind: str = CROPS
+) -> None:
+    """A set fits a model when its inputs are the model's size and kind (crops for a pose
+    model, letterboxed frames for a detector)."""
+    if calib.kind != kind:
+        remedy = "rtmw-calib --frames" if kind == FRAMES else "rtmw-calib (person crops)"
+        raise CalibrationError(
+            f"{model} calibrates on {kind}, but this set holds {calib.kind}; build one with "
+            f"{remedy}"
+        )
     if calib.input_size != tuple(input_size):
         w, h = calib.input_size
         raise CalibrationError(

@@ -100,6 +100,15 @@ from rtmw.errors import ExitCode, RtmwError, UsageError
     is_flag=True,
     help="Per-block INT8 sensitivity scan (needs --calib); table printed and saved in --out.",
 )
+@click.option(
+    "--preprocess", type=click.Choice(["mmdet", "yolox"]), default=None,
+    help="An imported ONNX detector's normalisation (mmdet: BGR mean/std; yolox: raw 0-255); "
+    "read from mmdeploy's pipeline.json beside the file when there is one.",
+)  # fmt: skip
+@click.option(
+    "--input-size", default=None, metavar="WxH",
+    help="An imported ONNX detector's input size, when its graph leaves it dynamic.",
+)  # fmt: skip
 @click.option("--list", "list_only", is_flag=True, help="List the targets and exit.")
 @verbosity
 def main(
@@ -120,6 +129,8 @@ def main(
     fixed_batch: int,
     latency_only: bool,
     sensitivity: bool,
+    preprocess: str | None,
+    input_size: str | None,
     list_only: bool,
     quiet: bool,
 ) -> None:
@@ -135,6 +146,9 @@ def main(
         raise click.UsageError("CHECKPOINT and --out are needed (or --list)")
     requested = [*target, *([targets] if targets else [])]
     log_run_in(out, "rtmw-export")
+    if checkpoint.lower().endswith(".onnx"):
+        _import_onnx_detector(checkpoint, out, requested, preprocess, input_size, overwrite)
+        return
     if sensitivity:
         from rtmw.export import sensitivity_scan
 
@@ -180,3 +194,37 @@ def main(
     for missing in (ExitCode.UNAVAILABLE, ExitCode.MISSING_DEPENDENCY):
         if missing in codes:
             sys.exit(missing)
+
+
+def _import_onnx_detector(
+    path: str, out: str, requested: list[str], preprocess: str | None, input_size: str | None,
+    overwrite: bool,
+) -> None:  # fmt: skip
+    """An ONNX file is a detector brought as is: it becomes one onnx artifact, OUT/onnx."""
+    from pathlib import Path
+
+    from rtmw.export.imported import import_detector
+
+    if any(name != "onnx" for item in requested for name in item.split(",")):
+        raise UsageError(
+            f"{path}: an imported ONNX detector becomes the onnx artifact only (targets given: "
+            f"{', '.join(requested)}); other targets are built from an mmdet checkpoint"
+        )
+    size = None
+    if input_size:
+        try:
+            width, height = (int(v) for v in input_size.lower().split("x"))
+        except ValueError:
+            raise UsageError(f"--input-size {input_size!r}: WIDTHxHEIGHT expected") from None
+        size = (width, height)
+    folder = import_detector(path, Path(out) / "onnx", preprocess=preprocess, input_size=size,
+                             overwrite=overwrite)  # fmt: skip
+    from rtmw.artifact import read_artifact
+
+    manifest = read_artifact(folder).manifest
+    record = manifest.detector or {}
+    click.echo(
+        f"onnx  imported  {folder} ({record.get('layout')}, {manifest.input_size[0]}x"
+        f"{manifest.input_size[1]}, pre-processing from {record.get('preprocessing_from')}; "
+        "checked on frames, no torch reference)"
+    )

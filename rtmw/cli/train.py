@@ -29,7 +29,10 @@ logger = logging.getLogger(__name__)
         + exit_code_epilog("training stopped: unreadable data, or a loss that is not finite")
     ),
 )
-@click.option("--model", default="rtmw-demo-256x192", show_default=True, help="Zoo architecture.")
+@click.option(
+    "--model", default="rtmw-demo-256x192", show_default=True,
+    help="Zoo architecture: an RTMW pose model, or an RTMDet person detector (rtmdet-…).",
+)  # fmt: skip
 @click.option(
     "--init", type=click.Path(dir_okay=False),
     help="Checkpoint to fine-tune from (a 2D RTMW one starts an RTMW3D --model, cls_z new).",
@@ -54,8 +57,12 @@ logger = logging.getLogger(__name__)
 @click.option("--lr", default=1e-3, show_default=True, type=float)
 @click.option("--warmup", default=100, show_default=True, help="Warm-up iterations.")
 @click.option("--val-every", default=500, show_default=True)
-@click.option("--rotate-factor", default=30.0, show_default=True, help="Rotation jitter (deg).")
-@click.option("--dropout-prob", default=0.5, show_default=True, help="Coarse dropout prob.")
+@click.option(
+    "--rotate-factor", default=30.0, show_default=True, help="Rotation jitter (deg; pose only)."
+)
+@click.option(
+    "--dropout-prob", default=0.5, show_default=True, help="Coarse dropout prob (pose only)."
+)
 @vocab_option("seed", default=21, show_default=True, help="Seed of initialisation and sampling.")
 @vocab_option("threads", type=int, default=None, help="torch intra-op threads.")
 @vocab_option("out", required=True, type=click.Path(file_okay=False), help="Run folder.")
@@ -93,12 +100,17 @@ def main(
     stop_after: int | None,
     quiet: bool,
 ) -> None:
-    """Train RTMW with mmpose's recipe; writes OUT/<model>.pth, train_log.json, curve PNG."""
+    """Train RTMW with mmpose's recipe, or an RTMDet person detector with mmdet's; writes
+    OUT/<model>.pth, train_log.json, curve PNG."""
     images, ann = image_dir, ann_file
+    from rtmw.models.rtmdet import DETECTOR_ZOO
+
+    detector = DETECTOR_ZOO.get(model)
     if not quiet and logging.getLogger().level > logging.INFO:
         setup_logging(1)  # training reports its validations at INFO
     from rtmw.errors import InputError, MissingDependency
-    from rtmw.train import AugmentConfig, TrainConfig, plot_learning_curve, train
+    from rtmw.train import AugmentConfig, TrainConfig, TrainResult, plot_learning_curve, train
+    from rtmw.train.detector_loop import DetectorTrainResult, train_detector
 
     if synthetic is not None:
         if images or ann:
@@ -107,8 +119,9 @@ def main(
         from rtmw.models import get_config
 
         # a 3D model trains on 3D figures (root-relative depth known exactly)
+        depth = detector is None and get_config(model).is_3d
         train_set, val_set = training_splits(
-            Path(out) / "data", synthetic, seed, depth=get_config(model).is_3d, reuse=resume,
+            Path(out) / "data", synthetic, seed, depth=depth, reuse=resume,
             progress=not quiet,
         )  # fmt: skip
         images, ann = str(train_set.image_dir), str(train_set.ann_file)
@@ -135,7 +148,11 @@ def main(
         stop_after=stop_after,
         augment=AugmentConfig(rotate_factor=rotate_factor, dropout_prob=dropout_prob),
     )
-    result = train(cfg, progress=not quiet, resume=resume)
+    result: TrainResult | DetectorTrainResult
+    if detector is not None:
+        result = train_detector(cfg, detector, progress=not quiet, resume=resume)
+    else:
+        result = train(cfg, progress=not quiet, resume=resume)
     if result.final_ap is None and result.history and result.history[-1]["iter"] < iters:
         click.echo(
             f"stopped at iteration {result.history[-1]['iter']} of {iters}: rerun with --resume"
@@ -150,8 +167,9 @@ def main(
         logger.warning("%s", exc)
     click.echo(f"checkpoint: {result.checkpoint} ({result.seconds / 60:.1f} min)")
     if result.final_ap is not None:
+        label = "person box AP" if detector is not None else "AP (GT boxes, flip)"
         click.echo(
-            "validation AP (GT boxes, flip): "
+            f"validation {label}: "
             + json.dumps({k: round(v, 3) for k, v in result.final_ap.items()})
         )
 

@@ -32,7 +32,7 @@ from rtmw.export.context import (
     ExportContext,
     ExportOptions,
 )
-from rtmw.export.family import DetectionReport, DetectorFamily, Family, family_of
+from rtmw.export.family import DetectionReport, Family, family_of
 from rtmw.export.onnx_step import check_opset
 from rtmw.export.quant_policy import check_policy
 from rtmw.export.registry import (
@@ -322,7 +322,8 @@ def export(
     calibration = None
     if calib is not None:
         calibration = calib if isinstance(calib, CalibrationSet) else load_calibration_set(calib)
-        check_matches_model(calibration, config.input_size, config.name)
+        check_matches_model(calibration, config.input_size, config.name,
+                            kind=family.calibration_kind)  # fmt: skip
     ctx = ExportContext(model, config, contents, options=options, calibration=calibration)
     shared_inputs = family.inputs(config)
     limits = {**DEFAULT_TOLERANCES, **(tolerances or {})}
@@ -350,12 +351,6 @@ def _export_one(
     family: Family,
 ) -> ExportResult:
     start = time.perf_counter()
-    if isinstance(family, DetectorFamily) and spec.precision == "int8":
-        return ExportResult(
-            spec.name, Status.FAILED, exit_code=UsageError.exit_code,
-            reason="INT8 detector artifacts need a calibration set of whole letterboxed frames "
-            "and a detector INT8 policy; this rtmw does not build them yet (FP32/FP16/bf16 do)",
-        )  # fmt: skip
     missing = _missing_modules(spec)
     if missing:
         return ExportResult(

@@ -189,6 +189,7 @@ class PoseFamily:
     """RTMW / RTMW3D: SimCC outputs, keypoints decoded from them."""
 
     name = "pose"
+    calibration_kind = "crops"
 
     def manifest_fields(self, config: Any) -> dict[str, Any]:
         return {"num_keypoints": config.num_keypoints,
@@ -210,6 +211,7 @@ class DetectorFamily:
     """RTMDet: per-level class logits and box distances, boxes decoded from them."""
 
     name = "detect"
+    calibration_kind = "frames"
 
     def manifest_fields(self, config: Any) -> dict[str, Any]:
         return {"num_keypoints": 0, "simcc_split_ratio": 0.0,

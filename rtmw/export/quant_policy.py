@@ -35,11 +35,16 @@ HEAD_HIGH_PRECISION = (
     "/head/cls_y/",
     "/head/cls_z/",  # RTMW3D's depth classifier, in float like cls_x/cls_y
 )
+# RTMDet's equivalent (the person detector): the 1×1 class and box-distance convs of each
+# level, whose outputs are the scores and box edges themselves (see DETECTOR_POLICY_EVIDENCE)
+DETECTOR_HEAD_HIGH_PRECISION = ("/bbox_head/rtm_cls", "/bbox_head/rtm_reg")
+# Node-name prefixes of one family never match the other's graph (a pose head is /head/…,
+# a detector head /bbox_head/…), so each policy names both families' sensitive layers.
 POLICIES: dict[str, tuple[str, ...]] = {
-    "head-fp32": HEAD_HIGH_PRECISION,  # the default
+    "head-fp32": (*HEAD_HIGH_PRECISION, *DETECTOR_HEAD_HIGH_PRECISION),  # the default
     # also the PAFPN neck: for narrow models (the demo's 0.125 width) whose few-channel
     # neck features lose too much to per-tensor INT8 activations (see --sensitivity)
-    "head-neck-fp32": (*HEAD_HIGH_PRECISION, "/neck/"),
+    "head-neck-fp32": (*HEAD_HIGH_PRECISION, *DETECTOR_HEAD_HIGH_PRECISION, "/neck/"),
     "none": (),  # quantise everything quantisable (shown to break the head)
 }
 DEFAULT_POLICY = "head-fp32"
@@ -135,8 +140,10 @@ def _split(ctx: ExportContext) -> tuple[np.ndarray, np.ndarray]:
 def int8_verification_inputs(
     ctx: ExportContext, shared: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
-    """INT8 is verified on person crops and held-out calibration crops, not on noise."""
-    return {"persons": shared["persons"], "calib_holdout": holdout_crops(ctx)}
+    """INT8 is verified on real inputs (person crops, or a detector's frames) and held-out
+    calibration inputs, not on noise."""
+    real = {name: inputs for name, inputs in shared.items() if name != "random"}
+    return {**real, "calib_holdout": holdout_crops(ctx)}
 
 
 def block_of(node_name: str) -> str:

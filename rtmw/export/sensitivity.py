@@ -18,11 +18,12 @@ from tqdm import tqdm
 from rtmw.calib.calibset import CalibrationSet, check_matches_model, load_calibration_set
 from rtmw.errors import UsageError
 from rtmw.export.context import ExportContext
+from rtmw.export.family import family_of
 from rtmw.export.onnx_step import fp32_onnx
 from rtmw.export.quant_policy import POLICIES, blocks, calibration_crops, holdout_crops
 from rtmw.export.targets.onnxruntime import quantize_qdq
 from rtmw.keypoints import PART_SLICES, PARTS
-from rtmw.models import RTMWConfig, model_from_contents, read_checkpoint
+from rtmw.models import RTMDetConfig, RTMWConfig, any_model_from_contents, read_checkpoint
 from rtmw.optional import import_backend
 from rtmw.pipeline import SIMCC_X, SIMCC_Y, SIMCC_Z, ModelOutputs
 from rtmw.pipeline.decode import decode_simcc
@@ -61,8 +62,10 @@ def scan(
     ``kept`` are the policy's node-name prefixes: a row says whether the policy keeps
     its block in float by the same rule the INT8 targets use to exclude nodes.
     """
+    if isinstance(ctx.config, RTMDetConfig):
+        return _scan_detector(ctx, ctx.config, kept, progress=progress)
     if not isinstance(ctx.config, RTMWConfig):
-        raise UsageError(f"{ctx.config.name}: the sensitivity scan measures pose keypoints")
+        raise UsageError(f"{ctx.config.name}: no sensitivity measure for this model family")
     onnx: Any = import_backend("onnx", "onnx")
     crops = calibration_crops(ctx)
     holdout = holdout_crops(ctx)
@@ -100,8 +103,69 @@ def scan(
     return rows
 
 
+def _scan_detector(
+    ctx: ExportContext, config: RTMDetConfig, kept: Sequence[str], *, progress: bool
+) -> list[dict[str, Any]]:
+    """A detector's rows: per block quantised alone, the boxes decoded from its outputs
+    against FP32's on held-out calibration frames (share matched at the INT8 box tolerance,
+    IoU p50, score |Δ| p99) and the largest output error relative to its range."""
+    from rtmw import runtimes
+    from rtmw.export.family import BOX_TOLERANCES, compare_detections, detector_spec
+    from rtmw.export.verify import DEFAULT_TOLERANCES
+
+    onnx: Any = import_backend("onnx", "onnx")
+    crops = calibration_crops(ctx)
+    holdout = {"calib_holdout": holdout_crops(ctx)}
+    fp32 = fp32_onnx(ctx)
+    op_types = {n.name: n.op_type for n in onnx.load(str(fp32)).graph.node}
+    cache = ctx.scratch / "sensitivity_calibration.cache"
+    grouped = [(b, nodes) for b, nodes in blocks(fp32).items()
+               if any(op_types.get(n) in QUANTISABLE for n in nodes)]  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    with runtimes.open_model(fp32, format="onnx", precision="fp32",
+                             input_size=config.input_size,
+                             outputs=config.output_names) as reference:  # fmt: skip
+        for block, nodes in tqdm(grouped, desc="sensitivity", unit="block",
+                                 disable=not progress):  # fmt: skip
+            out = ctx.scratch / "sensitivity_block.onnx"
+            quantize_qdq(fp32, out, crops, include=nodes, symmetric=False, cache=cache)
+            with runtimes.open_model(out, format="onnx", precision="int8",
+                                     input_size=config.input_size,
+                                     outputs=config.output_names) as runner:  # fmt: skip
+                report = compare_detections(
+                    runner, reference, holdout, DEFAULT_TOLERANCES["int8"],
+                    BOX_TOLERANCES["int8"], detector_spec(config), reference_name="onnx fp32",
+                )  # fmt: skip
+            rows.append({
+                "block": block, "nodes": len(nodes),
+                "kept": any(n.startswith(p) for n in nodes for p in kept),
+                "boxes_matched": report.matched, "iou_p50": report.iou_p50,
+                "score_diff_p99": report.score_diff_p99, "max_rel_diff": report.max_rel_diff,
+                "reference_boxes": report.reference_boxes,
+            })  # fmt: skip
+    rows.sort(key=lambda r: (float(r["boxes_matched"]), -float(r["max_rel_diff"])))
+    return rows
+
+
+def _detector_table(rows: list[dict[str, Any]]) -> str:
+    from rtmw.markdown import table as markdown_table
+
+    def fmt(value: float | None, spec: str) -> str:
+        return "–" if value is None else format(value, spec)
+
+    header = ["Block", "Kept in float", "Boxes matched", "IoU p50", "Score |Δ| p99",
+              "Max rel |Δ|"]  # fmt: skip
+    body = [[row["block"], "yes" if row.get("kept") else "", f"{row['boxes_matched']:.1%}",
+             fmt(row["iou_p50"], ".3f"), fmt(row["score_diff_p99"], ".3f"),
+             f"{row['max_rel_diff']:.2e}"] for row in rows]  # fmt: skip
+    return "\n".join(markdown_table(header, body)) + "\n"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     from rtmw.markdown import table as markdown_table
+
+    if rows and "boxes_matched" in rows[0]:
+        return _detector_table(rows)
 
     depth = any("argmax_agreement_z" in row for row in rows)
     header = ["Block", "Kept in float", "argmax agree", *(["z argmax agree"] if depth else []),
@@ -118,10 +182,17 @@ def table(rows: list[dict[str, Any]]) -> str:
 def write(rows: list[dict[str, Any]], out_dir: Path, name: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / f"sensitivity-{name}.md"
+    detector = bool(rows) and "boxes_matched" in rows[0]
+    measure = (
+        "the boxes decoded from its outputs against FP32's on held-out calibration frames "
+        "(a reference box matches when a box of its class has IoU ≥ 0.70 and |Δ score| ≤ "
+        "0.15, the INT8 verification tolerance), worst first"
+        if detector
+        else "decoded-keypoint error against FP32 on held-out calibration crops, in crop pixels"
+    )
     md.write_text(
         f"# INT8 sensitivity of {name}\n\nEach row quantises one block alone (onnxruntime "
-        "QDQ, per-channel weights) and measures decoded-keypoint error against FP32 on "
-        "held-out calibration crops, in crop pixels.\n\n" + table(rows)
+        f"QDQ, per-channel weights) and measures {measure}.\n\n" + table(rows)
     )
     (out_dir / f"sensitivity-{name}.json").write_text(json.dumps(rows, indent=2) + "\n")
     return md
@@ -137,9 +208,10 @@ def sensitivity_scan(
 ) -> tuple[Path, str]:
     """Quantise one block at a time; write and return the per-part damage table."""
     contents = read_checkpoint(checkpoint)
-    model, config = model_from_contents(contents)
+    model, config = any_model_from_contents(contents)
     calibration = calib if isinstance(calib, CalibrationSet) else load_calibration_set(calib)
-    check_matches_model(calibration, config.input_size, config.name)
+    check_matches_model(calibration, config.input_size, config.name,
+                        kind=family_of(config).calibration_kind)  # fmt: skip
     ctx = ExportContext(model, config, contents, calibration=calibration)
     try:
         rows = scan(ctx, POLICIES[int8_policy], progress=progress)

@@ -30,6 +30,16 @@ RESIZE_COEF_BITS = 11
 RESIZE_COEF_SCALE = 1 << RESIZE_COEF_BITS
 
 
+DETECTOR_LAYOUTS = {
+    "rtmdet": "RTMDet raw heads: cls_score_s8/16/32 (N,C,H/s,W/s) logits, bbox_pred_s8/16/32 "
+    "(N,4,H/s,W/s) distances in input pixels",
+    "mmdeploy-end2end": "dets (N,K,5) x1,y1,x2,y2,score in input pixels and labels (N,K), NMS "
+    "inside the graph (mmdeploy's end2end.onnx, rtmlib's detectors)",
+    "yolox-raw": "one (N,A,5+C) output: cx,cy grid offsets, log w,h, objectness and class "
+    "probabilities per prior of strides 8/16/32 (YOLOX's export without decode)",
+}
+
+
 @dataclass(frozen=True)
 class DetectorSpec:
     """What the decode needs to know of a detector (artifact.json's ``detector`` record)."""
@@ -41,6 +51,11 @@ class DetectorSpec:
     mean_bgr: tuple[float, float, float] = (103.53, 116.28, 123.675)
     std_bgr: tuple[float, float, float] = (57.375, 57.12, 58.395)
     pad_value: float = 114.0  # a byte value, as mmdet's Pad writes it into the uint8 image
+    # what the model's outputs are (DETECTOR_LAYOUTS): RTMDet's raw heads (rtmw's exports),
+    # mmdeploy's end2end dets/labels (NMS inside), or YOLOX's raw grid predictions
+    layout: str = "rtmdet"
+    # the resized size: mmcv's int(x·f + 0.5) ("half-up") or YOLOX's int(x·f) ("floor")
+    rounding: str = "half-up"
 
     @classmethod
     def from_record(cls, record: Mapping[str, object], input_size: Sequence[int]) -> DetectorSpec:
@@ -60,7 +75,17 @@ class DetectorSpec:
             mean_bgr=floats("mean_bgr", cls.mean_bgr),
             std_bgr=floats("std_bgr", cls.std_bgr),
             pad_value=float(str(record.get("pad_value", 114.0))),
+            layout=str(record.get("layout", "rtmdet")),
+            rounding=str(record.get("rounding", "half-up")),
         )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if self.layout not in DETECTOR_LAYOUTS:
+            raise InputError(
+                f"unknown detector layout {self.layout!r}; known: {', '.join(DETECTOR_LAYOUTS)}"
+            )
+        if self.rounding not in ("half-up", "floor"):
+            raise InputError(f"unknown letterbox rounding {self.rounding!r}")
 
 
 @dataclass(frozen=True)
@@ -208,7 +233,10 @@ def letterbox(image: np.ndarray, spec: DetectorSpec) -> tuple[np.ndarray, Letter
     frame = _check_frame(image)
     height, width = frame.shape[:2]
     net_w, net_h = spec.input_size
-    new_w, new_h, _ = rescale_size(width, height, (net_w, net_h))
+    new_w, new_h, factor = rescale_size(width, height, (net_w, net_h))
+    if spec.rounding == "floor":  # YOLOX's preproc: r = min(H/h, W/w), int(w·r), int(h·r)
+        factor = min(net_w / width, net_h / height)
+        new_w, new_h = max(1, int(width * factor)), max(1, int(height * factor))
     resized = resize_frame(frame, new_w, new_h)
     tensor = np.empty((1, 3, net_h, net_w), np.float32)
     # (v − mean) / std for every byte value, per channel, in float32 as mmdet computes it;
@@ -222,6 +250,8 @@ def letterbox(image: np.ndarray, spec: DetectorSpec) -> tuple[np.ndarray, Letter
         plane = tensor[0, channel]
         plane[...] = table[channel, pad]
         plane[:new_h, :new_w] = table[channel][resized[..., channel]]
+    if spec.rounding == "floor":  # YOLOX divides boxes by its one ratio
+        return tensor, Letterbox(factor, factor, (new_w, new_h), (width, height))
     return tensor, Letterbox(new_w / width, new_h / height, (new_w, new_h), (width, height))
 
 
@@ -279,7 +309,11 @@ def decode_detections(
     *,
     person_only: bool = True,
 ) -> list[Detections]:
-    """Raw head outputs of a batch of letterboxed frames → detections per frame."""
+    """Head outputs of a batch of letterboxed frames → detections per frame (by layout)."""
+    if spec.layout == "mmdeploy-end2end":
+        return _decode_end2end(outputs, spec, boxes_in, settings, person_only)
+    if spec.layout == "yolox-raw":
+        return _decode_yolox(outputs, spec, boxes_in, settings, person_only)
     width, height = spec.input_size
     results = []
     for index, placed in enumerate(boxes_in):
@@ -316,21 +350,88 @@ def decode_detections(
             all_boxes.append(box)
             all_scores.append(scores.ravel()[chosen])
             all_labels.append(label)
-        boxes = np.concatenate(all_boxes).astype(np.float32)
-        scores = np.concatenate(all_scores).astype(np.float32)
-        labels = np.concatenate(all_labels).astype(np.int64)
-        # mmdet's scale_boxes with 1 / scale_factor: a multiplication, no clipping after
-        boxes *= np.asarray([1 / placed.scale_x, 1 / placed.scale_y] * 2, np.float32)
-        wide = (boxes[:, 2] - boxes[:, 0] > settings.min_bbox_size) & (
-            boxes[:, 3] - boxes[:, 1] > settings.min_bbox_size
-        )
-        found = Detections(boxes[wide], scores[wide], labels[wide])
+        results.append(_finish(np.concatenate(all_boxes), np.concatenate(all_scores),
+                               np.concatenate(all_labels), placed, spec, settings, person_only,
+                               run_nms=True))  # fmt: skip
+    return results
+
+
+def _finish(
+    boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, placed: Letterbox,
+    spec: DetectorSpec, settings: DecodeSettings, person_only: bool, *, run_nms: bool,
+) -> Detections:  # fmt: skip
+    """Scale input-pixel boxes back to the frame, drop empty ones, NMS (unless the graph
+    did it), keep ``max_per_img``, then the person class."""
+    # mmdet's scale_boxes with 1 / scale_factor: a multiplication, no clipping after
+    boxes = boxes.astype(np.float32) * np.asarray(
+        [1 / placed.scale_x, 1 / placed.scale_y] * 2, np.float32
+    )
+    wide = (boxes[:, 2] - boxes[:, 0] > settings.min_bbox_size) & (
+        boxes[:, 3] - boxes[:, 1] > settings.min_bbox_size
+    )
+    found = Detections(boxes[wide], scores[wide].astype(np.float32), labels[wide].astype(np.int64))
+    if run_nms:
         keep = batched_nms(found.boxes, found.scores, found.labels, settings.iou_thr,
                            settings.max_per_img)  # fmt: skip
-        found = found.select(keep[: settings.max_per_img])
-        if person_only:
-            found = found.select(found.labels == spec.person_class)
-        results.append(found)
+    else:
+        keep = np.argsort(-found.scores, kind="stable")
+    found = found.select(keep[: settings.max_per_img])
+    return found.select(found.labels == spec.person_class) if person_only else found
+
+
+def _decode_end2end(
+    outputs: ModelOutputs, spec: DetectorSpec, boxes_in: Sequence[Letterbox],
+    settings: DecodeSettings, person_only: bool,
+) -> list[Detections]:  # fmt: skip
+    """mmdeploy's end2end layout: NMS ran inside the graph; padding rows score 0."""
+    dets, labels = outputs["dets"], outputs["labels"]
+    if dets.ndim != 3 or dets.shape[-1] != 5 or labels.shape != dets.shape[:2]:
+        raise InputError(f"dets {dets.shape} / labels {labels.shape}: expected (N,K,5) / (N,K)")
+    results = []
+    for index, placed in enumerate(boxes_in):
+        frame = dets[index]
+        kept = frame[:, 4] > settings.score_thr
+        results.append(_finish(frame[kept, :4], frame[kept, 4], np.rint(labels[index][kept]),
+                               placed, spec, settings, person_only, run_nms=False))  # fmt: skip
+    return results
+
+
+def yolox_grid(spec: DetectorSpec) -> tuple[np.ndarray, np.ndarray]:
+    """YOLOX's priors: (A, 2) grid cells (x, y), row-major per stride, and (A,) strides."""
+    width, height = spec.input_size
+    cells = [priors((width // s, height // s), 1) for s in spec.strides]
+    strides = [np.full(len(c), s, np.float32) for c, s in zip(cells, spec.strides, strict=True)]
+    return np.concatenate(cells), np.concatenate(strides)
+
+
+def _decode_yolox(
+    outputs: ModelOutputs, spec: DetectorSpec, boxes_in: Sequence[Letterbox],
+    settings: DecodeSettings, person_only: bool,
+) -> list[Detections]:  # fmt: skip
+    """YOLOX without its decode: xy = (offset + cell)·stride, wh = exp(log wh)·stride,
+    score = objectness · class probability; then the shared NMS."""
+    (raw,) = outputs.unpack()
+    cells, strides = yolox_grid(spec)
+    if raw.ndim != 3 or raw.shape[1] != len(cells) or raw.shape[2] != 5 + spec.num_classes:
+        raise InputError(
+            f"YOLOX output {raw.shape} does not fit a {spec.input_size[0]}x{spec.input_size[1]} "
+            f"input with {spec.num_classes} classes: expected (N, {len(cells)}, "
+            f"{5 + spec.num_classes})"
+        )
+    results = []
+    for index, placed in enumerate(boxes_in):
+        pred = raw[index].astype(np.float32)
+        centre = (pred[:, :2] + cells) * strides[:, None]
+        size = np.exp(np.minimum(pred[:, 2:4], 20.0)) * strides[:, None]
+        scores = pred[:, 4:5] * pred[:, 5:]
+        candidate = np.flatnonzero(scores.ravel() > settings.score_thr)
+        chosen = candidate[np.argsort(-scores.ravel()[candidate], kind="stable")]
+        chosen = chosen[: settings.nms_pre]
+        prior, label = np.divmod(chosen, spec.num_classes)
+        box = np.concatenate([centre[prior] - size[prior] / 2, centre[prior] + size[prior] / 2],
+                             axis=1)  # fmt: skip
+        results.append(_finish(box, scores.ravel()[chosen], label, placed, spec, settings,
+                               person_only, run_nms=True))  # fmt: skip
     return results
 
 

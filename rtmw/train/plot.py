@@ -22,9 +22,18 @@ def plot_learning_curve(history: list[dict[str, Any]], path: str | Path, title: 
     fig, loss_ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     loss_ax.plot(iters, [h["loss"] for h in history], color="tab:gray", label="train loss")
     loss_ax.set_xlabel("iteration")
-    loss_ax.set_ylabel("KL loss per instance")
+    boxes = [h for h in history if "val_box_ap" in h]
+    loss_ax.set_ylabel("QFL + 2·GIoU loss" if boxes else "KL loss per instance")
     loss_ax.set_yscale("log")
     val = [h for h in history if "val_ap" in h]
+    if boxes:  # a detector run: person box AP and AP50
+        ap_ax = loss_ax.twinx()
+        for key, colour in (("ap", "black"), ("ap50", "tab:blue"), ("ap75", "tab:green")):
+            ap_ax.plot([h["iter"] for h in boxes], [h["val_box_ap"][key] for h in boxes],
+                       marker="o", color=colour, label=f"val box {key.upper()}")  # fmt: skip
+        ap_ax.set_ylabel("validation person box AP")
+        ap_ax.set_ylim(0, 1)
+        ap_ax.legend(loc="center right", fontsize=8)
     if val:
         ap_ax = loss_ax.twinx()
         for part, colour in (
