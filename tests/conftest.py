@@ -76,6 +76,19 @@ def calib_set(tmp_path_factory: pytest.TempPathFactory) -> CalibrationSet:
     )
 
 
+@pytest.fixture(scope="session")
+def frames_calib(tmp_path_factory: pytest.TempPathFactory) -> CalibrationSet:
+    """32 whole synthetic frames letterboxed to 320x320 (rtmw-calib --frames's code): the
+    calibration set of the INT8 person-detector exports in the tests."""
+    from rtmw.calib.calibset import build_frame_calibration_set
+
+    src = make_dataset(tmp_path_factory.mktemp("frames-calib"), 36, seed=23, split="train",
+                       progress=False)  # fmt: skip
+    return build_frame_calibration_set(
+        src.image_dir, input_size=(320, 320), ann_file=src.ann_file, n=32, progress=False
+    )
+
+
 # The backend a parametrised test needs, from the target (or the artifact format) it runs:
 # `pytest -m openvino`, `-m "not ncnn"` or `-m "not slow"` select by what a test touches.
 # Derived from the target and runtime registries: a new backend needs no line here.

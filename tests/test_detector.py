@@ -12,6 +12,7 @@ import torch
 from click.testing import CliRunner
 from conftest import has_module
 
+from rtmw.calib import CalibrationSet
 from rtmw.data.synthetic import SyntheticDataset
 from rtmw.errors import InputError, NotRTMWError, StateDictMismatch
 from rtmw.models import (
@@ -256,9 +257,8 @@ def test_detector_exports_through_the_registry_and_verifies_on_boxes(
         tensor, placed = letterbox(frame, spec)
         (found,) = decode_detections(runner.infer(tensor), spec, [placed])
         assert found.boxes.shape[1] == 4
-    (refused,) = export(nano_checkpoint, ["ort-int8"], tmp_path / "int8",
-                        calib=None)  # fmt: skip
-    assert refused.status == "failed" and "INT8 detector" in refused.reason
+    (refused,) = export(nano_checkpoint, ["ort-int8"], tmp_path / "int8", calib=None)
+    assert refused.status == "failed" and "calibration set" in refused.reason
 
 
 def test_config_records_what_decoding_needs() -> None:
@@ -330,3 +330,82 @@ def test_nms_stopping_at_max_keep_keeps_what_a_full_pass_keeps_first() -> None:
     full = nms(boxes, scores, 0.65)
     assert len(full) > 300
     np.testing.assert_array_equal(nms(boxes, scores, 0.65, max_keep=300), full[:300])
+
+
+# -- calibration frames and training ---------------------------------------------------------
+def test_frame_calibration_set_is_letterboxed_hashed_and_kept_apart_from_crops(
+    frames_calib: CalibrationSet, calib_set: CalibrationSet, tmp_path: Path
+) -> None:
+    from rtmw.calib import load_calibration_set, save_calibration_set
+    from rtmw.calib.calibset import check_matches_model
+    from rtmw.errors import CalibrationError
+
+    assert frames_calib.kind == "frames" and calib_set.kind == "crops"
+    assert frames_calib.inputs.shape == (32, 3, 320, 320)
+    assert frames_calib.manifest["shares"]["with_persons"] == 1.0
+    # the letterbox's padding (114 in BGR, normalised) fills the bottom or right edge
+    pad = (114.0 - np.asarray([103.53, 116.28, 123.675])) / np.asarray([57.375, 57.12, 58.395])
+    corners = frames_calib.inputs[:, :, -1, -1]
+    assert np.allclose(corners, pad.astype(np.float32), atol=1e-5)
+    loaded = load_calibration_set(save_calibration_set(frames_calib, tmp_path / "f.npz"))
+    assert loaded.kind == "frames" and loaded.sha256 == frames_calib.sha256
+    check_matches_model(loaded, (320, 320), "rtmdet-nano-person", kind="frames")
+    with pytest.raises(CalibrationError, match="calibrates on frames, but this set holds crops"):
+        check_matches_model(calib_set, (192, 256), "rtmdet-nano-person", kind="frames")
+    with pytest.raises(CalibrationError, match="calibrates on crops, but this set holds frames"):
+        check_matches_model(loaded, (320, 320), "rtmw-demo", kind="crops")
+
+
+def test_calib_cli_builds_frames(tmp_path: Path) -> None:
+    from rtmw.cli.calib import main
+    from rtmw.data.synthetic import make_dataset
+
+    images = make_dataset(tmp_path / "src", 32, seed=4, progress=False).image_dir
+    args = ["--frames", "--images", str(images), "--input-size", "320x320",
+            "--n", "32", "--out", str(tmp_path / "frames.npz"), "-q"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "32 frames letterboxed to 320x320" in result.output
+    too_many = CliRunner().invoke(main, [*args[:-5], "--n", "5000", "--out", "x.npz", "-q"])
+    assert too_many.exit_code != 0 and "frames available" in too_many.output
+
+
+def test_assigner_takes_priors_inside_each_box_and_losses_vanish_on_perfect_boxes() -> None:
+    from rtmw.train.detection_targets import assign, box_iou, flat_priors, giou_loss
+
+    priors = flat_priors((64, 64))
+    gt = torch.tensor([[8.0, 8.0, 40.0, 56.0]])
+    # predictions: every prior predicts the ground-truth box itself (IoU 1)
+    pred = gt.expand(len(priors), 4).clone()
+    found = assign(priors, torch.zeros(len(priors), 1), pred, gt, torch.zeros(1, dtype=torch.int64))
+    chosen = priors[found.gt_index == 0]
+    assert 1 <= len(chosen) <= 13
+    inside = (chosen[:, 0] > 8) & (chosen[:, 0] < 40) & (chosen[:, 1] > 8) & (chosen[:, 1] < 56)
+    assert bool(inside.all())
+    assert torch.allclose(found.quality[found.gt_index == 0], torch.ones(len(chosen)))
+    assert float(giou_loss(gt, gt)[0]) == pytest.approx(0.0, abs=1e-6)
+    far = torch.tensor([[100.0, 100.0, 110.0, 110.0]])
+    assert float(giou_loss(far, gt)[0]) > 1.0  # GIoU still pulls disjoint boxes together
+    assert float(box_iou(gt, far)[0, 0]) == 0.0
+    empty = assign(priors, torch.zeros(len(priors), 1), pred, torch.zeros(0, 4),
+                   torch.zeros(0, dtype=torch.int64))  # fmt: skip
+    assert bool((empty.gt_index == -1).all())
+
+
+def test_rtmw_train_trains_a_detector_saved_in_mmdet_layout(tmp_path: Path) -> None:
+    from rtmw.cli.train import main
+
+    out = tmp_path / "run"
+    args = ["--model", "rtmdet-nano-person", "--synthetic", "40", "--iters", "3",
+            "--batch-size", "4", "--val-every", "3", "--val-count", "4", "--warmup", "1",
+            "--out", str(out), "-q"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "validation person box AP" in result.output
+    _, config = load_detector(out / "rtmdet-nano-person.pth")  # strict, mmdet's keys
+    assert config.name == "rtmdet-nano-person"
+    import json
+
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["history"][-1]["iter"] == 3 and "val_box_ap" in log["history"][-1]
+    assert set(log["final_box_ap"]) == {"ap", "ap50", "ap75", "ar100"}

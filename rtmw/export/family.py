@@ -46,13 +46,18 @@ class BoxTolerances:
     min_matched: float
     min_iou: float
     max_score_diff: float
+    # whether the largest output error (relative to the output's range) is gated too: INT8
+    # moves logits far below any threshold freely, so there only the boxes are judged
+    gate_output_error: bool = True
 
 
 BOX_TOLERANCES: dict[str, BoxTolerances] = {
     "fp32": BoxTolerances(min_matched=0.97, min_iou=0.95, max_score_diff=0.01),
     "fp16": BoxTolerances(min_matched=0.90, min_iou=0.90, max_score_diff=0.05),
     "bf16": BoxTolerances(min_matched=0.85, min_iou=0.85, max_score_diff=0.08),
-    "int8": BoxTolerances(min_matched=0.70, min_iou=0.70, max_score_diff=0.15),
+    "int8": BoxTolerances(
+        min_matched=0.70, min_iou=0.70, max_score_diff=0.15, gate_output_error=False
+    ),
 }
 # the boxes verification judges: what a deployment keeps (score ≥ 0.05, the best 100 per
 # frame), not the 0.001 tail AP evaluation keeps
@@ -167,7 +172,7 @@ def compare_detections(
     failures = []
     if not finite:
         failures.append("NaN or Inf in the outputs")
-    if not rel <= tolerances.max_rel_diff:
+    if boxes.gate_output_error and not rel <= tolerances.max_rel_diff:
         failures.append(f"max rel |Δ| {rel:.2e} > {tolerances.max_rel_diff:.2g}")
     if share < boxes.min_matched:
         failures.append(

@@ -118,7 +118,10 @@ def identify_detector(
     ]  # fmt: skip
     exp_from_meta = _exp_on_reg_from_meta(meta or {})
     if fits:
-        config = fits[0]
+        # same tensors, several names (the demo detector is RTMDet-nano's layout): the name
+        # the file was saved under (rtmw's meta) wins, else the published one
+        named = [c for c in fits if c.name == (meta or {}).get("rtmw_config")]
+        config = (named or fits)[0]
     else:
         known = sorted({c.deepen_factor for c in DETECTOR_ZOO.values()})
         deepen = next((d for d in known
@@ -203,4 +206,17 @@ def save_detector_checkpoint(
     tmp = path.with_name(path.name + ".partial")
     torch.save({"meta": full_meta, "state_dict": state_dict}, tmp)
     tmp.replace(path)
+    return path
+
+
+def demo_detector_checkpoint() -> Path:
+    """The packaged demo detector's weights (mmdet format), refused if modified."""
+    from rtmw.models.rtmdet import DEMO_DETECTOR_NAME
+
+    official = get_detector_config(DEMO_DETECTOR_NAME).official
+    if official is None or not official.url.startswith("package:"):
+        raise CheckpointError(f"no packaged weights are registered for {DEMO_DETECTOR_NAME}")
+    path = Path(__file__).with_name("weights") / official.file_name
+    if not path.is_file():
+        raise CheckpointError(f"the demo detector is missing from this installation: {path}")
     return path

@@ -16,7 +16,7 @@ backend.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import Tensor, nn
@@ -240,6 +240,26 @@ DETECTOR_ZOO: dict[str, RTMDetConfig] = {
                 "rtmdet_x_8xb32-300e_coco_20220715_230555-cc79b9ae.pth", 52.8),
     )
 }  # fmt: skip
+
+
+# The demo detector: RTMDet-nano's layout (person head, 320×320), trained with rtmw-train
+# on synthetic frames on a 2-core CPU (results/demo-detector-training/); shipped in the
+# package so the demo detects people without a download.
+DEMO_DETECTOR_NAME = "rtmdet-nano-demo"
+_DEMO_DETECTOR_FILE = "rtmdet-nano-demo_synthetic-4000it-320-SHA8.pth"
+_DEMO_DETECTOR_SHA256 = "SHA256"
+DETECTOR_ZOO[DEMO_DETECTOR_NAME] = replace(
+    DETECTOR_ZOO["rtmdet-nano-person"],
+    name=DEMO_DETECTOR_NAME,
+    published=None,
+    official=OfficialFile(
+        f"package:rtmw/models/weights/{_DEMO_DETECTOR_FILE}",
+        _DEMO_DETECTOR_FILE,
+        sha256_prefix=_DEMO_DETECTOR_SHA256[:8],
+        sha256=_DEMO_DETECTOR_SHA256,
+    ),
+    description="demo: RTMDet-nano trained on synthetic frames (not published)",
+)
 
 
 def get_detector_config(name: str) -> RTMDetConfig:

@@ -2,7 +2,9 @@
 
 synthetic data → calibration set → export to every target this machine can build
 (INT8 included) → benchmark all artifacts on a held-out synthetic split → gate the FP16
-and INT8 artifacts against FP32 → results/demo/ (JSON, Markdown, plots, images).
+and INT8 artifacts against FP32 → the person detector: the demo detector exported, timed
+per frame and scored (box AP), and the pose model scored on its boxes against ground-truth
+boxes (detector.md) → results/demo/ (JSON, Markdown, plots, images).
 With ``three_d`` the same on the RTMW3D demo model and synthetic 3D figures: the bench
 adds MPJPE/PA-MPJPE per part and the gate their budgets (results/demo-3d/).
 """
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from rtmw.bench.entry import ResultsDocument
 from rtmw.bench.gate import GateResult, explain_check, junit_xml, markdown
@@ -26,8 +29,10 @@ from rtmw.calib import build_calibration_set, save_calibration_set
 from rtmw.data.synthetic import make_dataset
 from rtmw.export import ExportResult, export, get_target, unavailable_reason
 from rtmw.host import cpu_fingerprint, describe
+from rtmw.keypoints import PARTS
 from rtmw.models import DEMO_3D_NAME, DEMO_NAME, demo_checkpoint
 from rtmw.schemas import Status
+from rtmw.workflows.detector_demo import run_detector_stage
 from rtmw.workflows.gate import gate_results
 
 logger = logging.getLogger(__name__)
@@ -178,6 +183,16 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, say: Say = p
     report = out / "index.html"
     render([run], out, verdict)  # results.md and index.html again, with the gate's verdicts
     failures = _failures(made, run)
+    detector_lines: list[str] = []
+    reference = run.entry("onnx")
+    if not depth and reference is not None and reference.ok:
+        gt_ap = {part: reference.ap(part) or 0.0 for part in PARTS}
+        det_made, det_run, record = run_detector_stage(
+            out, train, val, artifacts / "onnx", gt_ap, bench_settings, full=settings.full,
+            calib_seed=settings.calib_seed, say=say,
+        )  # fmt: skip
+        failures += [f"detector {f}" for f in _failures(det_made, det_run)]
+        detector_lines = detector_summary(record)
     not_here = len(settings.targets) - len(targets)
     summary = plain_summary(
         run, verdict, failures=failures, not_here=not_here,
@@ -187,13 +202,28 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, say: Say = p
     say("")
     say(compact_markdown(run, verdict, with_notes=False).rstrip())
     say("")
-    for line in summary:
+    for line in [*detector_lines, *summary]:
         say(line)
     say(f"report: {report} (open it in a browser); table {out / 'results.md'}; "
         f"gate {out / 'gate.md'}")  # fmt: skip
     if failures:
         return 2
     return 0 if verdict.passed else 1
+
+
+def detector_summary(record: dict[str, Any]) -> list[str]:
+    """One line per detector artifact: its box AP and what its boxes cost the pose."""
+    gt = record["gt_boxes"]["wholebody"]
+    lines = []
+    for name, parts in record["detector_boxes"].items():
+        box = record["box_ap"].get(name) or {}
+        lines.append(
+            f"person detector {name}: box AP {100 * box.get('ap', 0):.1f} (AP50 "
+            f"{100 * box.get('ap50', 0):.1f}); pose whole-body AP on its boxes "
+            f"{100 * parts['wholebody']:.1f} vs {100 * gt:.1f} on ground-truth boxes "
+            "(detector.md)"
+        )
+    return lines
 
 
 def plain_summary(
