@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +61,18 @@ def _dims(value_info: Any) -> list[int | None]:
     return [d.dim_value if d.HasField("dim_value") else None for d in dims]
 
 
-def _probe(path: Path, input_name: str, size: tuple[int, int]) -> dict[str, list[int | None]]:
-    """Output shapes from one run on a zero frame (graphs traced with a dynamic batch often
-    declare no output dimension at all)."""
-    ort: Any = import_backend("onnxruntime", "onnx-runtime")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+def _probe(
+    path: Path, outputs: tuple[str, ...], size: tuple[int, int]
+) -> dict[str, list[int | None]]:
+    """Output shapes from one run on a zero frame through the onnx runtime adapter (graphs
+    traced with a dynamic batch often declare no output dimension at all)."""
+    from rtmw import runtimes
+
     zeros = np.zeros((1, 3, size[1], size[0]), np.float32)
-    ran = session.run(None, {input_name: zeros})
-    return {o.name: list(a.shape) for o, a in zip(session.get_outputs(), ran, strict=True)}
+    with runtimes.open_model(path, format="onnx", precision="fp32", input_size=size,
+                             outputs=outputs) as runner:  # fmt: skip
+        ran = runner(zeros)
+    return {name: list(array.shape) for name, array in ran.items()}
 
 
 def inspect_onnx_detector(
@@ -93,7 +98,7 @@ def inspect_onnx_detector(
     size = (shape[3], shape[2]) if shape[2] and shape[3] else input_size
     outputs = {o.name: _dims(o) for o in graph.output}
     if size is not None and any(None in dims[1:] for dims in outputs.values()):
-        outputs = _probe(path, inputs[0].name, size)
+        outputs = _probe(path, tuple(outputs), size)
     names = tuple(outputs)
     found = ", ".join(f"{n} {outputs[n]}" for n in names)
     if {"dets", "labels"} <= set(outputs):
@@ -198,8 +203,7 @@ def import_detector(
     out = Path(out_dir)
     with staging(out, overwrite=overwrite) as stage:
         shutil.copyfile(found.path, stage / "model.onnx")
-        onnxruntime: Any = import_backend("onnxruntime", "onnx-runtime")
-        tools = {"onnxruntime": str(onnxruntime.__version__), "rtmw": __version__}
+        tools = {"onnxruntime": metadata.version("onnxruntime"), "rtmw": __version__}
         manifest = Manifest(
             model=f"imported:{found.path.name}", input_size=size, target="onnx", format="onnx",
             precision="fp32", files=hash_files(stage, ["model.onnx"]),
