@@ -409,3 +409,49 @@ def test_rtmw_train_trains_a_detector_saved_in_mmdet_layout(tmp_path: Path) -> N
     log = json.loads((out / "train_log.json").read_text())
     assert log["history"][-1]["iter"] == 3 and "val_box_ap" in log["history"][-1]
     assert set(log["final_box_ap"]) == {"ap", "ap50", "ap75", "ar100"}
+
+
+# -- INT8 (the packaged demo detector: trained weights, so INT8 can be judged) ----------------
+@needs_onnx
+@pytest.mark.parametrize("target", ["ort-int8", "openvino-int8", "ncnn-int8"])
+def test_demo_detector_int8_targets_verify_on_boxes(
+    target: str, frames_calib: CalibrationSet, tmp_path: Path
+) -> None:
+    import json
+
+    from rtmw.export import export
+    from rtmw.models.detector_checkpoint import demo_detector_checkpoint
+
+    (result,) = export(demo_detector_checkpoint(), [target], tmp_path, calib=frames_calib)
+    if result.status == "skipped":
+        pytest.skip(result.reason)
+    assert result.status == "ok", result.reason
+    manifest = json.loads((tmp_path / target / "artifact.json").read_text())
+    v = manifest["verification"]
+    assert v["matched"] >= 0.70 and v["reference_boxes"] > 0
+    assert "calib_holdout" in v["inputs"] and "random" not in v["inputs"]
+    assert manifest["calibration"]["tensor_sha256"] == frames_calib.sha256
+    assert manifest["detector"]["family"] == "rtmdet" and manifest["model"] == "rtmdet-nano-demo"
+
+
+@needs_onnx
+def test_detector_sensitivity_scan_ranks_blocks_by_box_damage(
+    frames_calib: CalibrationSet, tmp_path: Path
+) -> None:
+    import json
+
+    from rtmw.export import sensitivity_scan
+    from rtmw.models.detector_checkpoint import demo_detector_checkpoint
+
+    path, text = sensitivity_scan(demo_detector_checkpoint(), frames_calib, tmp_path,
+                                  progress=False)  # fmt: skip
+    rows = json.loads(path.with_suffix(".json").read_text())
+    matched = [r["boxes_matched"] for r in rows]
+    assert matched == sorted(matched)  # worst first
+    blocks = {r["block"] for r in rows}
+    assert {"backbone.stem", "bbox_head.rtm_cls.0"} <= blocks
+    assert any(b.startswith("neck.") for b in blocks)  # the neck is found by its prefix
+    kept = {r["block"] for r in rows if r["kept"]}
+    assert kept == {f"bbox_head.{conv}.{level}" for conv in ("rtm_cls", "rtm_reg")
+                    for level in range(3)}  # fmt: skip
+    assert "Boxes matched" in text

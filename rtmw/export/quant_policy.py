@@ -36,7 +36,12 @@ HEAD_HIGH_PRECISION = (
     "/head/cls_z/",  # RTMW3D's depth classifier, in float like cls_x/cls_y
 )
 # RTMDet's equivalent (the person detector): the 1×1 class and box-distance convs of each
-# level, whose outputs are the scores and box edges themselves (see DETECTOR_POLICY_EVIDENCE)
+# level, whose outputs are the scores and box edges themselves. Measured on the demo
+# detector (results/demo-detector-training/sensitivity-rtmdet-nano-demo.md): they cost
+# almost nothing to keep (1 and 4 output channels) and the stride-8 ones move 1.5–1.7% of
+# the boxes when quantised alone; the largest damage is the backbone's stem and first
+# stages (7.3/6.4/5.8% of boxes), kept only on request (--int8-keep /backbone/stem/) since
+# they are the high-resolution, costly layers.
 DETECTOR_HEAD_HIGH_PRECISION = ("/bbox_head/rtm_cls", "/bbox_head/rtm_reg")
 # Node-name prefixes of one family never match the other's graph (a pose head is /head/…,
 # a detector head /bbox_head/…), so each policy names both families' sensitive layers.

@@ -150,7 +150,9 @@ class RTMDetSepBNHead(nn.Module):
                 reg_feat = layer(reg_feat)
             scores.append(self.rtm_cls[level](cls_feat))
             reg = self.rtm_reg[level](reg_feat)
-            distances.append((reg.exp() if self.exp_on_reg else reg) * stride)
+            # a float factor: an integer one becomes an int64 constant that PT2E's
+            # histogram observers (litert-int8) cannot take
+            distances.append((reg.exp() if self.exp_on_reg else reg) * float(stride))
         return (*scores, *distances)
 
 
@@ -172,7 +174,7 @@ class RTMDet(nn.Module):
         self.bbox_head = RTMDetSepBNHead(config)
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        outputs: tuple[Tensor, ...] = self.bbox_head(self.neck.fuse(self.backbone(x)))
+        outputs: tuple[Tensor, ...] = self.bbox_head(list(self.neck(self.backbone(x))))
         return outputs
 
     def unshare_convs(self) -> RTMDet:
@@ -246,8 +248,8 @@ DETECTOR_ZOO: dict[str, RTMDetConfig] = {
 # on synthetic frames on a 2-core CPU (results/demo-detector-training/); shipped in the
 # package so the demo detects people without a download.
 DEMO_DETECTOR_NAME = "rtmdet-nano-demo"
-_DEMO_DETECTOR_FILE = "rtmdet-nano-demo_synthetic-4000it-320-SHA8.pth"
-_DEMO_DETECTOR_SHA256 = "SHA256"
+_DEMO_DETECTOR_FILE = "rtmdet-nano-demo_synthetic-4000it-320-a8ce3dfc.pth"
+_DEMO_DETECTOR_SHA256 = "a8ce3dfc9608b72a451f21e77519790b059c0159c70e5b9964e80683ed59d4d1"
 DETECTOR_ZOO[DEMO_DETECTOR_NAME] = replace(
     DETECTOR_ZOO["rtmdet-nano-person"],
     name=DEMO_DETECTOR_NAME,

@@ -152,8 +152,13 @@ class CSPNeXtPAFPN(nn.Module):
         if out_channels is not None:
             self.out_convs = nn.ModuleList(conv3x3(c, out_channels) for c in in_channels)
 
-    def forward(self, inputs: tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    def forward(self, inputs: tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, ...]:
+        """RTMW's form: strides 16 and 32; mmdet's (with ``out_convs``): all three levels.
+        Called as a module either way, so exported node names sit under ``/neck/`` (the
+        INT8 policies and the sensitivity scan find the neck by that prefix)."""
         outs = self.fuse(inputs)
+        if self.out_convs is not None:
+            return tuple(outs)
         return outs[1], outs[2]
 
     def fuse(self, inputs: tuple[Tensor, Tensor, Tensor]) -> list[Tensor]:
