@@ -3,6 +3,7 @@ decode reproduced, exported through the registry and verified on decoded boxes."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -303,6 +304,12 @@ def test_bench_times_detector_frames_beside_pose_rows_and_scores_pose_on_its_box
     assert set(detector["latency"]) == {"1", "2"} and "e2e" not in detector
     assert detector.detection is not None and 0.0 <= detector.detection["ap"] <= 1.0
     assert (tmp_path / "r" / detector.detection["detections"]).is_file()
+    # the hand-off file (score > 0.3, NMS 0.3) is a subset of every box, what --dets crops
+    every = json.loads((tmp_path / "r" / detector.detection["detections"]).read_text())
+    handoff = detector.detection["handoff"]
+    handed = json.loads((tmp_path / "r" / handoff["file"]).read_text())
+    assert (handoff["score_thr"], handoff["nms_thr"]) == (0.3, 0.3)
+    assert len(handed) <= len(every) and all(d["score"] > 0.3 for d in handed)
     assert run.baseline is not None and run.baseline["artifact"] == "pose-onnx"
     text = (tmp_path / "r" / "results.md").read_text()
     assert "**Person detector**" in text and "rtmdet-nano-person" in text
@@ -430,7 +437,8 @@ def test_demo_detector_int8_targets_verify_on_boxes(
     v = manifest["verification"]
     assert v["matched"] >= 0.70 and v["reference_boxes"] > 0
     assert "calib_holdout" in v["inputs"] and "random" not in v["inputs"]
-    assert manifest["calibration"]["tensor_sha256"] == frames_calib.sha256
+    assert manifest["calibration"]["sha256"] == frames_calib.sha256
+    assert manifest["calibration"]["kind"] == "frames"
     assert manifest["detector"]["family"] == "rtmdet" and manifest["model"] == "rtmdet-nano-demo"
 
 

@@ -352,9 +352,10 @@ def detections_from_artifact(
         record = _detect_and_score(runtime, artifact, gt, out, path.name, progress=progress)
         device = runtime.device
     logger.info("%s: person box AP %.3f on %d images", path.name, record["ap"], len(gt.items))
-    return out / record["detections"], {"artifact": str(path), "target": artifact.manifest.target,
-                                        "precision": artifact.manifest.precision,
-                                        "device_used": device, **record}  # fmt: skip
+    handoff = out / record["handoff"]["file"]
+    return handoff, {"artifact": str(path), "target": artifact.manifest.target,
+                     "precision": artifact.manifest.precision, "device_used": device,
+                     **record}  # fmt: skip
 
 
 def detector_spec(artifact: Artifact) -> DetectorSpec:
@@ -410,13 +411,18 @@ def _detect_and_score(
 ) -> dict[str, Any]:  # fmt: skip
     """Person box AP over the evaluation images, and the detections written as the --dets
     file ``detections/<name>.json`` (its path, relative to ``out_dir``, in the record)."""
-    from rtmw.harness.detection import person_boxes_ap, write_detections
+    from rtmw.harness.detection import HANDOFF, handoff_boxes, person_boxes_ap, write_detections
 
     images = {item.image_id: item.path for item in eval_set.items}
     box_ap, found = person_boxes_ap(runtime.infer, detector_spec(artifact), eval_set.ann_file,
                                     images, progress=progress)  # fmt: skip
-    written = write_detections(found, out_dir / "detections" / f"{name}.json")
-    return {**box_ap.to_dict(), "detections": str(written.relative_to(out_dir))}
+    folder = out_dir / "detections"
+    written = write_detections(found, folder / f"{name}.json")
+    handed = write_detections(handoff_boxes(found), folder / f"{name}.handoff.json")
+    # "detections": every box (score > 0.001, what box AP scores); "handoff": the boxes a
+    # deployment crops (score > 0.3, NMS 0.3), what --dets scores the pose model on
+    return {**box_ap.to_dict(), "detections": str(written.relative_to(out_dir)),
+            "handoff": {"file": str(handed.relative_to(out_dir)), **HANDOFF}}  # fmt: skip
 
 
 def _macs(model: str) -> int | None:

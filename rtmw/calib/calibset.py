@@ -78,6 +78,7 @@ class CalibrationSet:
         return {
             "path": str(self.path) if self.path else None,
             "sha256": self.sha256,
+            "kind": self.kind,
             "n": len(self),
             "input_size": list(self.input_size),
             "shares": self.manifest.get("shares"),

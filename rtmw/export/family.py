@@ -56,8 +56,9 @@ BOX_TOLERANCES: dict[str, BoxTolerances] = {
     "fp16": BoxTolerances(min_matched=0.90, min_iou=0.90, max_score_diff=0.05),
     # bf16 (8 mantissa bits) moves class logits far below any threshold by more than the
     # pose tolerance (demo detector: 5.6e-2 rel with 98.3% of the boxes matched): boxes judged
-    "bf16": BoxTolerances(min_matched=0.85, min_iou=0.85, max_score_diff=0.08,
-                          gate_output_error=False),
+    "bf16": BoxTolerances(
+        min_matched=0.85, min_iou=0.85, max_score_diff=0.08, gate_output_error=False
+    ),
     "int8": BoxTolerances(
         min_matched=0.70, min_iou=0.70, max_score_diff=0.15, gate_output_error=False
     ),

@@ -76,6 +76,25 @@ def to_coco_results(found: dict[int, Detections]) -> list[dict[str, Any]]:
     return results
 
 
+# mmpose's top-down demos hand the pose model person boxes scoring above bbox_thr 0.3
+# after a second NMS at nms_thr 0.3 (rtmw.pipeline.detect.person_boxes)
+HANDOFF = {"score_thr": 0.3, "nms_thr": 0.3}
+
+
+def handoff_boxes(found: dict[int, Detections]) -> dict[int, Detections]:
+    """What a deployment gives the pose model: :func:`person_boxes`' hand-off, per image
+    (the full 0.001-threshold list is for box AP; a pose run on it would crop ~300 boxes
+    per frame)."""
+    from rtmw.pipeline.detect import nms
+
+    kept: dict[int, Detections] = {}
+    for image_id, dets in found.items():
+        confident = dets.select(dets.scores > HANDOFF["score_thr"])
+        kept[image_id] = confident.select(nms(confident.boxes, confident.scores,
+                                              HANDOFF["nms_thr"]))  # fmt: skip
+    return kept
+
+
 def write_detections(found: dict[int, Detections], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(to_coco_results(found)) + "\n")

@@ -72,7 +72,7 @@ def _markdown(run: ResultsDocument, gt_ap: dict[str, float],
         "# The demo pose model on the demo detector's boxes\n\n"
         "Per-part COCO-WholeBody AP (points) of the pose model's FP32 artifact (onnx, flip "
         "test) on the validation split, with ground-truth person boxes and with each detector "
-        "artifact's boxes (mmdet's decode, then boxes as the evaluation takes them); in "
+        "artifact's boxes (mmdet's decode, then mmpose's demo hand-off: score > 0.3, NMS 0.3); in "
         "brackets the change against ground-truth boxes. Box AP: COCO person box AP of the "
         "detector on the same images. frames/s: one frame end to end (letterbox, inference, "
         "decode), batch 1.\n\n" + "\n".join(table(header, rows)) + "\n"
@@ -103,7 +103,7 @@ def run_detector_stage(
     settings = replace(bench_settings, reference=None, draw=0, det_file=None)
     run = bench(list(paths), settings, folder, name="demo-detector")
     render([run], folder)
-    detections = {e.name: folder / e.detection["detections"]
+    detections = {e.name: folder / e.detection["handoff"]["file"]
                   for e in run.entries if e.ok and e.detection}  # fmt: skip
     say(f"== the pose model on each detector's boxes ({len(detections)} detector artifacts)")
     on_boxes = pose_on_detector_boxes(pose_artifact, detections, val, flip=settings.flip)
