@@ -14,7 +14,7 @@ from conftest import has_module, small_demo
 from rtmw.artifact import read_artifact
 from rtmw.calib import CalibrationSet
 from rtmw.export import export, get_target
-from rtmw.export.quant_policy import HEAD_HIGH_PRECISION, block_of
+from rtmw.export.quant_policy import HEAD_HIGH_PRECISION, POLICIES, block_of
 from rtmw.harness import crop_similarity as crop_oks_metric
 
 pytestmark = [
@@ -88,7 +88,8 @@ def test_openvino_int8_verified(int8_artifacts: dict) -> None:
     assert result.status == "ok", result.reason
     manifest = read_artifact(result.path).manifest
     assert manifest.tools["nncf"] and manifest.calibration is not None
-    assert manifest.options["kept_patterns"] == list(HEAD_HIGH_PRECISION)
+    assert manifest.options["kept_patterns"] == list(POLICIES["head-fp32"])
+    assert set(HEAD_HIGH_PRECISION) <= set(POLICIES["head-fp32"])
 
 
 needs_ncnn = pytest.mark.skipif(
