@@ -463,3 +463,23 @@ def test_detector_sensitivity_scan_ranks_blocks_by_box_damage(
     assert kept == {f"bbox_head.{conv}.{level}" for conv in ("rtm_cls", "rtm_reg")
                     for level in range(3)}  # fmt: skip
     assert "Boxes matched" in text
+
+
+@needs_onnx
+@pytest.mark.parametrize(
+    "target", ["onnx-fp16", "openvino-fp32", "openvino-fp16", "ncnn-fp32", "ncnn-fp16"]
+)
+def test_demo_detector_float_targets_verify_on_boxes(target: str, tmp_path: Path) -> None:
+    """The float routes of each CPU runtime family on trained weights (LiteRT, ExecuTorch and
+    bf16: results/demo-detector-training/export.md, slower to build)."""
+    from rtmw.export import export
+    from rtmw.export.family import BOX_TOLERANCES
+    from rtmw.models.detector_checkpoint import demo_detector_checkpoint
+
+    (result,) = export(demo_detector_checkpoint(), [target], tmp_path)
+    if result.status == "skipped":
+        pytest.skip(result.reason)
+    assert result.status == "ok", result.reason
+    v = json.loads((tmp_path / target / "artifact.json").read_text())["verification"]
+    precision = "fp16" if target.endswith("fp16") else "fp32"
+    assert v["matched"] >= BOX_TOLERANCES[precision].min_matched and v["reference_boxes"] > 100
