@@ -473,10 +473,15 @@ def demo_checkpoint(name: str | None = None) -> Path:
     """
     from rtmw.models.zoo import DEMO_NAME, get_config
 
-    official = get_config(name or DEMO_NAME).official
+    config = get_config(name or DEMO_NAME)
+    return packaged_weights(config.name, config.official)
+
+
+def packaged_weights(name: str, official: Any) -> Path:
+    """The file of a zoo entry whose weights ship inside the package (``package:`` URL)."""
     if official is None or not official.url.startswith("package:"):
-        raise CheckpointError(f"no packaged weights are registered for {name or DEMO_NAME}")
+        raise CheckpointError(f"no packaged weights are registered for {name}")
     path = Path(__file__).with_name("weights") / official.file_name
     if not path.is_file():
-        raise CheckpointError(f"the demo weights are missing from this installation: {path}")
+        raise CheckpointError(f"the weights of {name} are missing from this installation: {path}")
     return path

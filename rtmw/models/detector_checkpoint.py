@@ -211,12 +211,7 @@ def save_detector_checkpoint(
 
 def demo_detector_checkpoint() -> Path:
     """The packaged demo detector's weights (mmdet format), refused if modified."""
+    from rtmw.models.checkpoint import packaged_weights
     from rtmw.models.rtmdet import DEMO_DETECTOR_NAME
 
-    official = get_detector_config(DEMO_DETECTOR_NAME).official
-    if official is None or not official.url.startswith("package:"):
-        raise CheckpointError(f"no packaged weights are registered for {DEMO_DETECTOR_NAME}")
-    path = Path(__file__).with_name("weights") / official.file_name
-    if not path.is_file():
-        raise CheckpointError(f"the demo detector is missing from this installation: {path}")
-    return path
+    return packaged_weights(DEMO_DETECTOR_NAME, get_detector_config(DEMO_DETECTOR_NAME).official)
