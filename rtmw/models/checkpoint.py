@@ -25,7 +25,7 @@ from rtmw.errors import CheckpointError, NotRTMWError, StateDictMismatch
 from rtmw.hashing import sha256_file
 from rtmw.models.layers import randomize_batchnorm
 from rtmw.models.rtmw import RTMW
-from rtmw.models.zoo import ZOO, RTMWConfig, get_config
+from rtmw.models.zoo import ZOO, OfficialFile, RTMWConfig, get_config
 
 logger = logging.getLogger(__name__)
 
@@ -477,7 +477,7 @@ def demo_checkpoint(name: str | None = None) -> Path:
     return packaged_weights(config.name, config.official)
 
 
-def packaged_weights(name: str, official: Any) -> Path:
+def packaged_weights(name: str, official: OfficialFile | None) -> Path:
     """The file of a zoo entry whose weights ship inside the package (``package:`` URL)."""
     if official is None or not official.url.startswith("package:"):
         raise CheckpointError(f"no packaged weights are registered for {name}")
