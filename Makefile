@@ -24,7 +24,7 @@ install: $(PY)
 	$(PIP) install --quiet cython numpy
 	# xtcocotools' binary wheel breaks beside numpy 2 (dtype size changed): build from source
 	$(PIP) install --quiet --no-binary xtcocotools --no-build-isolation "xtcocotools>=1.14"
-	$(PIP) install --quiet -e ".[eval,onnx,openvino,ncnn,litert,executorch,ray,plot,dev]"
+	$(PIP) install --quiet -e ".[eval,onnx,openvino,ncnn,litert,executorch,ray,plot,video,dev]"
 	# type stubs only: its dependency is the real tensorrt, which needs NVIDIA hardware
 	$(PIP) install --quiet --no-deps "tensorrt-stubs>=10.13"
 	$(PY) -c "import xtcocotools.cocoeval, torch, cv2; print('rtmw installed; torch', torch.__version__)"

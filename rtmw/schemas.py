@@ -164,7 +164,7 @@ GATES = FileSchema(
     "gates",
     1,
     required=frozenset({"defaults"}),
-    optional=frozenset({"precision", "target"}),
+    optional=frozenset({"precision", "target", "frames"}),
     tag_optional=True,
 )
 

@@ -518,5 +518,106 @@ def fleet_command(fleet_file: str, address: str | None, out: str, quiet: bool) -
         raise SystemExit(ExitCode.FAILED)
 
 
+def _list(value: str, kind: type = str) -> list:  # type: ignore[type-arg]
+    items = [kind(v.strip()) for v in value.split(",") if v.strip()]
+    if not items:
+        raise click.BadParameter("a comma-separated list expected")
+    return items
+
+
+LOOP_MODES = {"one-crop": (False, False), "batched": (True, False), "streamed": (True, True)}
+
+
+@main.command(
+    "frames",
+    epilog=(
+        "Examples:\n\n\b\n"
+        "  rtmw-bench frames --synthetic 120 --det DET/onnx,DET/openvino-int8 \\\n"
+        "      --pose POSE/onnx,POSE/openvino-int8 --modes one-crop,streamed --out results/frames\n"
+        "  rtmw-bench frames video.mp4 --ann video_wholebody.json --det DET --pose POSE \\\n"
+        "      --det-every 1,2,5,10 --gate --out results/frames"
+        + exit_code_epilog("a [frames] budget failed (or failed closed) with --gate")
+    ),
+)
+@click.argument("video", required=False)
+@click.option("--det", "detectors", required=True,
+              help="Detector artifact folders, comma-separated.")  # fmt: skip
+@click.option("--pose", "poses", required=True, help="Pose artifact folders, comma-separated.")
+@vocab_option(
+    "ann_file",
+    type=click.Path(dir_okay=False),
+    help="The video's COCO-WholeBody annotations with track_id (AP, IDs, jitter).",
+)
+@click.option(
+    "--synthetic",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Render a synthetic video of N frames with ground truth and use it.",
+)
+@click.option(
+    "--persons",
+    type=click.IntRange(min=0),
+    default=4,
+    show_default=True,
+    help="Persons in the synthetic video.",
+)
+@click.option("--det-every", default="5", show_default=True, help="Values of N, comma-separated.")
+@click.option(
+    "--modes",
+    default="one-crop,batched,streamed",
+    show_default=True,
+    help="Loop modes: one-crop (rtmlib's way), batched, streamed.",
+)
+@click.option("--gate", is_flag=True, help="Judge every row by the [frames] budgets.")
+@click.option("--budgets", type=click.Path(dir_okay=False), help="gates.toml (default: built in).")
+@vocab_option("out", required=True, type=click.Path(file_okay=False), help="Results folder.")
+@vocab_option("threads", type=click.IntRange(min=1), default=None, help="Threads per runtime.")
+@verbosity
+def frames_command(
+    video: str | None, detectors: str, poses: str, ann_file: str | None, synthetic: int | None,
+    persons: int, det_every: str, modes: str, gate: bool, budgets: str | None, out: str,
+    threads: int | None, quiet: bool,
+) -> None:  # fmt: skip
+    """What a frame costs: detector × pose × loop mode, per stage, with AP, IDs and jitter."""
+    from rtmw.bench.frames import FrameRoute, frame_bench
+    from rtmw.bench.gate import markdown
+    from rtmw.pipeline.frames import FrameSettings
+    from rtmw.pipeline.smoothing import OneEuroSettings
+
+    folder = Path(out)
+    if (video is None) == (synthetic is None):
+        raise click.UsageError("give a VIDEO or --synthetic N")
+    log_run_in(folder, "rtmw-bench-frames")
+    if synthetic is not None:
+        from rtmw.data.synthetic_video import render_video
+
+        made = render_video(folder / "video", frames=synthetic, persons=persons,
+                            progress=not quiet)  # fmt: skip
+        video, ann_file = str(made.video), str(made.ann_file)
+    unknown = [m for m in _list(modes) if m not in LOOP_MODES]
+    if unknown:
+        raise click.BadParameter(f"unknown mode(s) {unknown}; known: {', '.join(LOOP_MODES)}")
+    routes = []
+    for det in _list(detectors):
+        for pose in _list(poses):
+            for mode in _list(modes):
+                for n in _list(det_every, int):
+                    batched, stream = LOOP_MODES[mode]
+                    settings = FrameSettings(det_every=n, batched=batched,
+                                             smoothing=OneEuroSettings())  # fmt: skip
+                    name = f"{Path(det).name} + {Path(pose).name} {mode} det/{n}"
+                    routes.append(FrameRoute(name, Path(det), Path(pose), settings, stream))
+    assert video is not None
+    _, verdict = frame_bench(routes, video, folder, ann_file=ann_file, budgets_file=budgets,
+                                gate=gate, threads=threads,
+                                say=(lambda _: None) if quiet else click.echo)  # fmt: skip
+    click.echo((folder / "frames.md").read_text(), nl=False)
+    if verdict is not None:
+        text = markdown(verdict)
+        (folder / "frames-gate.md").write_text(text)
+        click.echo(text, nl=False)
+        raise SystemExit(ExitCode.OK if verdict.passed else ExitCode.FAILED)
+
+
 if __name__ == "__main__":
     main()

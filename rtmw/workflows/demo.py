@@ -4,7 +4,9 @@ synthetic data → calibration set → export to every target this machine can b
 (INT8 included) → benchmark all artifacts on a held-out synthetic split → gate the FP16
 and INT8 artifacts against FP32 → the person detector: the demo detector exported, timed
 per frame and scored (box AP), and the pose model scored on its boxes against ground-truth
-boxes (detector.md) → results/demo/ (JSON, Markdown, plots, images).
+boxes (detector.md) → the frame loop on a synthetic video: rtmlib's one-crop loop vs rtmw's
+batched and streamed loops in FP32 and the best INT8, and detection every 1/2/5/10 frames
+(frames.md) → results/demo/ (JSON, Markdown, plots, images).
 With ``three_d`` the same on the RTMW3D demo model and synthetic 3D figures: the bench
 adds MPJPE/PA-MPJPE per part and the gate their budgets (results/demo-3d/).
 """
@@ -33,6 +35,12 @@ from rtmw.keypoints import PARTS
 from rtmw.models import DEMO_3D_NAME, DEMO_NAME, demo_checkpoint
 from rtmw.schemas import Status
 from rtmw.workflows.detector_demo import run_detector_stage
+from rtmw.workflows.frames_demo import (
+    best_int8_detector,
+    best_int8_pose,
+    frames_summary,
+    run_frames_stage,
+)
 from rtmw.workflows.gate import gate_results
 
 logger = logging.getLogger(__name__)
@@ -193,6 +201,18 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, say: Say = p
         )  # fmt: skip
         failures += [f"detector {f}" for f in _failures(det_made, det_run)]
         detector_lines = detector_summary(record)
+        det_folder = out / "detector" / "artifacts"
+        int8_det, int8_pose = best_int8_detector(det_run), best_int8_pose(run, verdict)
+        detectors = {
+            "fp32": det_folder / "onnx",
+            **({"int8": det_folder / int8_det} if int8_det else {}),
+        }
+        poses = {
+            "fp32": artifacts / "onnx",
+            **({"int8": artifacts / int8_pose} if int8_pose else {}),
+        }
+        frame_rows, _ = run_frames_stage(out, detectors, poses, say=say)
+        detector_lines += frames_summary(frame_rows)
     not_here = len(settings.targets) - len(targets)
     summary = plain_summary(
         run, verdict, failures=failures, not_here=not_here,
