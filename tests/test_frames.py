@@ -288,6 +288,22 @@ def test_bad_sources_fail_in_one_line(tmp_path) -> None:
         open_source(tmp_path / "missing.mp4")
 
 
+def test_a_zero_frame_video_is_an_empty_result_or_one_line(tmp_path) -> None:
+    def empty(name: str, codec: str) -> Path:
+        path = tmp_path / name
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*codec), 30, (64, 48))
+        writer.release()
+        return path
+
+    source = open_source(empty("empty.avi", "MJPG"))  # an AVI header announcing 0 frames
+    loop = FrameLoop(lambda f: np.zeros((0, 4)), TopDown(lambda b: (b, b), (192, 256)))
+    assert source.announced == 0
+    assert list(loop.run(source)) == [] and source.read == 0 and not source.warnings
+    with pytest.raises(InputError, match="cannot open it as a video") as caught:
+        open_source(empty("empty.mp4", "mp4v"))  # an MP4 without frames has no index
+    assert "\n" not in str(caught.value)
+
+
 def test_truncated_video_ends_early_with_a_warning(video, tmp_path) -> None:
     data = video.video.read_bytes()
     # mp4v in an MP4 keeps its index at the end: cut frames from the middle of the file

@@ -42,6 +42,7 @@ FRAME_BUDGETS = {
     "min_idf1": ("idf1", "floor"),
     "min_wholebody_ap": ("wholebody_ap", "floor"),
 }
+FRAME_BUDGETS_BY_METRIC = dict(FRAME_BUDGETS.values())
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,34 @@ def gate_frames(rows: Sequence[dict[str, Any]], budgets: dict[str, float]) -> Ga
             passed = value >= bound if kind == "floor" else value <= bound
             result.checks.append(Check(row["route"], "all", metric, value, bound, passed, kind))
     return result
+
+
+def gate_markdown(verdict: GateResult) -> str:
+    """The [frames] verdict: one row per route, one column per budget."""
+    metrics = list(dict.fromkeys(c.metric for c in verdict.checks))
+    bounds = {c.metric: (c.budget, c.detail) for c in verdict.checks}
+    header = ["Route"] + [
+        f"{m} {'≥' if FRAME_BUDGETS_BY_METRIC[m] == 'floor' else '≤'} {bounds[m][0]:g}"
+        for m in metrics
+    ]
+    rows = []
+    for route in dict.fromkeys(c.candidate for c in verdict.checks):
+        cells = {c.metric: c for c in verdict.checks if c.candidate == route}
+        rows.append(
+            [route]
+            + [
+                ("–" if cells[m].value is None else f"{cells[m].value:.2f}")
+                + ("" if cells[m].passed else " **FAIL**")
+                for m in metrics
+            ]
+        )
+    state = "PASS" if verdict.passed else "FAIL"
+    note = (
+        ""
+        if verdict.checks
+        else "no [frames] budget judged anything: a gate with nothing to judge fails\n"
+    )
+    return f"### rtmw frame gate: {state}\n\n" + note + "\n".join(table(header, rows)) + "\n"
 
 
 def _cell(value: Any, digits: int = 1) -> str:

@@ -579,8 +579,7 @@ def frames_command(
     threads: int | None, quiet: bool,
 ) -> None:  # fmt: skip
     """What a frame costs: detector × pose × loop mode, per stage, with AP, IDs and jitter."""
-    from rtmw.bench.frames import FrameRoute, frame_bench
-    from rtmw.bench.gate import markdown
+    from rtmw.bench.frames import FrameRoute, frame_bench, gate_markdown
     from rtmw.pipeline.frames import FrameSettings
     from rtmw.pipeline.smoothing import OneEuroSettings
 
@@ -613,7 +612,7 @@ def frames_command(
                                 say=(lambda _: None) if quiet else click.echo)  # fmt: skip
     click.echo((folder / "frames.md").read_text(), nl=False)
     if verdict is not None:
-        text = markdown(verdict)
+        text = gate_markdown(verdict)
         (folder / "frames-gate.md").write_text(text)
         click.echo(text, nl=False)
         raise SystemExit(ExitCode.OK if verdict.passed else ExitCode.FAILED)

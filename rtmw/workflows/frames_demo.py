@@ -25,6 +25,7 @@ from rtmw.bench.frames import (
     frame_bench,
     frame_budgets,
     gate_frames,
+    gate_markdown,
     markdown,
     slug,
 )
@@ -128,7 +129,7 @@ def run_frames_stage(
         "loops, then detection every 1/2/5/10 frames"
     )
     video = render_video(
-        folder / "video", frames=VIDEO_FRAMES, persons=VIDEO_PERSONS, seed=VIDEO_SEED
+        folder / "input", frames=VIDEO_FRAMES, persons=VIDEO_PERSONS, seed=VIDEO_SEED
     )
     routes = demo_routes(detectors, poses)
     rows, _ = frame_bench(routes, video.video, folder, ann_file=video.ann_file, say=say)
@@ -151,10 +152,7 @@ def run_frames_stage(
         + "\n".join(_sweep_lines(rows))
         + "\n"
     )
-    if verdict.checks:
-        from rtmw.bench.gate import markdown as gate_markdown
-
-        text += "\n## [frames] budgets\n\n" + gate_markdown(verdict)
+    text += "\n## [frames] budgets (rtmw/bench/gates.toml)\n\n" + gate_markdown(verdict)
     sample = _sample_frame(
         folder / "routes" / slug(routes[2].name) / "annotated.mp4",
         folder / "annotated-frame-60.png",
