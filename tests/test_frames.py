@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from conftest import has_module, small_demo
 
 from rtmw.data.synthetic_video import render_video
@@ -425,50 +425,20 @@ def test_rtmw_run_and_bench_frames_cli(video, artifacts, tmp_path) -> None:
     from rtmw.cli.run import main as run_main
     from rtmw.pipeline.video import read_json_lines
 
+    def rtmw_run(source: str, det: Path, pose: Path, out: Path) -> Result:
+        args = [source, "--det", str(det), "--pose", str(pose), "--out", str(out), "-q"]
+        return CliRunner().invoke(run_main, args)
+
     out = tmp_path / "run"
-    result = CliRunner().invoke(
-        run_main,
-        [
-            str(video.video),
-            "--det",
-            str(artifacts["det"]),
-            "--pose",
-            str(artifacts["pose"]),
-            "--out",
-            str(out),
-            "-q",
-        ],
-    )
+    result = rtmw_run(str(video.video), artifacts["det"], artifacts["pose"], out)
     assert result.exit_code == 0, result.output
     records = read_json_lines(out / "frames.jsonl")
     assert len(records) == 40 and "40 frames" in result.output
     assert any(p["track_id"] for r in records for p in r["persons"])
-    assert list(open_source(out / "annotated.mp4")).__len__() == 40
-    bad = CliRunner().invoke(
-        run_main,
-        [
-            "97",
-            "--det",
-            str(artifacts["det"]),
-            "--pose",
-            str(artifacts["pose"]),
-            "--out",
-            str(tmp_path / "cam"),
-        ],
-    )
+    assert len(list(open_source(out / "annotated.mp4"))) == 40
+    bad = rtmw_run("97", artifacts["det"], artifacts["pose"], tmp_path / "cam")
     assert bad.exit_code == 1 and bad.output.strip().splitlines()[-1].startswith("error: camera 97")
-    swapped = CliRunner().invoke(
-        run_main,
-        [
-            str(video.video),
-            "--det",
-            str(artifacts["pose"]),
-            "--pose",
-            str(artifacts["det"]),
-            "--out",
-            str(tmp_path / "swap"),
-        ],
-    )
+    swapped = rtmw_run(str(video.video), artifacts["pose"], artifacts["det"], tmp_path / "swap")
     assert swapped.exit_code == 1 and "not a detector artifact" in swapped.output
     budgets = tmp_path / "gates.toml"
     budgets.write_text(
