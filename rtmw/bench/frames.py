@@ -53,6 +53,9 @@ class FrameRoute:
     settings: FrameSettings = field(default_factory=FrameSettings)
     stream: bool = False
     flip: bool = False  # real-time loops do not flip-test; an option for accuracy runs
+    # draw skeletons and IDs, encode the annotated video and write the JSON lines (the draw
+    # stage); off: the loop an application that consumes keypoints runs
+    draw: bool = True
 
 
 def _write_annotated(
@@ -318,7 +321,11 @@ def frame_bench(
         target = out / "routes" / slug(route.name)
         say(f"  frame loop {index + 1}/{len(routes)}: {route.name}")
         row = run_route(
-            route, video, truth=truth, threads=threads, write_to=target if write_video else None
+            route,
+            video,
+            truth=truth,
+            threads=threads,
+            write_to=target if write_video and route.draw else None,
         )
         rows.append(row)
     verdict = gate_frames(rows, frame_budgets(load_budgets(budgets_file))) if gate else None
