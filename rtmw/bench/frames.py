@@ -142,6 +142,7 @@ def run_route(
         "detector": str(route.detector),
         "pose": str(route.pose),
         "stream": route.stream,
+        "draw": route.draw,
         "flip": route.flip,
         "settings": route.settings.describe(),
         "execution": contract,

@@ -101,7 +101,13 @@ def demo_routes(detectors: dict[str, Path], poses: dict[str, Path]) -> list[Fram
 
 def _sweep_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
     sweep = sorted(
-        (r for r in rows if r["route"].startswith("FP32 rtmw streamed")),
+        (
+            r
+            for r in rows
+            if r["route"].startswith("FP32 rtmw streamed")
+            and not r.get("draw")
+            and "annotated video" not in r["route"]
+        ),
         key=lambda r: r["settings"]["det_every"],
     )
     lines = []
@@ -137,6 +143,23 @@ def run_frames_stage(
     routes = demo_routes(detectors, poses)
     rows, _ = frame_bench(routes, video.video, folder, ann_file=video.ann_file, say=say)
     verdict = gate_frames(rows, frame_budgets(load_budgets()))
+    drawn = next(r for r in routes if r.draw)
+    sample = _sample_frame(
+        folder / "routes" / slug(drawn.name) / "annotated.mp4",
+        folder / "annotated-frame-60.png",
+        60,
+    )
+    (out / "frames.md").write_text(
+        frames_markdown(rows, verdict, None if sample is None else (drawn.name, sample.name))
+    )
+    (out / "frames.json").write_text((folder / "frames.json").read_text())
+    return rows, verdict
+
+
+def frames_markdown(
+    rows: Sequence[dict[str, Any]], verdict: GateResult, sample: tuple[str, str] | None
+) -> str:
+    """frames.md: the table, what its columns mean, the det-every-N sweep, the gate."""
     text = (
         markdown(rows, title="The frame loop on a 4-person synthetic video")
         + "\nOne run, one machine, one video (640×480, 30 fps, "
@@ -157,17 +180,9 @@ def run_frames_stage(
         + "\n"
     )
     text += "\n## [frames] budgets (rtmw/bench/gates.toml)\n\n" + gate_markdown(verdict)
-    drawn = next(r for r in routes if r.draw)
-    sample = _sample_frame(
-        folder / "routes" / slug(drawn.name) / "annotated.mp4",
-        folder / "annotated-frame-60.png",
-        60,
-    )
     if sample is not None:
-        text += f"\n![frame 60 of {drawn.name}](frames/{sample.name})\n"
-    (out / "frames.md").write_text(text)
-    (out / "frames.json").write_text((folder / "frames.json").read_text())
-    return rows, verdict
+        text += f"\n![frame 60 of {sample[0]}](frames/{sample[1]})\n"
+    return text
 
 
 def _sample_frame(video: Path, image: Path, index: int) -> Path | None:
