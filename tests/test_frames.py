@@ -361,11 +361,13 @@ def test_frames_of_changing_size_restart_tracks_and_odd_frames_are_refused(video
     assert [r.size for r in results] == [(640, 480)] * 2 + [(320, 240)] * 2
     assert [r.detected for r in results] == [True, False, True, False]
     assert results[2].track_ids.tolist() == [2], "a new geometry starts new tracks"
-    with pytest.raises(InputError, match="frame 1: expected uint8"):
+    with pytest.raises(InputError, match="frame 1: image must be uint8 BGR"):
         list(loop.run([big, big.astype(np.float32)]))
-    with pytest.raises(InputError, match=r"frame 0: expected an \(H, W, 3\)"):
+    with pytest.raises(
+        InputError, match=r"frame 0: image must be uint8 BGR \(H, W, 3\), got shape"
+    ):
         list(loop.run([np.zeros((480, 640), np.uint8)]))
-    with pytest.raises(InputError, match="frame 0: expected"):
+    with pytest.raises(InputError, match="frame 0: image must be"):
         list(loop.run([np.zeros((480, 640), np.uint8)], stream=True))
 
 

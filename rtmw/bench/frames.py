@@ -67,21 +67,10 @@ def _write_annotated(
     video, lines = VideoSink(folder / "annotated.mp4", fps), JsonLinesSink(folder / "frames.jsonl")
 
     def draw(frame: Any, result: FrameResult) -> None:
-        import cv2
-
-        canvas = draw_poses(frame, result.keypoints, result.scores, boxes_xyxy=result.boxes)
-        for track_id, box in zip(result.track_ids.tolist(), result.boxes, strict=True):
-            origin = (max(0, round(float(box[0]))), max(12, round(float(box[1])) - 4))
-            cv2.putText(
-                canvas,
-                f"#{track_id}",
-                origin,
-                cv2.FONT_HERSHEY_SIMPLEX,
-                0.5,
-                (80, 220, 80),
-                1,
-                cv2.LINE_AA,
-            )
+        labels = [f"#{track_id}" for track_id in result.track_ids.tolist()]
+        canvas = draw_poses(
+            frame, result.keypoints, result.scores, boxes_xyxy=result.boxes, labels=labels
+        )
         video.write(canvas)
         lines.write(result.to_record())
 

@@ -28,8 +28,10 @@ def draw_poses(
     *,
     threshold: float = 0.3,
     boxes_xyxy: np.ndarray | None = None,
+    labels: list[str] | None = None,
 ) -> np.ndarray:
-    """A copy of ``image`` with skeletons (N,133,2) drawn where scores pass ``threshold``."""
+    """A copy of ``image`` with skeletons (N,133,2) drawn where scores pass ``threshold``;
+    ``labels`` (one per box, e.g. track IDs) are written above the boxes."""
     canvas = image.copy()
     kpts = np.asarray(keypoints, dtype=np.float64).reshape(-1, NUM_KEYPOINTS, 2)
     conf = np.ones(kpts.shape[:2]) if scores is None else np.asarray(scores).reshape(kpts.shape[:2])
@@ -39,6 +41,11 @@ def draw_poses(
         for box in np.asarray(boxes_xyxy).reshape(-1, 4):
             x1, y1, x2, y2 = (round(float(v)) for v in box)
             cv2.rectangle(canvas, (x1, y1), (x2, y2), (80, 220, 80), thickness)
+        for label, box in zip(labels or [], np.asarray(boxes_xyxy).reshape(-1, 4), strict=False):
+            origin = (max(0, round(float(box[0]))), max(12, round(float(box[1])) - 4))
+            cv2.putText(
+                canvas, label, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (80, 220, 80), 1, cv2.LINE_AA
+            )
     for person, person_conf in zip(kpts, conf, strict=True):
         ok = person_conf > threshold
         for a, b in SKELETON:

@@ -48,6 +48,7 @@ from rtmw.pipeline.detect import (
     letterbox,
     person_boxes,
 )
+from rtmw.pipeline.preprocess import check_image
 from rtmw.pipeline.smoothing import KeypointSmoother, OneEuroSettings
 from rtmw.pipeline.topdown import InferFn, TopDown
 from rtmw.pipeline.tracking import Tracker, TrackerSettings
@@ -155,14 +156,11 @@ class FrameResult:
 
 
 def _check_frame(frame: object, index: int) -> np.ndarray:
-    if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3:
-        shape = getattr(frame, "shape", type(frame).__name__)
-        raise InputError(f"frame {index}: expected an (H, W, 3) BGR image, got {shape}")
-    if frame.dtype != np.uint8:
-        raise InputError(f"frame {index}: expected uint8 pixels, got {frame.dtype}")
-    if frame.shape[0] < 2 or frame.shape[1] < 2:
-        raise InputError(f"frame {index}: {frame.shape[1]}x{frame.shape[0]} is too small")
-    return frame
+    """The one image check of the pipeline, its error naming the frame."""
+    try:
+        return check_image(frame)
+    except InputError as exc:
+        raise InputError(f"frame {index}: {exc}") from None
 
 
 def _inside(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
