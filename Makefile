@@ -4,7 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: install test test-servers test-capped test-base-install lint typecheck check clean demo demo-full demo-3d gate-demo bench-baseline
+# policy-search: every INT8 target's policy on the demo model; make demo exports with them
+.PHONY: policy-search install test test-servers test-capped test-base-install lint typecheck check clean demo demo-full demo-3d gate-demo bench-baseline
 # what `make install` leaves behind: the README's commands install first when it is missing
 # or older than pyproject.toml, so that each works alone on a fresh clone
 STAMP  := $(VENV)/.rtmw-installed
@@ -118,3 +119,9 @@ check: lint typecheck test
 
 clean:
 	rm -rf $(VENV) .typings .mypy_cache .ruff_cache .pytest_cache *.egg-info
+
+# Each INT8 target's fastest policy within every part's budget on the demo model (~30 min);
+# the chosen policies become the ones `make demo` exports with (tied to the checkpoint hash)
+policy-search: $(STAMP)
+	$(VENV)/bin/rtmw-demo --search-int8 --out results/policy-search
+	cp results/policy-search/chosen.json rtmw/workflows/demo_int8_policies.json

@@ -60,6 +60,8 @@ class Check:
     budget: float | None
     passed: bool
     detail: str = ""
+    # an AP drop's confidence interval in drop terms (best, worst), where one was computed
+    interval: tuple[float, float] | None = None
 
 
 @dataclass
@@ -273,19 +275,22 @@ def gate_entry(
             drop = 100.0 * (float(ref_ap) - float(cand_ap))
             detail = ""
             judged = drop
+            span: tuple[float, float] | None = None
             if intervals is not None and part in intervals:
                 lo, hi = intervals[part]
                 # delta = cand − ref; its interval in drop terms is [−(δ+hi), −(δ+lo)]
                 worst = drop - 100.0 * lo
                 best = drop - 100.0 * hi
                 detail = f"{budget.confidence:.0%} interval of drop [{best:.2f}, {worst:.2f}]"
+                span = (best, worst)
                 if budget.apply_to == "interval":
                     judged = worst
             if budget.apply_to == "interval" and not detail:
                 checks.append(Check(name, part, "ap_drop", drop, limit, False,
                                     f"no interval: {interval_note}"))  # fmt: skip
             else:
-                checks.append(Check(name, part, "ap_drop", judged, limit, judged <= limit, detail))
+                checks.append(Check(name, part, "ap_drop", judged, limit, judged <= limit, detail,
+                                    interval=span))  # fmt: skip
         checks.append(_px_check(name, part, fid_parts.get(part) or {}, budget))
     checks.extend(_checks_3d(name, ref, cand, budget))
     if budget.min_speed_ratio is not None:

@@ -21,6 +21,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 # rtmw.export.quant_policy.POLICIES, spelled here so that --help does not import torch
 # (tests/test_int8.py holds the two equal).
 INT8_POLICY_CHOICES = ("head-fp32", "head-neck-fp32", "none")
+# what rtmw-export also takes: a search for the fastest policy within every part's budget
+INT8_POLICY_SEARCH = "auto"
 
 # The exit codes of every rtmw command (README's table is this one): rtmw.errors' table.
 EXIT_CODES: dict[int, str] = {int(code): text for code, text in EXIT_MEANINGS.items()}
@@ -106,6 +108,20 @@ def int8_policy_option(func: F) -> F:
         show_default=True,
         help="Which layers INT8 targets keep in float: the SimCC head (ScaleNorm, GAU, "
         "classifiers), also the neck (narrow models), or none.",
+    )(func)
+
+
+def int8_policy_search_option(func: F) -> F:
+    """rtmw-export's --int8-policy: the named policies, or 'auto' (the search)."""
+    return vocab_option(
+        "int8_policy",
+        type=click.Choice([*INT8_POLICY_CHOICES, INT8_POLICY_SEARCH]),
+        default="head-fp32",
+        show_default=True,
+        help="Which layers INT8 targets keep in float: the SimCC head (ScaleNorm, GAU, "
+        "classifiers), also the neck (narrow models), none; or 'auto': search for the "
+        "fastest policy that keeps every body part within its budget (needs --eval-images, "
+        "--eval-ann).",
     )(func)
 
 

@@ -14,7 +14,8 @@ from rtmw.errors import ExitCode
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="Examples:\n\n\b\n  rtmw-demo --out results/demo\n"
     "  rtmw-demo --all --out results/demo-full   # every target, LiteRT and ExecuTorch too\n"
-    "  rtmw-demo --3d --out results/demo-3d   # RTMW3D: MPJPE per part and the 3D gate"
+    "  rtmw-demo --3d --out results/demo-3d   # RTMW3D: MPJPE per part and the 3D gate\n"
+    "  rtmw-demo --search-int8 --out results/policy-search   # each INT8 target's policy"
     + exit_code_epilog(
         "a target this machine should build did not build or run",
         "the demo ran end to end; the gate's verdict, pass or fail, is in its closing lines",
@@ -43,6 +44,19 @@ from rtmw.errors import ExitCode
     "--3d", "three_d", is_flag=True,
     help="The RTMW3D demo model on synthetic 3D figures (MPJPE per part, 3D gate).",
 )  # fmt: skip
+@click.option(
+    "--search-int8", is_flag=True,
+    help="Instead of the demo: search every INT8 target's fastest policy within every "
+    "part's budget on the demo model (writes chosen.json, summary.md, one table per target).",
+)  # fmt: skip
+@click.option(
+    "--search-seconds", type=click.FloatRange(min=1), default=900, show_default=True,
+    help="--search-int8: time budget per target.",
+)  # fmt: skip
+@click.option(
+    "--search-targets", default="", help="--search-int8: comma list (default: every INT8 "
+    "target this machine builds).",
+)  # fmt: skip
 @verbosity
 def main(
     out: str,
@@ -51,10 +65,20 @@ def main(
     calib_seed: int,
     full: bool,
     three_d: bool,
+    search_int8: bool,
+    search_seconds: float,
+    search_targets: str,
     quiet: bool,
 ) -> None:
     """Run the whole product on the embedded demo model and synthetic data."""
-    from rtmw.workflows.demo import DemoSettings, run_demo
+    from rtmw.workflows.demo import DemoSettings, run_demo, search_demo_policies
+
+    if search_int8:
+        log_run_in(out, "rtmw-demo")
+        wanted = [t.strip() for t in search_targets.split(",") if t.strip()] or None
+        status = search_demo_policies(Path(out), images=val_images, seconds=search_seconds,
+                                      targets=wanted, say=click.echo)  # fmt: skip
+        raise SystemExit(status)
 
     settings = DemoSettings(val_images=val_images, seconds=seconds, calib_seed=calib_seed,
                             three_d=three_d, full=full)  # fmt: skip

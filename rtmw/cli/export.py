@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from rtmw.cli._common import (
     exit_code_epilog,
-    int8_policy_option,
+    int8_policy_search_option,
     log_run_in,
     status_summary,
     verbosity,
     vocab_option,
 )
 from rtmw.errors import ExitCode, RtmwError, UsageError
+
+if TYPE_CHECKING:
+    from rtmw.export import ExportResult
+    from rtmw.export.context import ExportOptions
 
 
 @click.command(
@@ -25,7 +31,10 @@ from rtmw.errors import ExitCode, RtmwError, UsageError
         "  rtmw-export rtmw-m.pth --targets onnx,openvino-fp16,ncnn-fp32 --out artifacts/\n"
         "  rtmw-export rtmw-m.pth --targets all --out artifacts/ --overwrite\n"
         "  rtmw-export rtmw-m.pth --targets ort-int8,openvino-int8,trt-int8 \\\n"
-        "      --calib calib.npz --sensitivity --out artifacts/"
+        "      --calib calib.npz --sensitivity --out artifacts/\n"
+        "  # the fastest policy per INT8 target within every part's budget (held-out data)\n"
+        "  rtmw-export rtmw-m.pth --targets ort-int8,openvino-int8 --calib calib.npz \\\n"
+        "      --int8-policy auto --eval-images val/ --eval-ann val.json --out artifacts/"
         + exit_code_epilog(
             "a target failed (verification figures printed); 3 also for trt-* without "
             "TensorRT, whose verified ONNX stand-in is written"
@@ -46,7 +55,7 @@ from rtmw.errors import ExitCode, RtmwError, UsageError
     type=click.Path(dir_okay=False),
     help="Calibration set from rtmw-calib (required by INT8 targets).",
 )
-@int8_policy_option
+@int8_policy_search_option
 @click.option(
     "--int8-keep",
     multiple=True,
@@ -109,6 +118,22 @@ from rtmw.errors import ExitCode, RtmwError, UsageError
     "--input-size", default=None, metavar="WxH",
     help="An imported ONNX detector's input size, when its graph leaves it dynamic.",
 )  # fmt: skip
+@click.option(
+    "--eval-images", type=click.Path(file_okay=False),
+    help="--int8-policy auto: held-out images (not the calibration images) to judge on.",
+)  # fmt: skip
+@click.option(
+    "--eval-ann", type=click.Path(dir_okay=False),
+    help="--int8-policy auto: their COCO-WholeBody annotations (split: search / confirm).",
+)  # fmt: skip
+@click.option(
+    "--budgets", type=click.Path(dir_okay=False),
+    help="--int8-policy auto: a gates.toml of per-part budgets (default: rtmw's).",
+)  # fmt: skip
+@click.option(
+    "--search-seconds", type=click.FloatRange(min=1), default=1800, show_default=True,
+    help="--int8-policy auto: time budget per target; the search says when it stops early.",
+)  # fmt: skip
 @click.option("--list", "list_only", is_flag=True, help="List the targets and exit.")
 @verbosity
 def main(
@@ -131,6 +156,10 @@ def main(
     sensitivity: bool,
     preprocess: str | None,
     input_size: str | None,
+    eval_images: str | None,
+    eval_ann: str | None,
+    budgets: str | None,
+    search_seconds: float,
     list_only: bool,
     quiet: bool,
 ) -> None:
@@ -155,8 +184,9 @@ def main(
         if calib is None:
             raise click.UsageError("--sensitivity needs --calib")
         table_path, table = sensitivity_scan(
-            checkpoint, calib, out, int8_policy=int8_policy, progress=not quiet
-        )
+            checkpoint, calib, out, progress=not quiet,
+            int8_policy="head-fp32" if int8_policy == "auto" else int8_policy,
+        )  # fmt: skip
         click.echo(table)
         click.echo(f"sensitivity table: {table_path}")
         if not requested:
@@ -167,10 +197,13 @@ def main(
         expand_targets(requested)  # unknown names are a usage error before any work
     except RtmwError as exc:
         raise UsageError(str(exc)) from None  # one line, exit 2
+    search = int8_policy == "auto"
+    if search and (calib is None or eval_images is None or eval_ann is None):
+        raise click.UsageError("--int8-policy auto needs --calib, --eval-images and --eval-ann")
     options = export_options(
         opset=opset,
         simplify=not no_simplify,
-        int8_policy=int8_policy,
+        int8_policy="head-fp32" if search else int8_policy,
         int8_keep=int8_keep,
         accuracy_control=accuracy_control,
         accuracy_control_seconds=accuracy_control_seconds,
@@ -179,10 +212,18 @@ def main(
         ort_int8_activations=ort_int8_activations,
         fixed_batch=fixed_batch,
     )
-    results = export(
-        checkpoint, requested, out, overwrite=overwrite, progress=not quiet, calib=calib,
-        options=options,
-    )  # fmt: skip
+    names = expand_targets(requested, include_int8=calib is not None)
+    searched = [n for n in names if search and get_target(n).precision == "int8"]
+    results = []
+    rest = [n for n in names if n not in searched]
+    if rest:
+        results = export(
+            checkpoint, rest, out, overwrite=overwrite, progress=not quiet, calib=calib,
+            options=options,
+        )  # fmt: skip
+    for name in searched:
+        results.append(_search(checkpoint, name, out, calib, eval_images, eval_ann, budgets,
+                               search_seconds, options, overwrite))  # fmt: skip
     for result in results:
         click.echo(result.line())
     click.echo(f"export: {status_summary([(r.target, r.status, r.reason) for r in results])}")
@@ -194,6 +235,42 @@ def main(
     for missing in (ExitCode.UNAVAILABLE, ExitCode.MISSING_DEPENDENCY):
         if missing in codes:
             sys.exit(missing)
+
+
+def _search(
+    checkpoint: str, target: str, out: str, calib: str | None, images: str | None,
+    ann: str | None, budgets: str | None, seconds: float, options: ExportOptions,
+    overwrite: bool,
+) -> ExportResult:  # fmt: skip
+    """One target's policy search, as an export result line (its table beside it)."""
+    from rtmw.export import ExportResult
+    from rtmw.schemas import Status
+    from rtmw.workflows import search_int8_policy
+
+    assert calib is not None and images is not None and ann is not None
+    try:
+        found = search_int8_policy(
+            checkpoint, target, out, calib=calib, image_dir=images, ann_file=ann,
+            budgets=budgets, seconds=seconds, overwrite=overwrite,
+            base_options=options,
+            say=click.echo,
+        )  # fmt: skip
+    except RtmwError as exc:
+        return ExportResult(target, Status.FAILED, reason=str(exc), exit_code=exc.exit_code)
+    chosen = found.chosen
+    assert chosen is not None and found.artifact is not None
+    return ExportResult(
+        target, Status.OK, found.artifact, seconds=found.seconds,
+        reason=f"policy {chosen.policy}",
+        verification=read_verification(found.artifact),
+    )  # fmt: skip
+
+
+def read_verification(folder: Path) -> dict[str, Any] | None:
+    from rtmw.artifact import read_artifact
+
+    verification: dict[str, Any] | None = read_artifact(folder).manifest.verification
+    return verification
 
 
 def _import_onnx_detector(

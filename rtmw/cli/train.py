@@ -63,6 +63,10 @@ logger = logging.getLogger(__name__)
 @click.option(
     "--dropout-prob", default=0.5, show_default=True, help="Coarse dropout prob (pose only)."
 )
+@click.option(
+    "--hand-weight", default=1.0, show_default=True,
+    help="Loss weight of the 42 hand keypoints (pose only; mmpose's recipe: 1).",
+)  # fmt: skip
 @vocab_option("seed", default=21, show_default=True, help="Seed of initialisation and sampling.")
 @vocab_option("threads", type=int, default=None, help="torch intra-op threads.")
 @vocab_option("out", required=True, type=click.Path(file_okay=False), help="Run folder.")
@@ -92,6 +96,7 @@ def main(
     val_every: int,
     rotate_factor: float,
     dropout_prob: float,
+    hand_weight: float,
     seed: int,
     threads: int | None,
     out: str,
@@ -146,6 +151,7 @@ def main(
         threads=threads,
         save_every=save_every,
         stop_after=stop_after,
+        hand_weight=hand_weight,
         augment=AugmentConfig(rotate_factor=rotate_factor, dropout_prob=dropout_prob),
     )
     result: TrainResult | DetectorTrainResult

@@ -132,3 +132,38 @@ def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     to ground-truth persons (one row of rtmw.boxes.box_iou)."""
     row: np.ndarray = pairwise_box_iou(np.asarray(box)[None, :], np.asarray(others))[0]
     return row
+
+
+def split_annotations(
+    ann_file: str | Path, out_dir: str | Path, names: tuple[str, ...] = ("search", "confirm")
+) -> list[Path]:
+    """Split an annotation file by image into ``len(names)`` disjoint files (images dealt
+    in turn by sorted id, each with its own annotations): a held-out set one choice is made
+    on and another it is confirmed on, without copying images."""
+    import json
+
+    from rtmw.data.wholebody import _read_json
+
+    data = _read_json(ann_file, "annotation file")
+    if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
+        raise DataError(
+            f"{ann_file}: not a COCO annotation file (needs 'images' and 'annotations')"
+        )
+    images = sorted(data["images"], key=lambda image: int(image["id"]))
+    if len(images) < 2 * len(names):
+        raise DataError(
+            f"{ann_file}: {len(images)} images cannot be split {len(names)} ways (need "
+            f"at least {2 * len(names)})"
+        )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, name in enumerate(names):
+        chosen = images[index :: len(names)]
+        ids = {int(image["id"]) for image in chosen}
+        kept = [a for a in data["annotations"] if int(a["image_id"]) in ids]
+        part = {**data, "images": chosen, "annotations": kept}
+        path = out / f"{Path(ann_file).stem}.{name}.json"
+        path.write_text(json.dumps(part))
+        paths.append(path)
+    return paths

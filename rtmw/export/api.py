@@ -34,7 +34,7 @@ from rtmw.export.context import (
 )
 from rtmw.export.family import DetectionReport, Family, family_of
 from rtmw.export.onnx_step import check_opset
-from rtmw.export.quant_policy import check_policy
+from rtmw.export.quant_policy import AXIS_PER_TENSOR, AXIS_WIDE, check_policy
 from rtmw.export.registry import (
     TargetFn,
     TargetSpec,
@@ -179,6 +179,15 @@ def _tools(extra: dict[str, str]) -> dict[str, str]:
         "opencv": str(cv2.__version__),
         **extra,
     }
+
+
+def unsupported_axes(spec: TargetSpec, options: ExportOptions) -> list[str]:
+    """The INT8 policy axes ``options`` use that ``spec``'s quantiser does not honour."""
+    if spec.precision != "int8":
+        return []
+    used = [AXIS_PER_TENSOR] if not options.int8_per_channel else []
+    used += [AXIS_WIDE] if options.int8_wide else []
+    return [axis for axis in used if axis not in spec.int8_axes]
 
 
 def _missing_modules(spec: TargetSpec) -> list[str]:
@@ -362,6 +371,12 @@ def _export_one(
     reason = unavailable_reason(spec)
     if reason is not None:
         return ExportResult(spec.name, Status.SKIPPED, reason=reason, exit_code=4)
+    refused = unsupported_axes(spec, ctx.options)
+    if refused:
+        return ExportResult(
+            spec.name, Status.FAILED, exit_code=UsageError.exit_code,
+            reason=f"{spec.name}'s quantiser has no {' or '.join(refused)} setting",
+        )  # fmt: skip
     try:
         inputs = shared_inputs
         if spec.verify_inputs is not None:

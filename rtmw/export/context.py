@@ -60,6 +60,12 @@ class ExportOptions:
     int8_policy: str = DEFAULT_INT8_POLICY
     # node-name prefixes kept in float on top of the policy's (rtmw-export --int8-keep)
     int8_keep: tuple[str, ...] = ()
+    # weights quantised per output channel (every backend's default) or per tensor (what
+    # some NPUs take); a policy axis only where the target's quantiser offers it
+    int8_per_channel: bool = True
+    # node-name prefixes whose activations are quantised to 16 bits instead of 8 (weights
+    # stay 8-bit: w8a16 there), for backends whose quantiser has it (onnxruntime QDQ)
+    int8_wide: tuple[str, ...] = ()
     accuracy_control: AccuracyControl | None = None
     engine: EngineOptions = field(default_factory=EngineOptions)
     # weights that cannot be judged for accuracy (random-init published configurations):

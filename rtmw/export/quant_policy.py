@@ -61,6 +61,11 @@ VERIFY_HOLDOUT = 16
 
 
 def check_policy(name: str) -> None:
+    if name == "auto":
+        raise UsageError(
+            "the INT8 policy 'auto' is a search over exports, benches and gates: call "
+            "rtmw.workflows.search_int8_policy (rtmw-export --int8-policy auto)"
+        )
     if name not in POLICIES:
         raise UsageError(f"unknown INT8 policy {name!r}; known: {', '.join(POLICIES)}")
 
@@ -114,13 +119,42 @@ def leave_float(graph_module: Any, modules: Sequence[str]) -> int:
 
 def policy_record(options: ExportOptions) -> dict[str, Any]:
     """What artifact.json says about the policy of an INT8 artifact."""
-    return {"policy": options.int8_policy, "kept_patterns": list(policy_patterns(options))}
+    record: dict[str, Any] = {
+        "policy": options.int8_policy,
+        "kept_patterns": list(policy_patterns(options)),
+        "weight_granularity": "per-channel" if options.int8_per_channel else "per-tensor",
+    }
+    if options.int8_wide:
+        record["int16_activation_patterns"] = list(options.int8_wide)
+    return record
+
+
+# the policy axes beyond "blocks kept in float", which a target names when its quantiser
+# honours them (TargetSpec.int8_axes); the auto search proposes only those
+AXIS_PER_TENSOR = "per-tensor"
+AXIS_WIDE = "int16-activations"
 
 
 def kept_nodes(onnx_path: Path, patterns: Sequence[str]) -> list[str]:
     onnx: Any = import_backend("onnx", "onnx")
     model = onnx.load(str(onnx_path))
     return [n.name for n in model.graph.node if any(n.name.startswith(p) for p in patterns)]
+
+
+def with_output_names(onnx_path: Path, patterns: Sequence[str]) -> tuple[str, ...]:
+    """``patterns`` plus the graph outputs that nodes under them produce.
+
+    OpenVINO names the node computing a model output after the output ('simcc_x'), not
+    after its ONNX node ('/head/cls_x/MatMul'): a scope or mark by ONNX name alone misses
+    the classifiers (NNCF quantised them, bf16 marks left them bf16).
+    """
+    onnx: Any = import_backend("onnx", "onnx")
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    outputs = {o.name for o in model.graph.output}
+    produced = [out for node in model.graph.node
+                if any(node.name.startswith(p) for p in patterns)
+                for out in node.output if out in outputs]  # fmt: skip
+    return (*patterns, *dict.fromkeys(produced))
 
 
 def calibration_crops(ctx: ExportContext) -> np.ndarray:
@@ -171,3 +205,21 @@ def blocks(onnx_path: Path) -> OrderedDict[str, list[str]]:
         if node.name and node.op_type not in ("Constant", "Shape"):
             grouped.setdefault(block_of(node.name), []).append(node.name)
     return grouped
+
+
+def block_prefixes(onnx_path: Path) -> dict[str, str]:
+    """Each block's ONNX node-name prefix ('backbone.stage2' → '/backbone/stage2/'): the
+    longest scope all its nodes share, so that keeping the prefix keeps the block."""
+    found = {}
+    for block, nodes in blocks(onnx_path).items():
+        shared = nodes[0].split("/")[:-1]
+        for name in nodes[1:]:
+            scope = name.split("/")[:-1]
+            same = 0
+            while same < min(len(shared), len(scope)) and shared[same] == scope[same]:
+                same += 1
+            shared = shared[:same]
+        prefix = "/".join(shared) + "/"
+        if block != "other" and prefix.count("/") >= 3:
+            found[block] = prefix
+    return found

@@ -65,6 +65,9 @@ class TargetSpec:
     verify_device: str = "cpu"  # where the exported artifact is run to be verified
     verify_inputs: InputsFn | None = None
     onnx_fallback: OnnxFallback | None = None
+    # the INT8 policy axes its quantiser honours beyond blocks kept in float
+    # (quant_policy.AXIS_PER_TENSOR, AXIS_WIDE); an option on another axis is refused
+    int8_axes: tuple[str, ...] = ()
 
 
 TARGETS: dict[str, TargetSpec] = {}
@@ -82,6 +85,7 @@ def register_target(
     verify_device: str = "cpu",
     verify_inputs: InputsFn | None = None,
     onnx_fallback: OnnxFallback | None = None,
+    int8_axes: tuple[str, ...] = (),
 ) -> Callable[[TargetFn], TargetFn]:
     """Register the decorated function as target ``name`` (once)."""
 
@@ -90,7 +94,7 @@ def register_target(
             raise ValueError(f"target registered twice: {name}")
         TARGETS[name] = TargetSpec(
             name, format, precision, fn, requires, extra, description, unavailable,
-            verify_device, verify_inputs, onnx_fallback,
+            verify_device, verify_inputs, onnx_fallback, int8_axes,
         )  # fmt: skip
         return fn
 

@@ -159,8 +159,10 @@ class Runtime(ABC):
             )
         from rtmw.runtimes.precision import required_execution
 
+        manifest = self.artifact.manifest
+        float_parts = manifest.options.get("float_parts") if manifest.precision == "int8" else None
         self.execution_precision = required_execution(
-            self.artifact.manifest.precision, base_device, self.host
+            manifest.precision, base_device, self.host, float_parts=float_parts
         )
         self.execution = {"contract": self.execution_precision, "threads": self.threads}
         if self.options:

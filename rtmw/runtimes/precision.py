@@ -13,6 +13,11 @@ the backend reports, and refuses to run when the two differ.
 | int8     | INT8 layers; f32 float parts          | same      |
 | fp16     | f16 where the CPU computes FP16 natively, else f32 (FP16 storage) | f16 |
 | bf16     | bf16 (needs AVX512_BF16 / AMX / ARM BF16; refused elsewhere) | refused |
+| int8, float parts bf16 | INT8 layers; bf16 float parts (same needs as bf16) | refused |
+
+An INT8 artifact's float parts run in bf16 only when its manifest says so
+(``options.float_parts: bf16``, the ``openvino-int8-bf16`` target): a contract of its own,
+verified and gated in it, never a runtime's silent choice.
 """
 
 from __future__ import annotations
@@ -26,13 +31,18 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 EXECUTION_TYPES = ("f32", "f16", "bf16")
 
 
-def required_execution(precision: str, device: str, host: Mapping[str, Any]) -> str:
-    """The float execution type an artifact of ``precision`` must run in on ``device``."""
+def required_execution(
+    precision: str, device: str, host: Mapping[str, Any], *, float_parts: str | None = None
+) -> str:
+    """The float execution type an artifact of ``precision`` must run in on ``device``;
+    ``float_parts`` is an INT8 manifest's ``options.float_parts`` ("bf16": bf16)."""
     if precision not in PRECISIONS:
         raise PrecisionUnavailable(f"unknown artifact precision {precision!r}")
     on_cpu = device.split(":")[0] == "cpu"
     native = host.get("native", {})
-    if precision in ("fp32", "int8"):
+    if precision == "int8" and float_parts == "bf16":
+        precision = "bf16"  # the float parts' contract: bf16's, with its host needs
+    elif precision in ("fp32", "int8"):
         return "f32"
     if precision == "fp16":
         return "f16" if not on_cpu or native.get("fp16") else "f32"

@@ -62,6 +62,7 @@ class TrainConfig:
     warmup_iters: int = 100
     min_lr_ratio: float = 0.05
     grad_clip: float = 35.0
+    hand_weight: float = 1.0  # loss weight of the hand keypoints (mmpose: 1)
     val_every: int = 500
     seed: int = 21
     threads: int | None = None
@@ -78,6 +79,8 @@ class TrainConfig:
         bad = [f"--{name} {value}" for name, value in positive.items() if not value > 0]
         if self.warmup_iters < 0 or self.weight_decay < 0 or not 0 <= self.min_lr_ratio <= 1:
             bad.append("--warmup/weight decay/min lr ratio out of range")
+        if not self.hand_weight > 0:
+            bad.append(f"--hand-weight {self.hand_weight}")
         if self.threads is not None and self.threads < 1:
             bad.append(f"--threads {self.threads}")
         if self.stop_after is not None and self.stop_after < 1:
@@ -264,7 +267,9 @@ def _train_step(
         loss = kl_simcc3d_loss(preds, (tx, ty, tz), weights, weights_z) / len(inputs)
     else:
         _, target_x, target_y, weights = batch
-        loss = kl_simcc_loss(preds[0], preds[1], target_x, target_y, weights) / len(inputs)
+        loss = kl_simcc_loss(
+            preds[0], preds[1], target_x, target_y, weights, hand_weight=cfg.hand_weight
+        ) / len(inputs)
     if not torch.isfinite(loss):
         raise DataError(f"training loss is not finite at iteration {step + 1}: {loss.item()}")
     optimizer.zero_grad(set_to_none=True)

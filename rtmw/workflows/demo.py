@@ -29,11 +29,17 @@ from rtmw.bench.summary import compact_markdown, fastest_passing
 from rtmw.bench.timing import TimingPlan
 from rtmw.calib import build_calibration_set, save_calibration_set
 from rtmw.data.synthetic import make_dataset
-from rtmw.export import ExportResult, export, get_target, unavailable_reason
+from rtmw.export import ExportResult, export, export_options, get_target, unavailable_reason
 from rtmw.host import cpu_fingerprint, describe
 from rtmw.keypoints import PARTS
 from rtmw.models import DEMO_3D_NAME, DEMO_NAME, demo_checkpoint
 from rtmw.schemas import Status
+from rtmw.workflows.demo_policies import (
+    demo_int8_label,
+    demo_int8_settings,
+    int8_targets_here,
+    run_policy_search,
+)
 from rtmw.workflows.detector_demo import run_detector_stage
 from rtmw.workflows.frames_demo import (
     best_int8_detector,
@@ -65,13 +71,9 @@ QUICK_TARGETS = (
     "onnx", "ort-int8", "openvino-int8", "ncnn-int8", "ncnn-fp16", "openvino-bf16",
 )  # fmt: skip
 TRAIN_SEED, VAL_SEED = 101, 202  # not the training run's seeds: held-out figures
-# the default policy, as for rtmw-m/l/x: the quarter-width demo model holds under it on
-# every INT8 target (results/demo-training/int8.md); the old 1/8-width one needed its
-# neck in float too (head-neck-fp32)
-DEMO_INT8_POLICY = "head-fp32"
-# ...except TensorRT's INT8, a symmetric Q/DQ ONNX (no zero points): on 200 held-out images
-# it loses 1.2 body AP under head-fp32 (budget 1.0), 0.8 with the neck in float too
-DEMO_INT8_POLICY_OVERRIDES = {"trt-int8": "head-neck-fp32"}
+# INT8 policies: each target's, as `rtmw-demo --search-int8` chose them on held-out images
+# of their own (rtmw/workflows/demo_int8_policies.json, results/policy-search/): the
+# fastest policy that keeps every part within the default budgets
 
 
 @dataclass(frozen=True)
@@ -156,18 +158,20 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, say: Say = p
     calib_path = save_calibration_set(calib, out / "calib.npz")
 
     targets = targets_for_this_host(say, settings.targets)
-    overrides = {t: p for t, p in DEMO_INT8_POLICY_OVERRIDES.items() if t in targets}
-    say(f"== export {settings.model} to {len(targets)} targets (INT8: {DEMO_INT8_POLICY}"
-        + "".join(f"; {t}: {p}" for t, p in overrides.items()) + ")")  # fmt: skip
+    checkpoint = demo_checkpoint(settings.model)
+    int8 = [t for t in targets if get_target(t).precision == "int8"]
+    say(f"== export {settings.model} to {len(targets)} targets (INT8 policies, searched: "
+        + "; ".join(f"{t}: {demo_int8_label(checkpoint, t)}" for t in int8) + ")")  # fmt: skip
     artifacts = out / "artifacts"
     by_policy: dict[str, list[str]] = {}
     for target in targets:
-        by_policy.setdefault(overrides.get(target, DEMO_INT8_POLICY), []).append(target)
+        chosen = demo_int8_settings(checkpoint, target, say) if target in int8 else {}
+        by_policy.setdefault(json.dumps(chosen, sort_keys=True), []).append(target)
     made = [
         result
-        for policy, group in by_policy.items()
-        for result in export(demo_checkpoint(settings.model), group, artifacts, overwrite=True,
-                             progress=True, calib=calib_path, int8_policy=policy)
+        for chosen, group in by_policy.items()
+        for result in export(checkpoint, group, artifacts, overwrite=True, progress=True,
+                             calib=calib_path, options=export_options(**json.loads(chosen)))
     ]  # fmt: skip
     made.sort(key=lambda r: targets.index(r.target) if r.target in targets else len(targets))
     for result in made:
@@ -229,6 +233,29 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), *, say: Say = p
     if failures:
         return 2
     return 0 if verdict.passed else 1
+
+
+def search_demo_policies(
+    out: Path, *, images: int = 200, seconds: float = 900.0, targets: list[str] | None = None,
+    say: Say = print,
+) -> int:  # fmt: skip
+    """``rtmw-demo --search-int8``: every INT8 target's policy searched on the demo model
+    (the demo's calibration set, a held-out synthetic set of its own); 0 when every
+    searched target found one, 1 otherwise."""
+    from rtmw.workflows.demo_policies import SEARCH_SEED
+
+    settings = DemoSettings()
+    say(f"CPU: {describe(cpu_fingerprint())}")
+    train = make_dataset(out / "data", settings.calib_images, TRAIN_SEED, split="train")
+    held_out = make_dataset(out / "data", images, SEARCH_SEED, split="search")
+    calib = build_calibration_set(train.image_dir, input_size=(192, 256), ann_file=train.ann_file,
+                                  n=settings.calib_n, seed=settings.calib_seed)  # fmt: skip
+    calib_path = save_calibration_set(calib, out / "calib.npz")
+    wanted = targets or int8_targets_here(say)
+    results = run_policy_search(out, calib_path, held_out, seconds=seconds, targets=wanted,
+                                say=say)  # fmt: skip
+    say(f"summary: {out / 'summary.md'}; chosen policies: {out / 'chosen.json'}")
+    return 0 if len(results) == len(wanted) and all(r.chosen for r in results) else 1
 
 
 def detector_summary(record: dict[str, Any]) -> list[str]:

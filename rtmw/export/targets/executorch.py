@@ -23,7 +23,7 @@ import torch
 from rtmw.errors import RtmwError
 from rtmw.export.context import ExportContext
 from rtmw.export.pt2e import fixed_batch_sample, quantise_with_policy
-from rtmw.export.quant_policy import int8_verification_inputs, policy_record
+from rtmw.export.quant_policy import AXIS_PER_TENSOR, int8_verification_inputs, policy_record
 from rtmw.export.registry import TargetOutput, register_target
 from rtmw.models.inference import torch_export_flags
 from rtmw.optional import import_backend
@@ -98,13 +98,17 @@ def target_executorch_fp32(ctx: ExportContext, stage: Path) -> TargetOutput:
     extra=EXTRA,
     description="ExecuTorch XNNPACK INT8 (PT2E, our calibration crops), the policy's blocks float",
     verify_inputs=int8_verification_inputs,
+    int8_axes=(AXIS_PER_TENSOR,),
 )
 def target_executorch_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
     xnnpack: Any = import_backend("executorch.backends.xnnpack.quantizer.xnnpack_quantizer", EXTRA)
     with torch_export_flags():
         done = quantise_with_policy(
             ctx, "executorch-int8", xnnpack.XNNPACKQuantizer,
-            xnnpack.get_symmetric_quantization_config(is_per_channel=True), extra=EXTRA,
+            xnnpack.get_symmetric_quantization_config(
+                is_per_channel=ctx.options.int8_per_channel
+            ),
+            extra=EXTRA,
         )  # fmt: skip
         program = torch.export.export(done.graph, (fixed_batch_sample(ctx),))
         lowered = _lower(program, stage)

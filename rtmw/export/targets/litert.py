@@ -39,7 +39,7 @@ import numpy as np
 from rtmw.errors import RtmwError
 from rtmw.export.context import ExportContext
 from rtmw.export.pt2e import fixed_batch_sample, quantise_with_policy
-from rtmw.export.quant_policy import int8_verification_inputs, policy_record
+from rtmw.export.quant_policy import AXIS_PER_TENSOR, int8_verification_inputs, policy_record
 from rtmw.export.registry import TargetOutput, register_target
 from rtmw.models.inference import torch_export_flags
 from rtmw.optional import import_backend
@@ -190,6 +190,7 @@ def _weight_dtypes(model_file: Path) -> dict[str, str]:
     extra=EXTRA,
     description="LiteRT INT8 (PT2E, our calibration crops), the shared policy's blocks float",
     verify_inputs=int8_verification_inputs,
+    int8_axes=(AXIS_PER_TENSOR,),
 )
 def target_litert_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
     _turn_down_logging()
@@ -199,7 +200,7 @@ def target_litert_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
     with torch_export_flags():
         done = quantise_with_policy(
             ctx, "litert-int8", pt2e.PT2EQuantizer,
-            pt2e.get_symmetric_quantization_config(is_per_channel=True),
+            pt2e.get_symmetric_quantization_config(is_per_channel=ctx.options.int8_per_channel),
             extra=EXTRA, fold_quantize=False,
         )  # fmt: skip
         edge = litert_torch.convert(

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from rtmw.errors import UsageError
 from rtmw.export.context import ExportContext
 from rtmw.export.onnx_step import (
     FP32_ISLANDS,
@@ -30,6 +31,8 @@ from rtmw.export.onnx_step import (
 )
 from rtmw.export.quant_policy import (
     ACTIVATION_PERCENTILE,
+    AXIS_PER_TENSOR,
+    AXIS_WIDE,
     CALIB_BATCH,
     calibration_crops,
     int8_verification_inputs,
@@ -169,11 +172,16 @@ def quantize_qdq(
     include: Sequence[str] | None = None,
     symmetric: bool,
     cache: Path | None = None,
+    per_channel: bool = True,
+    wide: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Static QDQ quantisation with onnxruntime; returns the settings used.
 
     ``symmetric`` gives S8S8 with zero points 0 (TensorRT's requirement); otherwise
-    U8S8 (asymmetric activations), onnxruntime's CPU kernels' format.
+    U8S8 (asymmetric activations), onnxruntime's CPU kernels' format. ``wide`` names nodes
+    whose input and output activations get 16-bit Q/DQ (weights stay 8-bit): onnxruntime
+    has no 16-bit convolution kernels, so those nodes compute in float between 16-bit
+    rounding steps: w8a16, the form Qualcomm's HTP runs natively.
     """
     quant: Any = import_backend("onnxruntime.quantization", "onnx")
     shape_inference: Any = import_backend("onnxruntime.quantization.shape_inference", "onnx")
@@ -190,12 +198,18 @@ def quantize_qdq(
     if stride is not None:
         # onnxruntime's option is named for MinMax but strides any calibrator's passes
         extra["CalibStridedMinMax"] = stride
+    wide_tensors = wide_activation_tensors(prepared, wide) if wide else []
+    if wide_tensors:
+        wide_type = quant.QuantType.QInt16 if symmetric else quant.QuantType.QUInt16
+        extra["TensorQuantOverrides"] = {name: [{"quant_type": wide_type}]
+                                         for name in wide_tensors}  # fmt: skip
+        extra["UseQDQContribOps"] = True  # 16-bit Q/DQ below opset 21: com.microsoft's
     quant.quantize_static(
         str(prepared),
         str(output),
         reader,
         quant_format=quant.QuantFormat.QDQ,
-        per_channel=True,
+        per_channel=per_channel,
         reduce_range=False,
         activation_type=activation,
         weight_type=quant.QuantType.QInt8,
@@ -209,7 +223,8 @@ def quantize_qdq(
     return {
         "quantizer": "onnxruntime.quantization.quantize_static (QDQ)",
         "activations": "int8 symmetric" if symmetric else "uint8 asymmetric",
-        "weights": "int8 symmetric, per channel",
+        "weights": f"int8 symmetric, per {'channel' if per_channel else 'tensor'}",
+        **({"int16_activation_tensors": len(wide_tensors)} if wide_tensors else {}),
         "calibration": f"percentile {ACTIVATION_PERCENTILE}"
         + (
             f", histograms in {len(reader) // stride} passes of {stride * reader.batch} crops"
@@ -220,13 +235,33 @@ def quantize_qdq(
     }
 
 
+def wide_activation_tensors(onnx_model: Path, patterns: Sequence[str]) -> list[str]:
+    """The float activation tensors going into or out of the nodes named under
+    ``patterns`` (weights and constants left out): what gets 16-bit Q/DQ."""
+    onnx: Any = import_backend("onnx", "onnx")
+    model = onnx.load(str(onnx_model), load_external_data=False)
+    constant = {init.name for init in model.graph.initializer} | {
+        out for node in model.graph.node if node.op_type == "Constant" for out in node.output
+    }
+    tensors: dict[str, None] = {}
+    for node in model.graph.node:
+        if any(node.name.startswith(p) for p in patterns):
+            for name in [*node.input, *node.output]:
+                if name and name not in constant:
+                    tensors[name] = None
+    if not tensors:
+        raise UsageError(f"16-bit activation patterns {list(patterns)} match no node")
+    return list(tensors)
+
+
 def write_qdq_onnx(ctx: ExportContext, stage: Path, *, symmetric: bool) -> TargetOutput:
     """The policy's QDQ model of the shared FP32 ONNX as ``stage/model.onnx``."""
     patterns = policy_patterns(ctx.options)
     keep = kept_nodes(fp32_onnx(ctx), patterns)
     settings = quantize_qdq(
         fp32_onnx(ctx), stage / "model.onnx", calibration_crops(ctx), exclude=keep,
-        symmetric=symmetric,
+        symmetric=symmetric, per_channel=ctx.options.int8_per_channel,
+        wide=ctx.options.int8_wide,
     )  # fmt: skip
     return TargetOutput(
         files=["model.onnx"],
@@ -244,6 +279,7 @@ def write_qdq_onnx(ctx: ExportContext, stage: Path, *, symmetric: bool) -> Targe
     extra="onnx",
     description="onnxruntime static QDQ INT8 (U8S8 or S8S8, per-channel), head in FP32",
     verify_inputs=int8_verification_inputs,
+    int8_axes=(AXIS_PER_TENSOR, AXIS_WIDE),
 )
 def target_ort_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
     return write_qdq_onnx(ctx, stage, symmetric=ctx.options.ort_int8_activations == "s8")

@@ -24,11 +24,13 @@ from rtmw.errors import AccuracyControlTimeout, RtmwError
 from rtmw.export.context import AccuracyControl, ExportContext
 from rtmw.export.onnx_step import fp32_onnx, standard_io
 from rtmw.export.quant_policy import (
+    AXIS_PER_TENSOR,
     calibration_crops,
     holdout_crops,
     int8_verification_inputs,
     policy_patterns,
     policy_record,
+    with_output_names,
 )
 from rtmw.export.registry import TargetOutput, register_target
 from rtmw.logs import adopt_logger
@@ -135,8 +137,11 @@ def mark_precise(xml: Path, prefixes: tuple[str, ...]) -> int:
 def target_openvino_bf16(ctx: ExportContext, stage: Path) -> TargetOutput:
     ov: Any = import_backend("openvino", "openvino")
     output = _openvino_ir(ctx, stage, fp16=False)
-    kept_f32 = BF16_KEPT_F32_DETECTOR if ctx.config.task == "detect" else BF16_KEPT_F32
+    kept_f32: tuple[str, ...] = (
+        BF16_KEPT_F32_DETECTOR if ctx.config.task == "detect" else BF16_KEPT_F32
+    )
     what = "detection head's predictions" if ctx.config.task == "detect" else "SimCC head"
+    kept_f32 = with_output_names(fp32_onnx(ctx), kept_f32)
     marked = mark_precise(stage / "model.xml", kept_f32)
     reread = ov.Core().read_model(str(stage / "model.xml"))
     kept = sum(
@@ -160,6 +165,8 @@ def target_openvino_bf16(ctx: ExportContext, stage: Path) -> TargetOutput:
 
 
 def _ov_ignored_scope(nncf: Any, patterns: Sequence[str]) -> Any:
+    """Prefixes ('/head/gau/') and output names ('simcc_x': what OpenVINO calls the node
+    computing an output) as NNCF regexes."""
     regexes = [re.escape(p) + ".*" for p in patterns]
     return nncf.IgnoredScope(patterns=regexes, validate=False) if regexes else nncf.IgnoredScope()
 
@@ -172,8 +179,51 @@ def _ov_ignored_scope(nncf: Any, patterns: Sequence[str]) -> Any:
     extra="openvino",
     description="OpenVINO IR quantised by NNCF PTQ (optionally accuracy-controlled), head FP32",
     verify_inputs=int8_verification_inputs,
+    int8_axes=(AXIS_PER_TENSOR,),
 )
 def target_openvino_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
+    output = _openvino_int8(ctx, stage)
+    output.options["float_parts"] = "f32"
+    return output
+
+
+# what stays f32 when an INT8 IR's float parts run in bf16: the SimCC classifiers, whose
+# logits over 2× the input's pixels bf16's 8 mantissa bits would round by whole bins
+# (openvino-bf16 keeps the whole head f32; here the GAU and token MLPs, the float
+# parts' cost, run in bf16); a detector's prediction convs as in openvino-bf16
+INT8_BF16_KEPT_F32 = ("/head/cls_x/", "/head/cls_y/", "/head/cls_z/")
+
+
+@register_target(
+    "openvino-int8-bf16",
+    format="openvino",
+    precision="int8",
+    requires=("openvino", "nncf"),
+    extra="openvino",
+    description="openvino-int8 with its float parts in bf16 (an explicit contract, native bf16 "
+    "CPUs only), SimCC classifiers f32",
+    unavailable=no_native_bf16,
+    verify_inputs=int8_verification_inputs,
+    int8_axes=(AXIS_PER_TENSOR,),
+)
+def target_openvino_int8_bf16(ctx: ExportContext, stage: Path) -> TargetOutput:
+    """The float parts' precision as a contract of its own: the runtime sets and reads back
+    bf16 (``float_parts``), and the artifact is verified and gated in it, never silently."""
+    output = _openvino_int8(ctx, stage)
+    kept: tuple[str, ...] = (
+        BF16_KEPT_F32_DETECTOR if ctx.config.task == "detect" else INT8_BF16_KEPT_F32
+    )
+    kept = with_output_names(fp32_onnx(ctx), kept)
+    marked = mark_precise(stage / "model.xml", kept)
+    if marked == 0:
+        raise RtmwError(f"openvino-int8-bf16: no layer under {list(kept)} to keep f32")
+    output.options.update(
+        {"float_parts": "bf16", "kept_f32_patterns": list(kept), "f32_marked_layers": marked}
+    )
+    return output
+
+
+def _openvino_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
     ov: Any = import_backend("openvino", "openvino")
     nncf: Any = import_backend("nncf", "openvino")
     adopt_logger("nncf")  # its records to rtmw's handlers, not its own stdout handler
@@ -182,7 +232,7 @@ def target_openvino_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
     model = ov.convert_model(str(fp32_onnx(ctx)))
     batches = [crops[i : i + 1] for i in range(len(crops))]
     dataset = nncf.Dataset(batches)
-    scope = _ov_ignored_scope(nncf, patterns)
+    scope = _ov_ignored_scope(nncf, with_output_names(fp32_onnx(ctx), patterns))
     control = ctx.options.accuracy_control
     options: dict[str, Any] = {
         "quantizer": "nncf.quantize",
@@ -191,6 +241,12 @@ def target_openvino_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
         "subset_size": len(batches),
         **policy_record(ctx.options),
     }
+    advanced: dict[str, Any] = {}
+    if not ctx.options.int8_per_channel:
+        params: Any = import_backend("nncf.quantization.advanced_parameters", "openvino")
+        advanced["advanced_parameters"] = params.AdvancedQuantizationParameters(
+            weights_quantization_params=params.QuantizationParameters(per_channel=False)
+        )
     if control is None:
         quantized = nncf.quantize(
             model,
@@ -199,6 +255,7 @@ def target_openvino_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
             subset_size=len(batches),
             ignored_scope=scope,
             fast_bias_correction=False,
+            **advanced,
         )
     else:
         quantized, report = _accuracy_controlled(nncf, model, ctx, dataset, scope, control)

@@ -26,7 +26,7 @@ import numpy as np
 from rtmw.errors import MissingDependency
 from rtmw.export.context import EngineOptions, ExportContext
 from rtmw.export.onnx_step import FP32_ISLANDS, INPUT_NAME, fp16_onnx, fp32_onnx, standard_io
-from rtmw.export.quant_policy import calibration_crops, int8_verification_inputs
+from rtmw.export.quant_policy import AXIS_PER_TENSOR, calibration_crops, int8_verification_inputs
 from rtmw.export.registry import OnnxFallback, TargetOutput, register_target
 from rtmw.export.targets.onnxruntime import onnx_versions, write_qdq_onnx
 from rtmw.runtimes.tensorrt import tensorrt_available
@@ -320,6 +320,7 @@ def write_trt_int8_onnx(ctx: ExportContext, stage: Path) -> TargetOutput:
     description="TensorRT INT8 engine from an explicit Q/DQ ONNX (TensorRT 10 and 11)",
     verify_device="cuda",
     verify_inputs=int8_verification_inputs,
+    int8_axes=(AXIS_PER_TENSOR,),
     onnx_fallback=OnnxFallback(tensorrt_missing, write_trt_int8_onnx),
 )
 def target_trt_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
