@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
         "  rtmw-train --model rtmw-demo-256x192 --synthetic 3000 --iters 3000 --out runs/demo\n"
         "  # the RTMW3D demo: the 2D demo's weights plus a z classifier, on synthetic 3D figures\n"
         "  rtmw-train --model rtmw3d-demo-wide-256x192 --init rtmw/models/weights/"
-        "rtmw-demo-wide_synthetic-3000it-256x192-c56865b3.pth --synthetic 3000 --out runs/3d\n"
+        "rtmw-demo-wide_synthetic-5000it-256x192-9148f902.pth --synthetic 3000 --out runs/3d\n"
         "  # fine-tune an official checkpoint on your own COCO-WholeBody-format data\n"
         "  rtmw-train --init rtmw-dw-l-m_simcc-cocktail14_270e-256x192-20231122.pth \\\n"
         "      --images data/train/ --ann data/train.json \\\n"

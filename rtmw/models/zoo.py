@@ -271,7 +271,8 @@ register(
 
 # The embedded demo model since rtmw 0.1 (issue 20): closer to the family, a quarter of
 # RTMW-l's width at RTMW-m's depth ratio (2/4/4/2 blocks), trained on rtmw.data.synthetic
-# figures on a 2-core CPU (results/demo-training). INT8 holds under the default head-fp32.
+# figures on a 2-core CPU (results/demo-training, v3: results/demo-training-v3); its INT8
+# policies are searched per target (results/policy-search).
 register(
     RTMWConfig(
         name="rtmw-demo-wide-256x192",
@@ -281,12 +282,13 @@ register(
         num_parameters=6_172_527,
         num_state_tensors=620,
         official=OfficialFile(
-            "package:rtmw/models/weights/rtmw-demo-wide_synthetic-3000it-256x192-c56865b3.pth",
-            "rtmw-demo-wide_synthetic-3000it-256x192-c56865b3.pth",
-            sha256_prefix="c56865b3",
-            sha256="c56865b32a971a8906d51bb15bdf9b653a8b5a3ebaed1f21b3a398591a658204",
+            "package:rtmw/models/weights/rtmw-demo-wide_synthetic-5000it-256x192-9148f902.pth",
+            "rtmw-demo-wide_synthetic-5000it-256x192-9148f902.pth",
+            sha256_prefix="9148f902",
+            sha256="9148f902911c25aa8833cb09b677890ecbf4f16341c09e3a5a872d5797197f96",
         ),
-        # reproduce: results/demo-training/README.md (rtmw-train, 3,000 iterations)
+        # v3 (issue 32): v2's 3,000 iterations (results/demo-training) + 2,000 fine-tuning
+        # with the hand keypoints' loss doubled (results/demo-training-v3/README.md)
         description="demo: quarter-width RTMW trained on synthetic whole-body figures",
     )
 )

@@ -14,11 +14,12 @@ express, in the order the sensitivity scan ranks the blocks' damage:
 Each candidate is exported (and verified against torch, as every export), benched on the
 search half of the held-out set against the FP32 reference, and gated. A candidate that
 keeps a superset of a passing candidate's float blocks is not tried (it can only be
-slower). Every passing candidate is then timed again in one run, each in a process of its
-own, and the fastest is confirmed on the other half of the held-out set, which the search
-never saw; if it fails there the next fastest is confirmed. The search stops at its time
-budget and says so; its table, plot and the chosen policy's evidence are written beside
-the artifact and into its artifact.json.
+slower), except ``head-fp32``, the default, which is always judged so that the choice can
+be compared with it. Every passing candidate is then timed again in one run, each in a
+process of its own, and the fastest is confirmed on the other half of the held-out set,
+which the search never saw; if it fails there the next fastest is confirmed. The search
+stops at its time budget and says so; its table, plot and the chosen policy's evidence are
+written beside the artifact and into its artifact.json.
 """
 
 from __future__ import annotations
@@ -271,7 +272,9 @@ def search_int8_policy(
             stopped_early = True
             row.status = f"not tried (time budget {seconds:.0f} s spent)"
             continue
-        covered = next((p for p in passing if candidate.covers(p)), None)
+        # head-fp32, the default, is always judged: the choice is reported against it
+        covered = None if candidate == Candidate() else next(
+            (p for p in passing if candidate.covers(p)), None)  # fmt: skip
         if covered is not None:
             row.status = f"not tried (keeps more in float than passing {covered.label})"
             continue
