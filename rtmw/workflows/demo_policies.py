@@ -10,6 +10,7 @@ falls back to ``head-fp32`` and says so.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -136,24 +137,34 @@ def summary_markdown(results: list[SearchResult], failed: dict[str, str], second
     return "\n".join(lines) + "\n"
 
 
-def demo_int8_settings(checkpoint: Path, target: str, say: Say) -> dict[str, Any]:
-    """The searched export settings of ``target`` for this demo checkpoint, or head-fp32."""
+@functools.lru_cache(maxsize=4)
+def _searched(checkpoint: Path) -> dict[str, Any] | None:
+    """The shipped search record's policies when it was made for this checkpoint (read and
+    hashed once per checkpoint, not once per target), else None."""
     if not POLICIES_FILE.is_file():
-        return dict(DEFAULT_SETTINGS)
+        return None
     record = json.loads(POLICIES_FILE.read_text())
     if record.get("checkpoint_sha256") != sha256_file(checkpoint):
-        say(f"  {target}: the searched INT8 policies are for another checkpoint: head-fp32")
+        return None
+    policies: dict[str, Any] = record.get("policies") or {}
+    return policies
+
+
+def demo_int8_settings(checkpoint: Path, target: str, say: Say) -> dict[str, Any]:
+    """The searched export settings of ``target`` for this demo checkpoint, or head-fp32."""
+    policies = _searched(checkpoint)
+    if policies is None:
+        if POLICIES_FILE.is_file():
+            say(f"  {target}: the searched INT8 policies are for another checkpoint: head-fp32")
         return dict(DEFAULT_SETTINGS)
-    chosen = (record.get("policies") or {}).get(target) or {}
+    chosen = policies.get(target) or {}
     return dict(chosen.get("settings") or FALLBACK_SETTINGS.get(target, DEFAULT_SETTINGS))
 
 
 def demo_int8_label(checkpoint: Path, target: str) -> str:
-    if not POLICIES_FILE.is_file():
+    policies = _searched(checkpoint)
+    if policies is None:
         return "head-fp32"
-    record = json.loads(POLICIES_FILE.read_text())
-    if record.get("checkpoint_sha256") != sha256_file(checkpoint):
-        return "head-fp32"
-    chosen = (record.get("policies") or {}).get(target) or {}
+    chosen = policies.get(target) or {}
     fallback = FALLBACK_SETTINGS.get(target, DEFAULT_SETTINGS)["int8_policy"]
     return str(chosen.get("label") or f"{fallback} (the search chose none)")

@@ -81,7 +81,7 @@ class Candidate:
 
     @property
     def slug(self) -> str:
-        return "".join(c if c.isalnum() or c in "-." else "_" for c in self.label)[:80]
+        return _slug(self.label)
 
     def settings(self, prefixes: dict[str, str]) -> dict[str, Any]:
         """The export settings of this policy (``export_options(**settings)``)."""
