@@ -230,3 +230,65 @@ def test_search_with_impossible_budgets_chooses_nothing(
     tried = [r for r in record["rows"] if not r["status"].startswith("not tried")]
     assert tried and all(r["status"] in ("failed", "export failed") for r in tried)
     assert not (tmp_path / "ort-int8").exists()
+
+
+def test_refuted_passes_unprune_the_candidates_they_covered(
+    held_out: SyntheticDataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The search's rounds, with the exports and benches replaced by a table of verdicts:
+    when every candidate that passed the search half fails the unseen half, the candidates
+    they pruned (more kept in float) are judged next, and the first confirmed is chosen."""
+    from types import SimpleNamespace
+
+    from rtmw.workflows import policy_search
+
+    search = {"none": True, "head-fp32": True, "head-fp32 per-tensor": True}
+    unseen = {"head-fp32 +neck.bottom_up_blocks.0": True}  # every other pass is refuted
+    speeds = {"none": 300.0, "head-fp32": 200.0, "head-fp32 per-tensor": 250.0,
+              "head-fp32 +neck.bottom_up_blocks.0": 150.0}  # fmt: skip
+    judged: list[str] = []
+
+    def fake_try(candidate: Candidate, row: Any, index: int, *args: Any) -> None:
+        judged.append(candidate.label)
+        folder = tmp_path / "built" / candidate.slug
+        folder.mkdir(parents=True)
+        args[-1][candidate.label] = folder
+        passes = search.get(candidate.label, candidate.keep == ("neck.bottom_up_blocks.0",))
+        row.status = "passed" if passes else "failed"
+
+    def fake_timing(passed: list[Any], *args: Any) -> float:
+        for row in passed:
+            row.crops_per_s = speeds[row.policy]
+        return 100.0
+
+    def fake_confirm(self: Any, artifact: Path, row: Any, tag: str) -> Any:
+        row.status = "passed" if unseen.get(row.policy) else "failed"
+        row.failures = [] if row.status == "passed" else ["body ap_drop 1.09 > 1.0"]
+        return SimpleNamespace(entries=[])
+
+    reference = SimpleNamespace(status=policy_search.Status.OK, path=tmp_path / "ref")
+    monkeypatch.setattr(policy_search, "export", lambda *a, **k: [reference])
+    monkeypatch.setattr(
+        policy_search, "_ranking", lambda *a: (RANKING, dict.fromkeys(RANKING, "x"))
+    )
+    monkeypatch.setattr(policy_search, "_try", fake_try)
+    monkeypatch.setattr(policy_search, "_final_timing", fake_timing)
+    monkeypatch.setattr(policy_search._Bench, "judge", fake_confirm)
+    monkeypatch.setattr(policy_search, "_record", lambda *a: None)
+
+    found = policy_search.search_int8_policy(
+        "unused.pth", "ort-int8", tmp_path, calib="unused", image_dir=held_out.image_dir,
+        ann_file=held_out.ann_file, budgets=_budgets(1.0, 10.0), depth=2, say=lambda _: None,
+    )  # fmt: skip
+    assert found.chosen is not None
+    assert found.chosen.policy == "head-fp32 +neck.bottom_up_blocks.0"
+    rows = {r.policy: r for r in found.rows}
+    # the first round's passes, all refuted on the unseen half, fastest first
+    for label in ("none", "head-fp32 per-tensor", "head-fp32"):
+        assert rows[label].status == "passed" and rows[label].confirmed.startswith("failed")
+    # judged only in the second round: head-fp32 covered it in the first
+    assert judged.index("head-fp32 +neck.bottom_up_blocks.0") > judged.index("head-fp32 per-tensor")
+    assert rows["head-fp32 +neck.bottom_up_blocks.0"].confirmed == "passed"
+    # still covered by the chosen pass: never judged
+    assert "head-fp32 +neck.bottom_up_blocks.0 +backbone.stage2" not in judged
+    assert "unseen half failed" in (tmp_path / "policy-search-ort-int8.md").read_text()

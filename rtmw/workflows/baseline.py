@@ -63,7 +63,7 @@ def calibration_crops_for(input_size: tuple[int, int], wanted: int) -> int:
     return max(48, min(wanted, CALIB_PIXEL_BUDGET // pixels))
 
 
-def _calibration(work: Path, input_size: tuple[int, int], settings: BaselineSettings) -> Path:
+def calibration_for(work: Path, input_size: tuple[int, int], settings: BaselineSettings) -> Path:
     data = make_dataset(work / "calib-data", settings.calib_images, 404, split="train",
                         progress=False)  # fmt: skip
     calib = build_calibration_set(
@@ -113,7 +113,7 @@ def bench_model(
     artifacts = work / "artifacts"
     done = _made_from(checkpoint, artifacts, names)
     if len(done) < len(names):
-        calib = _calibration(work, config.input_size, settings)
+        calib = calibration_for(work, config.input_size, settings)
         todo = [n for n in names if n not in done]
         say(f"== {model}: export {len(todo)} targets (latency only)")
         made = export(checkpoint, todo, artifacts, overwrite=True, calib=calib,

@@ -35,10 +35,7 @@ POLICIES_FILE = Path(__file__).with_name("demo_int8_policies.json")
 SEARCH_SEED = 303  # the search's held-out images: neither the demo's (202) nor training's
 DEFAULT_SETTINGS = {"int8_policy": "head-fp32", "int8_keep": [], "int8_per_channel": True,
                     "int8_wide": []}  # fmt: skip
-# where the search chose nothing: trt-int8 (a symmetric Q/DQ ONNX) passed the search half
-# under head-fp32 and failed the unseen half on body AP (1.09 > 1.0): its ladder was not
-# climbed after that (results/policy-search); the neck in float held it for v2
-FALLBACK_SETTINGS = {"trt-int8": {**DEFAULT_SETTINGS, "int8_policy": "head-neck-fp32"}}
+# a target the search chose nothing for is exported with head-fp32 and says so
 
 
 def int8_targets_here(say: Say) -> list[str]:
@@ -65,12 +62,23 @@ def run_policy_search(
     out: Path, calib_path: Path, held_out: SyntheticDataset, *, seconds: float = 900.0,
     targets: list[str] | None = None, say: Say = print,
 ) -> list[SearchResult]:  # fmt: skip
-    """Search every INT8 target's policy on the demo model; write the summary and chosen.json."""
+    """Search the INT8 targets' policies on the demo model; write the summary and chosen.json.
+
+    Searching some targets again keeps the other targets' choices of an earlier search in
+    ``out`` when it was made for the same checkpoint, so one target can be redone."""
     start = time.perf_counter()
     checkpoint = demo_checkpoint(DEMO_NAME)
+    digest = sha256_file(checkpoint)
     results: list[SearchResult] = []
-    failed: dict[str, str] = {}
-    for target in targets or int8_targets_here(say):
+    wanted = targets or int8_targets_here(say)
+    held = {"images": held_out.num_images, "seed": SEARCH_SEED,
+            "split": "search / confirm (alternate images)"}  # fmt: skip
+    earlier = _earlier(out / "chosen.json", digest, held, say)
+    policies: dict[str, Any] = {t: p for t, p in earlier.get("policies", {}).items()
+                                if t not in wanted}  # fmt: skip
+    failed: dict[str, str] = {t: w for t, w in earlier.get("not_chosen", {}).items()
+                              if t not in wanted}  # fmt: skip
+    for target in wanted:
         say(f"== {target}")
         try:
             results.append(search_int8_policy(
@@ -81,46 +89,68 @@ def run_policy_search(
         except RtmwError as exc:
             failed[target] = str(exc)
             say(f"  {target}: {exc}")
+    for r in results:
+        policies[r.target] = {"label": r.chosen.policy if r.chosen else None,
+                              "settings": r.chosen_settings}  # fmt: skip
     chosen = {
         "model": DEMO_NAME,
-        "checkpoint_sha256": sha256_file(checkpoint),
+        "checkpoint_sha256": digest,
         "host": cpu_fingerprint(),
-        "held_out": {"images": held_out.num_images, "seed": SEARCH_SEED,
-                     "split": "search / confirm (alternate images)"},
-        "policies": {r.target: {"label": r.chosen.policy if r.chosen else None,
-                                "settings": r.chosen_settings} for r in results},
+        "held_out": held,
+        "policies": dict(sorted(policies.items())),
         "not_chosen": failed,
     }  # fmt: skip
     (out / "chosen.json").write_text(json.dumps(chosen, indent=1) + "\n")
-    (out / "summary.md").write_text(summary_markdown(results, failed, time.perf_counter() - start))
+    records = [json.loads(path.read_text())
+               for path in sorted((out / "artifacts").glob("policy-search-*.json"))]  # fmt: skip
+    records = [r for r in records if r["target"] in policies or r["target"] in failed]
+    # the searches' own times (a target redone here, the others from the earlier search)
+    minutes = sum(float(r.get("seconds") or 0.0) for r in records) / 60
+    say(f"searched in {(time.perf_counter() - start) / 60:.1f} min")
+    (out / "summary.md").write_text(summary_markdown(records, failed, minutes))
     return results
 
 
-def summary_markdown(results: list[SearchResult], failed: dict[str, str], seconds: float) -> str:
-    """Per target: the policy chosen, its speed against head-fp32 and FP32, its drops."""
+def _earlier(path: Path, digest: str, held: dict[str, Any], say: Say) -> dict[str, Any]:
+    """An earlier search's chosen.json in the same folder, if made for this checkpoint on
+    the same held-out set (choices judged on other data are not merged)."""
+    if not path.is_file():
+        return {}
+    record: dict[str, Any] = json.loads(path.read_text())
+    if record.get("checkpoint_sha256") == digest and record.get("held_out") == held:
+        return record
+    say(f"  {path}: made for another checkpoint or held-out set: its choices are replaced")
+    return {}
+
+
+def summary_markdown(records: list[dict[str, Any]], failed: dict[str, str],
+                     minutes: float) -> str:  # fmt: skip
+    """Per target: the policy chosen, its speed against head-fp32 and FP32, its drops
+    (from each target's ``policy-search-<target>.json``)."""
     header = ["target", "chosen policy", "crops/s", "vs head-fp32", "vs FP32 (onnxruntime)",
               *(f"{p} drop [95%]" for p in PARTS), "confirmed"]  # fmt: skip
     body = []
-    for result in results:
-        chosen = result.chosen
+    for record in records:
+        rows = {row["policy"]: row for row in record["rows"]}
+        chosen = rows.get(record["chosen"] or "")
         if chosen is None:
             continue
-        head = result.row("head-fp32")
-        head_speed = head.crops_per_s if head is not None and head.status == "passed" else None
-        speed = chosen.crops_per_s or 0.0
+        head = rows.get("head-fp32")
+        head_speed = head["crops_per_s"] if head and head["status"] == "passed" else None
+        speed = chosen["crops_per_s"] or 0.0
+        reference = record.get("reference_fp32_crops_per_s")
         drops = []
         for part in PARTS:
-            drop, span = chosen.drops.get(part), chosen.intervals.get(part)
+            drop, span = chosen["drops"].get(part), chosen["intervals"].get(part)
             drops.append("–" if drop is None else f"{drop:+.2f}" + (
                 f" [{span[0]:+.2f}, {span[1]:+.2f}]" if span else ""))  # fmt: skip
-        confirmation = result.confirmation or {}
         body.append([
-            result.target, chosen.policy, f"{speed:.1f}",
+            record["target"], chosen["policy"], f"{speed:.1f}",
             f"{speed / head_speed:.2f}×" if head_speed else (
-                "head-fp32 failed" if head is not None and head.status != "not tried"
+                "head-fp32 failed" if head and not head["status"].startswith("not tried")
                 else "–"),
-            f"{speed / result.reference_speed:.2f}×" if result.reference_speed else "–",
-            *drops, str(confirmation.get("status", "–")),
+            f"{speed / reference:.2f}×" if reference else "–",
+            *drops, str((record.get("confirmation") or {}).get("status", "–")),
         ])  # fmt: skip
     lines = [
         "# INT8 policies chosen per target (rtmw-demo --search-int8)",
@@ -132,7 +162,7 @@ def summary_markdown(results: list[SearchResult], failed: dict[str, str], second
         *markdown_table(header, body),
         "",
         *(f"- {target}: no policy chosen: {why}" for target, why in failed.items()),
-        f"Search time {seconds / 60:.1f} min.",
+        f"Search time {minutes:.1f} min.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -158,7 +188,7 @@ def demo_int8_settings(checkpoint: Path, target: str, say: Say) -> dict[str, Any
             say(f"  {target}: the searched INT8 policies are for another checkpoint: head-fp32")
         return dict(DEFAULT_SETTINGS)
     chosen = policies.get(target) or {}
-    return dict(chosen.get("settings") or FALLBACK_SETTINGS.get(target, DEFAULT_SETTINGS))
+    return dict(chosen.get("settings") or DEFAULT_SETTINGS)
 
 
 def demo_int8_label(checkpoint: Path, target: str) -> str:
@@ -166,5 +196,4 @@ def demo_int8_label(checkpoint: Path, target: str) -> str:
     if policies is None:
         return "head-fp32"
     chosen = policies.get(target) or {}
-    fallback = FALLBACK_SETTINGS.get(target, DEFAULT_SETTINGS)["int8_policy"]
-    return str(chosen.get("label") or f"{fallback} (the search chose none)")
+    return str(chosen.get("label") or "head-fp32 (the search chose none)")

@@ -17,7 +17,9 @@ keeps a superset of a passing candidate's float blocks is not tried (it can only
 slower), except ``head-fp32``, the default, which is always judged so that the choice can
 be compared with it. Every passing candidate is then timed again in one run, each in a
 process of its own, and the fastest is confirmed on the other half of the held-out set,
-which the search never saw; if it fails there the next fastest is confirmed. The search
+which the search never saw; if it fails there the next fastest is confirmed. When every
+pass fails there, the candidates those passes had pruned (more kept in float) are judged
+in a further round, and so on until one is confirmed or none is left. The search
 stops at its time budget and says so; its table, plot and the chosen policy's evidence are
 written beside the artifact and into its artifact.json.
 """
@@ -146,6 +148,7 @@ class Row:
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
     candidate: dict[str, Any] = field(default_factory=dict)
+    confirmed: str | None = None  # on the unseen half: passed | failed: … (None: not confirmed)
 
 
 @dataclass
@@ -260,56 +263,62 @@ def search_int8_policy(
     say(f"  blocks by INT8 damage (sensitivity scan): {', '.join(ranking[:6])}")
 
     searcher = _Bench(reference, search_ann, str(image_dir), table, work / "search", flip)
-    rows: list[Row] = []
-    built: dict[str, Path] = {}
-    stopped_early = False
-    passing: list[Candidate] = []
+    confirmer = _Bench(reference, confirm_ann, str(image_dir), table, work / "confirm", flip)
     tried = candidates(target, ranking, depth=depth, wide_depth=min(depth, 2))
-    for index, candidate in enumerate(tried):
-        row = Row(candidate.label, "not tried", candidate=asdict(candidate))
-        rows.append(row)
-        if time.monotonic() - start > seconds:
-            stopped_early = True
-            row.status = f"not tried (time budget {seconds:.0f} s spent)"
-            continue
-        # head-fp32, the default, is always judged: the choice is reported against it
-        covered = None if candidate == Candidate() else next(
-            (p for p in passing if candidate.covers(p)), None)  # fmt: skip
-        if covered is not None:
-            row.status = f"not tried (keeps more in float than passing {covered.label})"
-            continue
-        began = time.monotonic()
-        options = candidate.options(prefixes, base)
-        exported = export(checkpoint, [target], work / "candidates" / candidate.slug,
-                          overwrite=True, calib=calib, options=options)[0]  # fmt: skip
-        # TensorRT without TensorRT: its Q/DQ ONNX stand-in, verified in onnxruntime
-        if exported.status not in (Status.OK, Status.ONNX_ONLY) or exported.path is None:
-            row.status = "export failed"
-            row.failures = [exported.reason[:300]]
-        else:
-            built[candidate.label] = exported.path
-            searcher.judge(exported.path, row, f"c{index:02d}")
+    rows = [Row(c.label, "not tried", candidate=asdict(c)) for c in tried]
+    built: dict[str, Path] = {}
+    passing: list[Candidate] = []  # passed the search half and not refuted on the other
+    stopped_early = False
+    confirmation: dict[str, Any] | None = None
+    chosen: Row | None = None
+    counts: dict[str, int] = {}
+    reference_speed: float | None = None
+    pending = list(range(len(tried)))
+    rounds = 0
+    while pending and chosen is None:
+        # a round: judge what is not covered by a standing pass, then confirm the passes
+        for index in pending:
+            candidate, row = tried[index], rows[index]
+            if time.monotonic() - start > seconds:
+                stopped_early = True
+                row.status = f"not tried (time budget {seconds:.0f} s spent)"
+                continue
+            # head-fp32, the default, is always judged: the choice is reported against it
+            covered = None if candidate == Candidate() else next(
+                (p for p in passing if candidate.covers(p)), None)  # fmt: skip
+            if covered is not None:
+                row.status = f"not tried (keeps more in float than passing {covered.label})"
+                continue
+            _try(candidate, row, index, checkpoint, target, work, calib, prefixes, base,
+                 searcher, built)  # fmt: skip
             if row.status == "passed":
                 passing.append(candidate)
-        row.seconds = time.monotonic() - began
-        say(f"  {row.policy:<44} {row.status:<14} {_speed(row.crops_per_s)} "
-            f"{'; '.join(row.failures)[:120]}")  # fmt: skip
-
-    passed = [r for r in rows if r.status == "passed"]
-    reference_speed = _final_timing(passed, built, reference, work / "timing") if passed else None
-    confirmation, chosen, counts = None, None, {}
-    confirmer = _Bench(reference, confirm_ann, str(image_dir), table, work / "confirm", flip)
-    for row in sorted(passed, key=lambda r: -(r.crops_per_s or 0.0)):
-        check = Row(row.policy, "")
-        run = confirmer.judge(built[row.policy], check, "confirm-" + _slug(row.policy))
-        confirmation = {"policy": row.policy, "status": check.status, "drops": check.drops,
-                        "intervals": check.intervals, "failures": check.failures}  # fmt: skip
-        counts = _judged_counts(run)
-        say(f"  confirm {row.policy} on the held-out half: {check.status} "
-            f"{'; '.join(check.failures)[:160]}")  # fmt: skip
-        if check.status == "passed":
-            chosen = row
-            break
+            say(f"  {row.policy:<44} {row.status:<14} {_speed(row.crops_per_s)} "
+                f"{'; '.join(row.failures)[:120]}")  # fmt: skip
+        fresh = [r for r in rows if r.status == "passed" and r.confirmed is None]
+        if fresh:
+            rounds += 1
+            reference_speed = _final_timing(fresh, built, reference, work / f"timing{rounds}")
+        for row in sorted(fresh, key=lambda r: -(r.crops_per_s or 0.0)):
+            check = Row(row.policy, "")
+            run = confirmer.judge(built[row.policy], check, "confirm-" + _slug(row.policy))
+            confirmation = {"policy": row.policy, "status": check.status, "drops": check.drops,
+                            "intervals": check.intervals, "failures": check.failures}  # fmt: skip
+            row.confirmed = check.status if check.status == "passed" else (
+                "failed: " + "; ".join(check.failures))  # fmt: skip
+            counts = _judged_counts(run) or counts
+            say(f"  confirm {row.policy} on the held-out half: {check.status} "
+                f"{'; '.join(check.failures)[:160]}")  # fmt: skip
+            if check.status == "passed":
+                chosen = row
+                break
+            # refuted: what it pruned (more kept in float) is judged in the next round
+            passing = [c for c in passing if c.label != row.policy]
+        pending = [i for i, r in enumerate(rows)
+                   if r.status.startswith("not tried (keeps more")]  # fmt: skip
+        if chosen is None and pending and not stopped_early:
+            say(f"  every standing pass failed the held-out half: {len(pending)} candidates "
+                "that keep more in float are judged now")  # fmt: skip
     result = SearchResult(target, chosen, rows, confirmation, stopped_early,
                           time.monotonic() - start, None, reference_speed=reference_speed,
                           counts=counts)  # fmt: skip
@@ -318,6 +327,7 @@ def search_int8_policy(
     write_search(result, Path(out), table)
     if chosen is None:
         why = "stopped at its time budget; " if stopped_early else ""
+        passed = [r for r in rows if r.status == "passed"]
         raise RtmwError(
             f"{target}: no INT8 policy passes every part's budget ({why}{len(passed)} passed "
             f"the search half, none the confirmation half): see {work}.md"
@@ -329,6 +339,23 @@ def search_int8_policy(
     _record(destination, result)
     result.artifact = destination
     return result
+
+
+def _try(candidate: Candidate, row: Row, index: int, checkpoint: str | Path, target: str,
+         work: Path, calib: str | Path | CalibrationSet, prefixes: dict[str, str],
+         base: ExportOptions, searcher: _Bench, built: dict[str, Path]) -> None:  # fmt: skip
+    """Export one candidate (verified against torch, as every export) and judge it."""
+    began = time.monotonic()
+    exported = export(checkpoint, [target], work / "candidates" / candidate.slug, overwrite=True,
+                      calib=calib, options=candidate.options(prefixes, base))[0]  # fmt: skip
+    # TensorRT without TensorRT: its Q/DQ ONNX stand-in, verified in onnxruntime
+    if exported.status not in (Status.OK, Status.ONNX_ONLY) or exported.path is None:
+        row.status = "export failed"
+        row.failures = [exported.reason[:300]]
+    else:
+        built[candidate.label] = exported.path
+        searcher.judge(exported.path, row, f"c{index:02d}")
+    row.seconds = time.monotonic() - began
 
 
 def _candidate_fields(record: dict[str, Any]) -> dict[str, Any]:
@@ -401,7 +428,7 @@ def search_record(result: SearchResult) -> dict[str, Any]:
         "chosen_settings": result.chosen_settings,
         "chosen_crops_per_s": None if chosen is None else chosen.crops_per_s,
         "reference_fp32_crops_per_s": result.reference_speed,
-        "confirmation": result.confirmation,
+        "confirmation": result.confirmation,  # the deciding one; each row has its own
         "stopped_early": result.stopped_early,
         "seconds": round(result.seconds, 1),
         "judged_keypoints": result.counts,
@@ -425,9 +452,12 @@ def search_markdown(result: SearchResult, budgets: dict[str, Any]) -> str:
             cells.append("–" if drop is None else f"{drop:+.2f}" + (
                 f" [{span[0]:+.2f}, {span[1]:+.2f}]" if span else ""))  # fmt: skip
         mark = " **chosen**" if result.chosen is not None and row is result.chosen else ""
+        status = row.status + (f": {'; '.join(row.failures)}" if row.failures
+                               and row.status != "passed" else "")  # fmt: skip
+        if row.confirmed is not None:
+            status += f"; unseen half {row.confirmed}"
         body.append([
-            row.policy + mark, row.status + (f": {'; '.join(row.failures)}" if row.failures
-                                             and row.status != "passed" else ""),
+            row.policy + mark, status,
             "–" if row.crops_per_s is None else f"{row.crops_per_s:.1f}", *cells,
             "–" if row.worst_budget_share is None else f"{row.worst_budget_share:.2f}",
             f"{row.seconds:.0f}",
@@ -439,8 +469,9 @@ def search_markdown(result: SearchResult, budgets: dict[str, Any]) -> str:
         "(95% interval from paired half-sample resampling over images); budgets per part "
         f"{json.dumps(drops_budget)} AP points and the px p95 budgets of the budgets file. "
         "'worst / budget' is the largest drop or keypoint error relative to its budget "
-        "(≤ 1 passes). Speeds of passing rows are from one final run, each candidate in a "
-        "process of its own; others from the brief search timing.",
+        "(≤ 1 passes). Speeds of passing rows are from a final run of that round's passes, "
+        "each candidate in a process of its own; others from the brief search timing. "
+        "'unseen half': the confirmation on the half never searched on.",
         "",
         *markdown_table(header, body),
         "",
