@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
 # policy-search: every INT8 target's policy on the demo model; make demo exports with them
-.PHONY: policy-search install test test-servers test-capped test-base-install lint typecheck check clean demo demo-full demo-3d gate-demo bench-baseline
+.PHONY: arm-lane arm-lane-ci policy-shapes policy-search install test test-servers test-capped test-base-install lint typecheck check clean demo demo-full demo-3d gate-demo bench-baseline
 # what `make install` leaves behind: the README's commands install first when it is missing
 # or older than pyproject.toml, so that each works alone on a fresh clone
 STAMP  := $(VENV)/.rtmw-installed
@@ -25,7 +25,7 @@ install: $(PY)
 	$(PIP) install --quiet cython numpy
 	# xtcocotools' binary wheel breaks beside numpy 2 (dtype size changed): build from source
 	$(PIP) install --quiet --no-binary xtcocotools --no-build-isolation "xtcocotools>=1.14"
-	$(PIP) install --quiet -e ".[eval,onnx,openvino,ncnn,litert,executorch,ray,plot,video,dev]"
+	$(PIP) install --quiet -e ".[eval,onnx,openvino,ncnn,mnn,qnn,litert,executorch,ray,plot,video,dev]"
 	# type stubs only: its dependency is the real tensorrt, which needs NVIDIA hardware
 	$(PIP) install --quiet --no-deps "tensorrt-stubs>=10.13"
 	$(PY) -c "import xtcocotools.cocoeval, torch, cv2; print('rtmw installed; torch', torch.__version__)"
@@ -123,5 +123,38 @@ clean:
 # Each INT8 target's fastest policy within every part's budget on the demo model (~30 min);
 # the chosen policies become the ones `make demo` exports with (tied to the checkpoint hash)
 policy-search: $(STAMP)
-	$(VENV)/bin/rtmw-demo --search-int8 --out results/policy-search
+	$(VENV)/bin/rtmw-demo --search-int8 --val-images 160 --out results/policy-search
 	cp results/policy-search/chosen.json rtmw/workflows/demo_int8_policies.json
+
+# The aarch64 lane (docs/usage.md, "Phones and boards"): the demo model's artifacts verified,
+# benched and gated on x86, on an emulated ARMv8.0 Cortex-A53 and on an emulated ARMv9
+# Cortex-A710 (qemu-user), verdicts side by side in results/arm-lane. Needs root once
+# (tools/arm_lane.sh setup: qemu-user, binfmt, an arm64 Python in $(ARM_ROOT)).
+ARM_ROOT ?= .arm
+ARM_LANE ?= results/_scratch/arm-lane
+ARM_CORES ?= armv8.0-a53:cortex-a53 armv9-a710:cortex-a710
+ARM_TARGETS ?=
+arm-lane: $(STAMP)
+	tools/arm_lane.sh setup $(ARM_ROOT)
+	$(VENV)/bin/rtmw-bench arm-lane prepare $(ARM_LANE) $(if $(ARM_TARGETS),--targets $(ARM_TARGETS))
+	$(VENV)/bin/rtmw-bench arm-lane run $(ARM_LANE) --label x86
+	@for core in $(ARM_CORES); do \
+		label=$${core%%:*}; cpu=$${core##*:}; \
+		echo "== $$label (qemu-user, QEMU_CPU=$$cpu)"; \
+		QEMU_CPU=$$cpu tools/arm_lane.sh python $(ARM_ROOT) -m rtmw.cli.bench arm-lane run \
+			$(ARM_LANE) --label $$label || exit 1; \
+	done
+	$(VENV)/bin/rtmw-bench arm-lane report $(ARM_LANE) $(foreach core,$(ARM_CORES),--label $(firstword $(subst :, ,$(core)))) --out $(ARM_REPORT)
+ARM_REPORT ?= results/arm-lane
+
+# CI's lane: the precision-sensitive subset (FP16 and INT8 routes and their FP32 reference)
+# on the phone-class core only, within the budget .ci/run states
+ARM_CI_TARGETS := onnx,onnx-fp16,ort-int8,ncnn-fp16,ncnn-int8,litert-int8,mnn-fp16,qnn-w8a16
+arm-lane-ci:
+	$(MAKE) --no-print-directory arm-lane ARM_CORES=armv9-a710:cortex-a710 \
+		ARM_TARGETS=$(ARM_CI_TARGETS) ARM_LANE=results/_scratch/arm-lane-ci ARM_REPORT=results/_scratch/arm-lane-ci
+
+# Each INT8 target's searched policy shape (rtmw/workflows/demo_int8_policies.json) against
+# head-fp32 on the published configurations, random init, latency only
+policy-shapes: $(STAMP)
+	$(VENV)/bin/rtmw-bench policy-shapes --models rtmw-m-256x192,rtmw-l-256x192 --out results/policy-shapes

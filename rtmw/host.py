@@ -97,10 +97,54 @@ def _cap(env: Mapping[str, str]) -> tuple[str | None, str | None]:
     return None, None
 
 
+# AArch64 hardware capabilities (Linux uapi asm/hwcap.h): bit → /proc/cpuinfo feature name
+ARM_HWCAP = {1: "asimd", 9: "fphp", 10: "asimdhp", 20: "asimddp", 22: "sve"}
+ARM_HWCAP2 = {1: "sve2", 13: "i8mm", 14: "bf16"}
+AT_HWCAP, AT_HWCAP2 = 16, 26
+
+
+def arm_hwcaps() -> tuple[int, int] | None:
+    """(AT_HWCAP, AT_HWCAP2) from the C library: what the kernel — or qemu-user, which
+    emulates them for the CPU model it runs — says this AArch64 core has."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.getauxval.restype = ctypes.c_ulong
+        return int(libc.getauxval(AT_HWCAP)), int(libc.getauxval(AT_HWCAP2))
+    except (OSError, AttributeError):
+        return None
+
+
+def _qemu_binfmt_enabled() -> bool:
+    entry = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+    try:
+        return entry.read_text().startswith("enabled")
+    except OSError:
+        return False
+
+
+def _hwcap_flags(hwcaps: tuple[int, int]) -> set[str]:
+    first, second = hwcaps
+    return {name for bit, name in ARM_HWCAP.items() if first >> bit & 1} | {
+        name for bit, name in ARM_HWCAP2.items() if second >> bit & 1
+    }
+
+
 def cpu_fingerprint(
-    cpuinfo: str | None = None, env: Mapping[str, str] | None = None, arch: str | None = None
+    cpuinfo: str | None = None,
+    env: Mapping[str, str] | None = None,
+    arch: str | None = None,
+    hwcaps: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Vendor, model, cores, ISA flags, the ISA class and any cap; pure given its inputs."""
+    """Vendor, model, cores, ISA flags, the ISA class and any cap; pure given its inputs.
+
+    On AArch64 the features come from the hardware capabilities (``hwcaps``, read from the
+    C library when not given), not /proc/cpuinfo: under qemu-user /proc/cpuinfo is the
+    x86 host's, and the record then says the core is emulated and which model qemu runs.
+    """
+    probe = cpuinfo is None  # this machine (not a recorded one): its binfmt table too
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
@@ -118,6 +162,17 @@ def cpu_fingerprint(
 
     flags = set((field("flags", "Features") or "").split())
     is_arm = arch in ("aarch64", "arm64") or "asimd" in flags
+    # qemu-user before 8.2 passes the x86 host's /proc/cpuinfo through; later ones write an
+    # ARM one, so the qemu settings and an enabled qemu-aarch64 binfmt entry say it too
+    emulated = is_arm and (
+        bool(flags & {"sse4_2", "avx2", "avx"})
+        or any(k in env for k in ("QEMU_CPU", "QEMU_LD_PREFIX"))
+        or (probe and _qemu_binfmt_enabled())
+    )
+    if is_arm and arch in ("aarch64", "arm64"):
+        caps = hwcaps if hwcaps is not None else (arm_hwcaps() if probe else None)
+        if caps is not None:
+            flags = _hwcap_flags(caps)
     known = ARM_FLAGS if is_arm else X86_FLAGS
     present = sorted(f for f in known if f in flags)
     cap, cap_tier = (None, None) if is_arm else _cap(env)
@@ -155,6 +210,10 @@ def cpu_fingerprint(
         "isa_class": effective if cap is None else f"{effective} (capped: {cap})",
         "native": native,
     }
+    if emulated:
+        core = env.get("QEMU_CPU", "qemu's default (max)")
+        record["emulated"] = f"qemu-user, CPU model {core}"
+        record["vendor"], record["model"] = "qemu", f"emulated AArch64 ({core})"
     if cap is not None:
         record["cap_honoured_by"] = list(CAP_HONOURED_BY)
         record["cap_ignored_by"] = list(CAP_IGNORED_BY)
@@ -172,8 +231,11 @@ def describe(fingerprint: Mapping[str, Any]) -> str:
     """One line for report headers: model, cores, class, native low-precision support."""
     native = fingerprint.get("native", {})
     extras = [name for name in ("int8_dot", "bf16", "fp16") if native.get(name)]
-    return (
+    line = (
         f"{fingerprint.get('model', '?')} ({fingerprint.get('vendor', '?')}), "
         f"{fingerprint.get('usable_cores', '?')} cores, ISA class {fingerprint.get('isa_class')}"
         f"; native: {', '.join(extras) or 'fp32 only'}"
     )
+    if fingerprint.get("emulated"):
+        line += f" [EMULATED: {fingerprint['emulated']}; timings are not speeds]"
+    return line

@@ -189,3 +189,25 @@ def _fileno(stream: object) -> int | None:
         return int(stream.fileno())  # type: ignore[attr-defined]
     except Exception:
         return None
+
+
+@contextlib.contextmanager
+def native_output_to(path: Path) -> Iterator[None]:
+    """A converter's C++ side printing to the process's stdout/stderr (pnnx's passes, MNN's
+    converter): into ``path`` for the duration, so an error can quote it."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with path.open("w") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])

@@ -19,7 +19,7 @@ from rtmw.cli.export import main as export_main
 from rtmw.data.synthetic import render_image
 from rtmw.errors import InputError, MissingDependency
 from rtmw.export import DEFAULT_TOLERANCES, Tolerances, export, list_targets
-from rtmw.export.verify import check_structure, clear_peaks, compare
+from rtmw.harness.verify import check_structure, clear_peaks, compare
 from rtmw.models import build, load_checkpoint, save_checkpoint
 from rtmw.pipeline import ModelOutputs, TopDown
 from rtmw.runtimes import DeviceUnavailable

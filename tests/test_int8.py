@@ -286,10 +286,10 @@ def test_cli_policy_choices_match_policies() -> None:
 def test_calibration_batches_are_equal_whatever_the_count() -> None:
     """A calibration set whose size is not a multiple of 8 (44 crops) once failed
     onnxruntime's histogram calibration ('inhomogeneous shape'): batches must be equal."""
-    from rtmw.export.targets.onnxruntime import _CropReader, uniform_batch
+    from rtmw.export.targets.onnxruntime import CropReader, uniform_batch
 
     assert uniform_batch(48) == 8 and uniform_batch(44) == 4 and uniform_batch(43) == 1
-    reader = _CropReader(np.zeros((44, 3, 4, 4), np.float32))
+    reader = CropReader(np.zeros((44, 3, 4, 4), np.float32))
     sizes = []
     while (batch := reader.get_next()) is not None:
         sizes.append(len(next(iter(batch.values()))))

@@ -11,7 +11,16 @@ ROOT = Path(rtmw.__file__).parent
 # backend library → the modules allowed to import it: its export target module and its
 # runtime adapter (relative to rtmw/)
 BACKENDS: dict[str, tuple[str, ...]] = {
-    "onnxruntime": ("export/targets/onnxruntime.py", "runtimes/onnxrt.py"),
+    # the QNN target is a Q/DQ ONNX that onnxruntime's QNN execution provider runs
+    "onnxruntime": (
+        "export/targets/onnxruntime.py",
+        "runtimes/onnxrt.py",
+        "export/targets/qnn.py",
+        "runtimes/qnn.py",
+    ),
+    "onnxruntime_qnn": ("export/targets/qnn.py", "runtimes/qnn.py"),
+    "MNN": ("export/targets/mnn.py", "runtimes/mnn.py"),
+    "_tools": ("export/targets/mnn.py",),
     "openvino": ("export/targets/openvino.py", "runtimes/openvino.py"),
     "nncf": ("export/targets/openvino.py",),
     "ncnn": ("export/targets/ncnn/", "runtimes/ncnn.py"),

@@ -240,7 +240,7 @@ def test_export_verifies_all_three_outputs(tmp_path: Path) -> None:
     from rtmw import runtimes
     from rtmw.artifact import read_artifact
     from rtmw.export import export
-    from rtmw.export.verify import DEFAULT_TOLERANCES, compare, verification_inputs
+    from rtmw.harness.verify import DEFAULT_TOLERANCES, compare, verification_inputs
     from rtmw.models.inference import TorchInference
 
     model, _ = lift_to_3d(read_checkpoint(demo_checkpoint()),

@@ -88,7 +88,7 @@ def _write(root: Path, host: str, rows: list[dict[str, Any]]) -> None:
             f"{'–' if z_p99 is None else format(float(z_p99) * 1000, '.1f')} |"
         )
     lines += ["", "Random weights: FP16's argmax may differ where logits are flat; the pass "
-              "criteria are the precision's tolerances (rtmw.export.verify). INT8 rows are "
+              "criteria are the precision's tolerances (rtmw.harness.verify). INT8 rows are "
               "latency-only by design (see the module docstring). A float row that failed its "
               "accuracy check is followed by the same target exported latency-only.",
               ""]  # fmt: skip

@@ -426,13 +426,15 @@ def _detect_and_score(
 
 
 def _macs(model: str) -> int | None:
-    """MACs per crop of the artifact's configuration (None for a name the zoo lacks)."""
+    """MACs per crop of the artifact's configuration (None for a name the zoo lacks, and on
+    a run-only host without torch, which counts them: no GMAC/s there)."""
     from rtmw.errors import RtmwError as _Unknown
-    from rtmw.models.macs import macs_per_crop
 
     try:
+        from rtmw.models.macs import macs_per_crop
+
         return macs_per_crop(model)
-    except _Unknown:
+    except (_Unknown, ImportError):
         return None
 
 

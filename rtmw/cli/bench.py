@@ -469,6 +469,95 @@ def baseline_command(
 
 
 @main.command(
+    "policy-shapes",
+    epilog=(
+        "Example:\n\n\b\n"
+        "  rtmw-bench policy-shapes --policies results/policy-search/chosen.json \\\n"
+        "      --models rtmw-m-256x192,rtmw-l-256x192 --out results/policy-shapes"
+        + exit_code_epilog("an export or a benchmark run failed")
+    ),
+)
+@click.option(
+    "--policies", type=click.Path(dir_okay=False, exists=True), default=None,
+    help="A search's chosen.json (default: the demo's shipped demo_int8_policies.json).",
+)  # fmt: skip
+@click.option(
+    "--models", default="rtmw-m-256x192,rtmw-l-256x192", show_default=True,
+    help="Zoo configurations (random init, exported latency-only).",
+)  # fmt: skip
+@vocab_option("batch", default="1,8", show_default=True, help="Batch sizes, comma-separated.")
+@vocab_option(
+    "out", default="results/policy-shapes", show_default=True, type=click.Path(file_okay=False),
+    help="Results folder (README.md, shapes.json, one bench run per model).",
+)  # fmt: skip
+@verbosity
+def policy_shapes_command(
+    policies: str | None, models: str, batch: str, out: str, quiet: bool
+) -> None:
+    """Speed of each INT8 target's searched policy shape against head-fp32 on the published
+    configurations (random init, latency only)."""
+    from rtmw.workflows.demo_policies import POLICIES_FILE
+    from rtmw.workflows.policy_shapes import bench_policy_shapes, load_policies
+
+    log_run_in(out, "rtmw-bench-policy-shapes")
+    chosen = load_policies(Path(policies) if policies else POLICIES_FILE)
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    rows = bench_policy_shapes(chosen, Path(out), models=names, batches=_batches(batch),
+                               say=click.echo)  # fmt: skip
+    click.echo(f"results: {Path(out) / 'README.md'}")
+    if any(r.status != "ok" for r in rows):
+        raise SystemExit(ExitCode.FAILED)
+
+
+@main.command(
+    "arm-lane",
+    epilog=(
+        "Examples:\n\n\b\n"
+        "  rtmw-bench arm-lane prepare lane/            # x86: export, torch reference outputs\n"
+        "  rtmw-bench arm-lane run lane/ --label x86\n"
+        "  QEMU_CPU=cortex-a53 tools/arm_lane.sh python .arm -m rtmw.cli.bench \\\n"
+        "      arm-lane run lane/ --label armv8.0-a53\n"
+        "  rtmw-bench arm-lane report lane/ --label armv8.0-a53 --out results/arm-lane"
+        + exit_code_epilog("a verdict on ARM differs from x86's and nothing recorded explains it")
+    ),
+)
+@click.argument("step", type=click.Choice(["prepare", "run", "report"]))
+@click.argument("lane", type=click.Path(file_okay=False))
+@click.option("--label", "labels", multiple=True, help="run: this host's name; report: the "
+              "hosts to set beside x86 (repeatable).")  # fmt: skip
+@click.option("--targets", default=None, help="prepare: comma list (default: every lane target).")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="report: folder for README.md (default: LANE).")  # fmt: skip
+@verbosity
+def arm_lane_command(
+    step: str, lane: str, labels: tuple[str, ...], targets: str | None, out: str | None,
+    quiet: bool,
+) -> None:  # fmt: skip
+    """The aarch64 lane: the demo model's verdicts on emulated ARM cores next to x86's
+    (tools/arm_lane.sh sets up the arm64 Python)."""
+    from rtmw.workflows import arm_lane
+
+    say = (lambda _: None) if quiet else click.echo
+    folder = Path(lane)
+    if step == "prepare":
+        chosen = [t.strip() for t in targets.split(",")] if targets else arm_lane.LANE_TARGETS
+        arm_lane.prepare(folder, targets=chosen, say=say)
+        return
+    if step == "run":
+        if len(labels) != 1:
+            raise click.UsageError("run takes one --label (this host's name)")
+        click.echo(f"lane run: {arm_lane.run(folder, labels[0], say=say)}")
+        return
+    text = arm_lane.report(folder, labels)
+    destination = Path(out) if out else folder
+    destination.mkdir(parents=True, exist_ok=True)
+    (destination / "README.md").write_text(text)
+    click.echo(f"report: {destination / 'README.md'}")
+    if arm_lane.unexplained_differences(text):
+        raise SystemExit(ExitCode.FAILED)
+
+
+@main.command(
     "fleet",
     epilog=(
         "Examples:\n\n\b\n"

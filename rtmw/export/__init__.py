@@ -24,7 +24,7 @@ from rtmw.export.registry import (
     unavailable_reason,
 )
 from rtmw.export.sensitivity import sensitivity_scan
-from rtmw.export.verify import DEFAULT_TOLERANCES, Tolerances
+from rtmw.harness.verify import DEFAULT_TOLERANCES, Tolerances
 
 __all__ = [
     "DEFAULT_TOLERANCES",

@@ -42,7 +42,7 @@ from rtmw.export.registry import (
     list_targets,
     unavailable_reason,
 )
-from rtmw.export.verify import (
+from rtmw.harness.verify import (
     DEFAULT_TOLERANCES,
     LATENCY_ONLY,
     StructureReport,

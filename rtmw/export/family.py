@@ -2,7 +2,7 @@
 the manifest's family fields, the verification inputs, and how outputs are compared.
 
 Pose models (RTMW, RTMW3D) compare SimCC logits and decoded keypoints
-(:func:`rtmw.export.verify.compare`). Person detectors (RTMDet) compare every head output
+(:func:`rtmw.harness.verify.compare`). Person detectors (RTMDet) compare every head output
 by name and the boxes decoded from them (:func:`compare_detections`): box IoU and score
 agreement on letterboxed synthetic frames and on noise.
 """
@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rtmw.boxes import box_iou
-from rtmw.export.verify import (
+from rtmw.harness.verify import (
     Tolerances,
     VerificationReport,
     _Report,

@@ -149,3 +149,20 @@ def fp32_onnx(ctx: ExportContext) -> Path:
 def fp16_onnx(ctx: ExportContext) -> Path:
     """FP16 ONNX with FP32 islands for the numerically sensitive head ops (made once)."""
     return ctx.once("onnx-fp16", lambda path: convert_fp16(fp32_onnx(ctx), path), "model_fp16.onnx")
+
+
+def fixed_batch_onnx(ctx: ExportContext, batch: int) -> Path:
+    """The FP32 ONNX with one fixed batch (NPU compilers take static shapes; made once)."""
+
+    def make(path: Path) -> Path:
+        onnx: Any = import_backend("onnx", "onnx")
+        model = onnx.load(str(fp32_onnx(ctx)))
+        for value in [*model.graph.input, *model.graph.output]:
+            first = value.type.tensor_type.shape.dim[0]
+            first.ClearField("dim_param")
+            first.dim_value = batch
+        del model.graph.value_info[:]  # inferred again with the batch fixed
+        onnx.save(onnx.shape_inference.infer_shapes(model), str(path))
+        return path
+
+    return ctx.once(f"onnx-fixed-b{batch}", make, f"model_fixed_b{batch}.onnx")

@@ -111,7 +111,7 @@ def _scan_detector(
     IoU p50, score |Δ| p99) and the largest output error relative to its range."""
     from rtmw import runtimes
     from rtmw.export.family import BOX_TOLERANCES, compare_detections, detector_spec
-    from rtmw.export.verify import DEFAULT_TOLERANCES
+    from rtmw.harness.verify import DEFAULT_TOLERANCES
 
     onnx: Any = import_backend("onnx", "onnx")
     crops = calibration_crops(ctx)

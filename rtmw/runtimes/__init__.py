@@ -15,9 +15,11 @@ from rtmw.errors import DeviceUnavailable, RtmwError
 from rtmw.runtimes import (  # noqa: F401  (each registers its adapter; backends load lazily)
     executorch,
     litert,
+    mnn,
     ncnn,
     onnxrt,
     openvino,
+    qnn,
     tensorrt,
 )
 from rtmw.runtimes import torch as _torch_adapter  # noqa: F401

@@ -60,6 +60,19 @@ class OpenVINORunner(Runtime):
 
     def _activate_impl(self) -> str:
         ov: Any = import_backend("openvino", "openvino")
+        arm = self.host.get("arch") in ("aarch64", "arm64")
+        if (
+            arm
+            and self.artifact.manifest.precision == "int8"
+            and not self.host["native"].get("int8_dot")
+        ):
+            # measured in the aarch64 lane (OpenVINO 2026.4): its ARM CPU plugin builds the INT8
+            # model on a Cortex-A53/A57 and then fails every inference (node.cpp:823); it runs
+            # on a Cortex-A55, the same but with the dot-product extension
+            raise DeviceUnavailable(
+                "openvino: INT8 on ARM needs the dot-product extension (ARMv8.2 asimddp); "
+                f"this core ({self.host.get('isa_class')}) has none"
+            )
         core = ov.Core()
         wanted = self.requested_device.upper()  # "gpu:1" → "GPU:1"; OpenVINO spells it "GPU.1"
         wanted = wanted.replace(":", ".")

@@ -27,16 +27,20 @@ from importlib.metadata import entry_points
 from rtmw.export.targets import (
     executorch,
     litert,
+    mnn,
     ncnn,
     onnxruntime,
     openvino,
+    qnn,
     tensorrt,
     torch,
 )
 
 logger = logging.getLogger(__name__)
 
-BUILTIN_BACKENDS = (onnxruntime, openvino, ncnn, litert, executorch, tensorrt, torch)
+BUILTIN_BACKENDS = (
+    onnxruntime, openvino, ncnn, mnn, litert, executorch, qnn, tensorrt, torch,
+)  # fmt: skip
 
 
 def load_plugins() -> list[str]:

@@ -132,7 +132,7 @@ def calibration_stride(batches: int, batch: int, bytes_per_crop: int) -> int | N
     return next(s for s in range(min(most, batches), 0, -1) if batches % s == 0)
 
 
-class _CropReader:
+class CropReader:
     """onnxruntime CalibrationDataReader over calibration crops, in equal small batches;
     ``set_range`` (onnxruntime's strided calibration) limits it to some of the batches."""
 
@@ -193,7 +193,7 @@ def quantize_qdq(
     kwargs: dict[str, Any] = {}
     if cache is not None:
         kwargs["calibration_cache_path"] = str(cache)
-    reader = _CropReader(crops)
+    reader = CropReader(crops)
     stride = calibration_stride(len(reader), reader.batch, activation_bytes_per_crop(prepared))
     if stride is not None:
         # onnxruntime's option is named for MinMax but strides any calibrator's passes

@@ -11,11 +11,8 @@ options used are recorded in the manifest.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +26,7 @@ from rtmw.export.quant_policy import (
 )
 from rtmw.export.registry import TargetOutput, register_target
 from rtmw.export.targets.ncnn.int8_format import quantise_model
+from rtmw.logs import native_output_to
 from rtmw.optional import import_backend
 
 
@@ -48,7 +46,7 @@ def _run_pnnx(ctx: ExportContext, work: Path, fp16: bool) -> Path:
     cwd = Path.cwd()
     try:
         os.chdir(work)  # pnnx writes helper files beside the working directory too
-        with _output_to(log), torch.no_grad():
+        with native_output_to(log), torch.no_grad():
             pnnx.export(ctx.model.eval(), str(work / "model.pt"), (dummy,), fp16=fp16)
     finally:
         os.chdir(cwd)
@@ -57,27 +55,6 @@ def _run_pnnx(ctx: ExportContext, work: Path, fp16: bool) -> Path:
             tail = log.read_text(errors="replace")[-300:] if log.is_file() else ""
             raise RuntimeError(f"pnnx produced no {name}: {tail}")
     return work
-
-
-@contextlib.contextmanager
-def _output_to(path: Path) -> Iterator[None]:
-    """pnnx's C++ side prints its passes to the process's stdout: send them to a log."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with path.open("w") as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-                yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
 
 
 NCNN_IO = {

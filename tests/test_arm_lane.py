@@ -1,0 +1,80 @@
+"""The aarch64 lane: the AArch64 fingerprint (hardware capabilities, emulation said), the
+check against torch repeated from stored outputs, and the report that sets each host's
+verdicts beside x86's. The emulated run itself is tools/arm_lane.sh's (make arm-lane)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import has_module, xtcocotools_usable
+
+from rtmw.host import cpu_fingerprint, describe
+
+needs_onnx = pytest.mark.skipif(not has_module("onnxruntime"), reason="onnxruntime not installed")
+needs_eval = pytest.mark.skipif(not xtcocotools_usable()[0], reason=xtcocotools_usable()[1])
+
+# Cortex-A710 as qemu reports it: FP16 (fphp, asimdhp), dot product, SVE; SVE2, i8mm, bf16
+A710 = ((1 << 1) | (1 << 9) | (1 << 10) | (1 << 20) | (1 << 22), (1 << 1) | (1 << 13) | (1 << 14))
+A53 = (1 << 1, 0)
+X86_CPUINFO = "vendor_id : AuthenticAMD\nflags : fpu sse4_2 avx avx2 fma\n"
+ARM_CPUINFO = "processor : 0\nFeatures : fp asimd\nCPU implementer : 0x41\n"
+
+
+def test_arm_fingerprint_comes_from_hwcaps_and_says_emulated() -> None:
+    phone = cpu_fingerprint(X86_CPUINFO, env={"QEMU_CPU": "cortex-a710"}, arch="aarch64",
+                            hwcaps=A710)  # fmt: skip
+    assert phone["isa_class"] == "arm64-dotprod-i8mm-fp16-bf16-sve"
+    assert phone["native"] == {"bf16": True, "fp16": True, "int8_dot": True}
+    assert "cortex-a710" in phone["emulated"] and "EMULATED" in describe(phone)
+    plain = cpu_fingerprint(X86_CPUINFO, env={"QEMU_CPU": "cortex-a53"}, arch="aarch64",
+                            hwcaps=A53)  # fmt: skip
+    assert plain["isa_class"] == "arm64" and not any(plain["native"].values())
+    # a real board: its own /proc/cpuinfo, no qemu settings: not emulated
+    board = cpu_fingerprint(ARM_CPUINFO, env={}, arch="aarch64", hwcaps=A710)
+    assert "emulated" not in board and board["native"]["fp16"]
+
+
+@pytest.fixture(scope="module")
+def lane(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from rtmw.workflows.arm_lane import prepare
+
+    return prepare(tmp_path_factory.mktemp("lane"), targets=["onnx", "ort-int8"],
+                   say=lambda _: None)  # fmt: skip
+
+
+@needs_onnx
+def test_verification_repeats_from_stored_torch_outputs(lane: Path, tmp_path: Path) -> None:
+    from rtmw.workflows.arm_lane import verify_here
+
+    for target in ("onnx", "ort-int8"):
+        check = verify_here(lane / "artifacts" / target, lane / "reference.npz")
+        assert check["passed"], check["failures"]
+        assert check["execution"]["contract"] == "f32"
+    # torch's outputs moved (as a wrong reference or a broken artifact would move them)
+    stored = dict(np.load(lane / "reference.npz"))
+    moved = {k: (v if k.endswith("/input") else np.roll(v, 7, axis=-1)) for k, v in stored.items()}
+    np.savez(tmp_path / "moved.npz", **moved)  # type: ignore[arg-type]
+    check = verify_here(lane / "artifacts" / "onnx", tmp_path / "moved.npz")
+    assert not check["passed"] and check["failures"]
+
+
+@needs_onnx
+@needs_eval
+def test_lane_run_and_report_name_every_difference(lane: Path) -> None:
+    from rtmw.workflows.arm_lane import report, run
+
+    record = json.loads(run(lane, "x86", say=lambda _: None).read_text())
+    assert set(record["verdicts"]) == {"onnx", "ort-int8"}
+    assert "gate" in record["verdicts"]["ort-int8"]
+    same = dict(record, label="copy")
+    (lane / "runs" / "copy.json").write_text(json.dumps(same))
+    assert "Differences from x86: none." in report(lane, ["copy"])
+    flipped = json.loads(json.dumps(record))
+    verdict = flipped["verdicts"]["ort-int8"]["verification"]
+    verdict["passed"], verdict["failures"] = not verdict["passed"], ["made up for the test"]
+    (lane / "runs" / "flipped.json").write_text(json.dumps(flipped))
+    text = report(lane, ["flipped"])
+    assert "**no**" in text and "ort-int8 on flipped: verification" in text
