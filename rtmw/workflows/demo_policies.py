@@ -26,15 +26,14 @@ from rtmw.host import cpu_fingerprint
 from rtmw.keypoints import PARTS
 from rtmw.markdown import table as markdown_table
 from rtmw.models import DEMO_NAME, demo_checkpoint
-from rtmw.workflows.policy_search import SearchResult, search_int8_policy
+from rtmw.workflows.policy_search import Candidate, SearchResult, search_int8_policy
 
 logger = logging.getLogger(__name__)
 Say = Callable[[str], None]
 
 POLICIES_FILE = Path(__file__).with_name("demo_int8_policies.json")
 SEARCH_SEED = 303  # the search's held-out images: neither the demo's (202) nor training's
-DEFAULT_SETTINGS = {"int8_policy": "head-fp32", "int8_keep": [], "int8_per_channel": True,
-                    "int8_wide": []}  # fmt: skip
+DEFAULT_SETTINGS = Candidate().settings({})  # head-fp32's export settings
 # a target the search chose nothing for is exported with head-fp32 and says so
 
 

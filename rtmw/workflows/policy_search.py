@@ -323,7 +323,7 @@ def search_int8_policy(
                           time.monotonic() - start, None, reference_speed=reference_speed,
                           counts=counts)  # fmt: skip
     if chosen is not None:
-        result.chosen_settings = Candidate(**_candidate_fields(chosen.candidate)).settings(prefixes)
+        result.chosen_settings = Candidate(**lists_as_tuples(chosen.candidate)).settings(prefixes)
     write_search(result, Path(out), table)
     if chosen is None:
         why = "stopped at its time budget; " if stopped_early else ""
@@ -358,7 +358,8 @@ def _try(candidate: Candidate, row: Row, index: int, checkpoint: str | Path, tar
     row.seconds = time.monotonic() - began
 
 
-def _candidate_fields(record: dict[str, Any]) -> dict[str, Any]:
+def lists_as_tuples(record: dict[str, Any]) -> dict[str, Any]:
+    """A JSON record's lists as tuples: a Candidate's fields, or export_options' settings."""
     return {k: tuple(v) if isinstance(v, list) else v for k, v in record.items()}
 
 

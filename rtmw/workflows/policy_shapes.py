@@ -27,12 +27,12 @@ from rtmw.models import build, get_config, save_checkpoint
 from rtmw.runtimes.base import default_threads
 from rtmw.schemas import Status
 from rtmw.workflows.baseline import BaselineSettings, calibration_for
+from rtmw.workflows.policy_search import Candidate, lists_as_tuples
 
 logger = logging.getLogger(__name__)
 Say = Callable[[str], None]
 
-HEAD_FP32 = {"int8_policy": "head-fp32", "int8_keep": [], "int8_per_channel": True,
-             "int8_wide": []}  # fmt: skip
+HEAD_FP32 = Candidate().settings({})  # the default policy's export settings
 SHAPE_MODELS = ("rtmw-m-256x192", "rtmw-l-256x192")
 
 
@@ -97,7 +97,7 @@ def bench_policy_shapes(
                     staged.append((target, label, staging))
                     continue
                 folder = work / "exports" / name
-                options = export_options(latency_only=True, **_as_options(shape))
+                options = export_options(latency_only=True, **lists_as_tuples(shape))
                 result = export(checkpoint, [target], folder, overwrite=True, calib=calib,
                                 options=options)[0]  # fmt: skip
                 say(f"  {model} {target} {label}: {result.line()}")
@@ -151,10 +151,6 @@ def _reusable(staging: Path, checkpoint: Path, shape: dict[str, Any]) -> bool:
         and not shape.get("int8_keep")
         and not shape.get("int8_wide")
     )
-
-
-def _as_options(shape: dict[str, Any]) -> dict[str, Any]:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in shape.items()}
 
 
 def shapes_markdown(rows: list[ShapeRow], policies: dict[str, Any],
