@@ -5,14 +5,16 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
 # policy-search: every INT8 target's policy on the demo model; make demo exports with them
-.PHONY: arm-lane arm-lane-ci policy-shapes policy-search install test test-servers test-capped test-base-install lint typecheck check clean demo demo-full demo-3d gate-demo bench-baseline
+.PHONY: rknn-toolchain arm-lane arm-lane-ci policy-shapes policy-search install test test-servers test-capped test-base-install lint typecheck check clean demo demo-full demo-3d gate-demo bench-baseline
 # what `make install` leaves behind: the README's commands install first when it is missing
 # or older than pyproject.toml, so that each works alone on a fresh clone
 STAMP  := $(VENV)/.rtmw-installed
 
 # The capped-ISA lane: the precision-sensitive tests again with the CPU held to AVX2, so that
 # an AVX-512/bf16 machine also exercises the AVX2 class. oneDNN (OpenVINO, torch) and ATen
-# honour these; onnxruntime (MLAS) and ncnn dispatch on CPUID and cannot be capped.
+# honour these; onnxruntime (MLAS) and ncnn dispatch on CPUID and cannot be capped. MNN
+# (CPUID too), QNN (onnxruntime's kernels, the HTP emulator) and RKNN (the NPU simulator) are
+# left out: the cap reaches none of them, so the lane would only repeat the main run.
 ISA_CAP := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2
 
 $(PY):
@@ -29,6 +31,7 @@ install: $(PY)
 	# type stubs only: its dependency is the real tensorrt, which needs NVIDIA hardware
 	$(PIP) install --quiet --no-deps "tensorrt-stubs>=10.13"
 	$(PY) -c "import xtcocotools.cocoeval, torch, cv2; print('rtmw installed; torch', torch.__version__)"
+	$(MAKE) --no-print-directory rknn-toolchain
 	@touch $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -64,7 +67,7 @@ test-servers:
 test-capped:
 	@if grep -q -w -E 'avx512f' /proc/cpuinfo; then \
 		echo "$(ISA_CAP) pytest -m precision"; \
-		$(ISA_CAP) $(PY) -m pytest -q -m precision -k "not 384x288"; \
+		$(ISA_CAP) $(PY) -m pytest -q -m precision -k "not 384x288 and not mnn and not qnn and not rknn"; \
 	else echo "capped-ISA lane: this host has no AVX-512; the main run was already the AVX2 class (nothing to cap)"; fi
 
 # The base install (no extras) in a venv of its own: every backend's target says which
@@ -118,13 +121,26 @@ typecheck:
 check: lint typecheck test
 
 clean:
-	rm -rf $(VENV) .typings .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) $(RKNN_VENV) .typings .mypy_cache .ruff_cache .pytest_cache *.egg-info
 
 # Each INT8 target's fastest policy within every part's budget on the demo model (~30 min);
 # the chosen policies become the ones `make demo` exports with (tied to the checkpoint hash)
 policy-search: $(STAMP)
 	$(VENV)/bin/rtmw-demo --search-int8 --val-images 160 --out results/policy-search
 	cp results/policy-search/chosen.json rtmw/workflows/demo_int8_policies.json
+
+# rknn-toolkit2 (Rockchip's RKNN converter and simulator) pins torch <= 2.4, numpy <= 1.26.4,
+# onnx <= 1.18 and protobuf <= 4.25.4: it gets an environment of its own, which the rknn-*
+# targets drive through rtmw/runtimes/rknn_worker.py. torch 2.13.0 (the CPU wheel) stands in
+# for its torch pin: the toolkit imports torch but converts ONNX without it.
+RKNN_VENV ?= .venv-rknn
+rknn-toolchain:
+	@test -x $(RKNN_VENV)/bin/python || $(PYTHON) -m venv $(RKNN_VENV)
+	$(RKNN_VENV)/bin/pip install --quiet --no-deps "rknn-toolkit2==2.5.0" "torch==2.13.0"
+	$(RKNN_VENV)/bin/pip install --quiet "numpy==1.26.4" "onnx==1.18.0" "protobuf==4.25.4" \
+		"onnxruntime==1.22.1" scipy psutil ruamel.yaml tqdm opencv-python-headless \
+		fast-histogram "setuptools<80.1" typing_extensions sympy networkx jinja2 filelock fsspec
+	$(RKNN_VENV)/bin/python -c "from rknn.api import RKNN; print('rknn-toolkit2 ready')"
 
 # The aarch64 lane (docs/usage.md, "Phones and boards"): the demo model's artifacts verified,
 # benched and gated on x86, on an emulated ARMv8.0 Cortex-A53 and on an emulated ARMv9

@@ -21,6 +21,10 @@ BACKENDS: dict[str, tuple[str, ...]] = {
     "onnxruntime_qnn": ("export/targets/qnn.py", "runtimes/qnn.py"),
     "MNN": ("export/targets/mnn.py", "runtimes/mnn.py"),
     "_tools": ("export/targets/mnn.py",),
+    # rknn-toolkit2 runs in its own environment, driven through the worker script;
+    # rknn-toolkit-lite2 on a board
+    "rknn": ("runtimes/rknn_worker.py",),
+    "rknnlite": ("runtimes/rknn.py",),
     "openvino": ("export/targets/openvino.py", "runtimes/openvino.py"),
     "nncf": ("export/targets/openvino.py",),
     "ncnn": ("export/targets/ncnn/", "runtimes/ncnn.py"),

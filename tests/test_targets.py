@@ -27,20 +27,37 @@ from rtmw.export import (
     unavailable_reason,
 )
 from rtmw.export.api import _missing_modules
+from rtmw.models import demo_checkpoint
 from rtmw.schemas import Status
 
 pytestmark = pytest.mark.precision
 
+# Targets whose contract is checked on the product demo model: on Rockchip's NPU (all
+# float16 arithmetic) the small suite model misses the FP16 tolerance (max rel 4.8e-2 >
+# 3e-2, its peaks exact), a clean refusal tests/test_rknn.py asserts
+ON_PRODUCT_DEMO = ("rknn-fp16",)
+
 
 @pytest.fixture(scope="module")
 def every_target(
-    tmp_path_factory: pytest.TempPathFactory, calib_set: CalibrationSet
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    calib_set: CalibrationSet,
 ) -> tuple[Path, dict[str, ExportResult]]:
-    """Every registered target of the small demo model, in one export run (one ONNX step);
-    its 1/8-width neck needs float too under INT8 (head-neck-fp32, docs/gates.md)."""
+    """Every registered target of the small demo model that this session's selection tests
+    (all of them unless -k/-m narrowed it), in one export run (one ONNX step); its
+    1/8-width neck needs float too under INT8 (head-neck-fp32, docs/gates.md)."""
     out = tmp_path_factory.mktemp("contract")
-    results = export(small_demo(), list_targets(), out, calib=calib_set,
+    contract = test_registered_target_exports_verifies_and_opens.__name__
+    selected = {item.callspec.params["target"] for item in request.session.items
+                if getattr(item, "originalname", "") == contract}  # fmt: skip
+    wanted = [t for t in list_targets() if t in selected]
+    small = [t for t in wanted if t not in ON_PRODUCT_DEMO]
+    results = export(small_demo(), small, out, calib=calib_set,
                      int8_policy="head-neck-fp32")  # fmt: skip
+    product = [t for t in wanted if t in ON_PRODUCT_DEMO]
+    if product:
+        results += export(demo_checkpoint(), product, out, calib=calib_set)
     return out, {r.target: r for r in results}
 
 

@@ -15,11 +15,12 @@ import tempfile
 from importlib.util import find_spec
 from pathlib import Path
 
-OPTIONAL = ("onnx", "onnxruntime", "openvino", "ncnn", "MNN", "onnxruntime_qnn", "litert_torch",
-            "ai_edge_litert", "executorch", "tensorrt", "xtcocotools", "matplotlib")  # fmt: skip
+OPTIONAL = ("onnx", "onnxruntime", "openvino", "ncnn", "MNN", "onnxruntime_qnn", "rknnlite",
+            "litert_torch", "ai_edge_litert", "executorch", "tensorrt", "xtcocotools",
+            "matplotlib")  # fmt: skip
 TARGET_EXTRA = {"litert-fp32": "litert", "executorch-fp32": "executorch", "onnx": "onnx",
                 "openvino-fp32": "openvino-runtime", "ncnn-fp32": "ncnn", "mnn-fp32": "mnn",
-                "qnn-w8a16": "onnx"}  # fmt: skip
+                "qnn-w8a16": "onnx", "rknn-fp16": "rknn"}  # fmt: skip
 
 
 def main() -> int:

@@ -98,6 +98,12 @@ if TYPE_CHECKING:
     help="litert-*, executorch-*: the model's fixed batch (runtimes chunk larger batches).",
 )
 @click.option(
+    "--rknn-platform",
+    default="rk3588",
+    show_default=True,
+    help="rknn-*: the Rockchip SoC to compile for (rk3588, rk3576, rk3568, rk3566, rk3562, …).",
+)
+@click.option(
     "--latency-only",
     is_flag=True,
     help="For weights that cannot be judged (random-init published configurations): the same "
@@ -152,6 +158,7 @@ def main(
     accuracy_control_seconds: float,
     ort_int8_activations: str,
     fixed_batch: int,
+    rknn_platform: str,
     latency_only: bool,
     sensitivity: bool,
     preprocess: str | None,
@@ -211,6 +218,7 @@ def main(
         latency_only=latency_only,
         ort_int8_activations=ort_int8_activations,
         fixed_batch=fixed_batch,
+        rknn_platform=rknn_platform,
     )
     names = expand_targets(requested, include_int8=calib is not None)
     searched = [n for n in names if search and get_target(n).precision == "int8"]

@@ -20,6 +20,7 @@ from rtmw.runtimes import (  # noqa: F401  (each registers its adapter; backends
     onnxrt,
     openvino,
     qnn,
+    rknn,
     tensorrt,
 )
 from rtmw.runtimes import torch as _torch_adapter  # noqa: F401

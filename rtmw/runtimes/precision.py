@@ -14,6 +14,7 @@ the backend reports, and refuses to run when the two differ.
 | fp16     | f16 where the CPU computes FP16 natively, else f32 (FP16 storage) | f16 |
 | bf16     | bf16 (needs AVX512_BF16 / AMX / ARM BF16; refused elsewhere) | refused |
 | int8, float parts bf16 | INT8 layers; bf16 float parts (same needs as bf16) | refused |
+| int8, float parts fp16 | refused (an NPU model: rknn-int8)      | INT8 layers; f16 float parts |
 
 An INT8 artifact's float parts run in bf16 only when its manifest says so
 (``options.float_parts: bf16``, the ``openvino-int8-bf16`` target): a contract of its own,
@@ -40,6 +41,11 @@ def required_execution(
         raise PrecisionUnavailable(f"unknown artifact precision {precision!r}")
     on_cpu = device.split(":")[0] == "cpu"
     native = host.get("native", {})
+    if precision == "int8" and float_parts == "fp16":
+        # an NPU's INT8 model (rknn-int8): its float subgraphs are fp16, as the manifest says
+        if on_cpu:
+            raise PrecisionUnavailable("an INT8 model with fp16 float parts runs on its NPU")
+        return "f16"
     if precision == "int8" and float_parts == "bf16":
         precision = "bf16"  # the float parts' contract: bf16's, with its host needs
     elif precision in ("fp32", "int8"):

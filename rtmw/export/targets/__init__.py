@@ -32,6 +32,7 @@ from rtmw.export.targets import (
     onnxruntime,
     openvino,
     qnn,
+    rknn,
     tensorrt,
     torch,
 )
@@ -39,7 +40,7 @@ from rtmw.export.targets import (
 logger = logging.getLogger(__name__)
 
 BUILTIN_BACKENDS = (
-    onnxruntime, openvino, ncnn, mnn, litert, executorch, qnn, tensorrt, torch,
+    onnxruntime, openvino, ncnn, mnn, litert, executorch, qnn, rknn, tensorrt, torch,
 )  # fmt: skip
 
 
