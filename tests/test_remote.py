@@ -257,3 +257,26 @@ def test_bench_settings_travel_as_json_unchanged() -> None:
     assert BenchSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
     with pytest.raises(UsageError, match="unknown key"):
         BenchSettings.from_dict({**settings.to_dict(), "batch_sizes": [1]})
+
+
+def test_install_wheel_never_ships_stale_modules_from_the_checkouts_build_dir() -> None:
+    import zipfile
+
+    import rtmw
+    from rtmw.workflows.remote import build_wheel
+
+    source = Path(rtmw.__file__).resolve().parent.parent
+    stale = source / "build" / "lib" / "rtmw" / "deleted_long_ago.py"
+    made_build = not (source / "build").exists()
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text("raise ImportError('stale')\n")
+    try:
+        wheel = build_wheel()
+    finally:
+        stale.unlink()
+        if made_build:
+            shutil.rmtree(source / "build", ignore_errors=True)
+    names = zipfile.ZipFile(wheel).namelist()
+    shutil.rmtree(wheel.parent, ignore_errors=True)
+    assert "rtmw/deleted_long_ago.py" not in names
+    assert "rtmw/runtimes/rknn_worker.py" in names and "rtmw/bench/gates.toml" in names

@@ -421,7 +421,11 @@ class RemoteSession:
 
 
 def build_wheel() -> Path:
-    """A wheel of this rtmw, built from its source checkout (an installed copy has none)."""
+    """A wheel of this rtmw, built from its source checkout (an installed copy has none).
+
+    Built from a clean copy of the package, never in the checkout: setuptools reuses the
+    checkout's ``build/lib`` and keeps there the modules since deleted or renamed, which
+    would ship to the host as stale code."""
     source = Path(rtmw.__file__).resolve().parent.parent
     if not (source / "pyproject.toml").is_file():
         raise UsageError(
@@ -429,13 +433,19 @@ def build_wheel() -> Path:
             "without one; install rtmw on the host yourself and pass --remote-python"
         )
     out = Path(tempfile.mkdtemp(prefix="rtmw-wheel-"))
+    clean = out / "src"
+    shutil.copytree(source / "rtmw", clean / "rtmw",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(source / name, clean / name)
     import sys
 
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "-w", str(out), str(source)],
+         "-w", str(out), str(clean)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
+    shutil.rmtree(clean, ignore_errors=True)
     wheels = sorted(out.glob("rtmw-*.whl"))
     if done.returncode != 0 or not wheels:
         raise RemoteError(f"building the rtmw wheel failed: {_last_line(done.stderr)}")
