@@ -163,9 +163,12 @@ arm-lane: $(STAMP)
 	$(VENV)/bin/rtmw-bench arm-lane report $(ARM_LANE) $(foreach core,$(ARM_CORES),--label $(firstword $(subst :, ,$(core)))) --out $(ARM_REPORT)
 ARM_REPORT ?= results/arm-lane
 
-# CI's lane: the precision-sensitive subset (FP16 and INT8 routes and their FP32 reference)
-# on the phone-class core only, within the budget .ci/run states
-ARM_CI_TARGETS := onnx,onnx-fp16,ort-int8,ncnn-fp16,ncnn-int8,litert-int8,mnn-fp16,qnn-w8a16
+# The lane's precision-sensitive subset: the FP32 reference, the two FP16 routes that differ on
+# a phone core (onnxruntime, ncnn) and one INT8 route, on the phone-class core only. Measured:
+# 20.3 min for the A710 run on 2 cores, partly shared with other work (results/arm-lane/ci-subset),
+# more than .ci/run can add
+# and stay near its 30 min, so it is run by hand (before a release), not by CI
+ARM_CI_TARGETS := onnx,onnx-fp16,ncnn-fp16,ort-int8
 arm-lane-ci:
 	$(MAKE) --no-print-directory arm-lane ARM_CORES=armv9-a710:cortex-a710 \
 		ARM_TARGETS=$(ARM_CI_TARGETS) ARM_LANE=results/_scratch/arm-lane-ci ARM_REPORT=results/_scratch/arm-lane-ci
