@@ -165,9 +165,8 @@ ARM_REPORT ?= results/arm-lane
 
 # The lane's precision-sensitive subset: the FP32 reference, the two FP16 routes that differ on
 # a phone core (onnxruntime, ncnn) and one INT8 route, on the phone-class core only. Measured:
-# 20.3 min for the A710 run on 2 cores, partly shared with other work (results/arm-lane/ci-subset),
-# more than .ci/run can add
-# and stay near its 30 min, so it is run by hand (before a release), not by CI
+# 20.3 min for the A710 run on 2 cores, partly shared with other work (results/arm-lane/
+# ci-subset), more than .ci/run can add and stay near its 30 min: run by hand, not by CI
 ARM_CI_TARGETS := onnx,onnx-fp16,ncnn-fp16,ort-int8
 arm-lane-ci:
 	$(MAKE) --no-print-directory arm-lane ARM_CORES=armv9-a710:cortex-a710 \
