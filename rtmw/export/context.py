@@ -78,8 +78,8 @@ class ExportOptions:
     # cannot trace a symbolic one through the head; ExecuTorch: its XNNPACK program fails
     # at run time with one); the runtime cuts larger batches into chunks and pads the last
     fixed_batch: int = 1
-    # rknn-*: the Rockchip SoC compiled for (rknn-toolkit2's target_platform; None: rk3588)
-    rknn_platform: str | None = None
+    # rknn-*: the Rockchip SoC compiled for (rknn-toolkit2's target_platform)
+    rknn_platform: str = "rk3588"
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -89,7 +89,7 @@ class ExportOptions:
             )
         if not 1 <= self.fixed_batch <= 64:
             raise UsageError(f"the fixed batch must be 1 to 64, got {self.fixed_batch}")
-        if self.rknn_platform is not None and self.rknn_platform not in RKNN_PLATFORMS:
+        if self.rknn_platform not in RKNN_PLATFORMS:
             raise UsageError(
                 f"unknown RKNN platform {self.rknn_platform!r} (one of {', '.join(RKNN_PLATFORMS)})"
             )

@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
@@ -101,11 +102,8 @@ def run_worker(command: str, artifact: Path, out: Path, work: Path) -> dict[str,
 
 def toolkit_errors(log: str) -> list[dict[str, Any]]:
     """The distinct 'E RKNN:' lines of a toolkit run (timestamps dropped) and their counts."""
-    counts: dict[str, int] = {}
-    for line in log.splitlines():
-        found = ERROR_LINE.search(ANSI.sub("", line))
-        if found:
-            counts[found.group(1).strip()] = counts.get(found.group(1).strip(), 0) + 1
+    found = (ERROR_LINE.search(ANSI.sub("", line)) for line in log.splitlines())
+    counts = Counter(match.group(1).strip() for match in found if match)
     return [{"message": message, "count": count} for message, count in counts.items()]
 
 

@@ -11,7 +11,7 @@ import, driven by a JSON job.
 The simulator (``init_runtime(target=None)``) runs a model right after it is built, not a
 loaded .rknn file, so ``serve`` rebuilds the artifact's model from the ONNX and settings
 the artifact carries (the build is deterministic: the same calibration files, the same
-float subgraphs).
+float16 layers).
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ LAYER = re.compile(r"^    (['\"]?)(.+?)\1:\s*$")
 
 def keep_float(config: Path, float_tensors: list[str]) -> list[str]:
     """Mark float16 in step 1's ``.quantization.cfg`` every layer of the toolkit's graph
-    that computes one of ``float_tensors`` (ONNX names of the policy's nodes' outputs).
+    that computes one of ``float_tensors`` (ONNX names of the tensors the policy's nodes
+    compute and read).
 
     The toolkit renames what its graph passes make (``…_output_0_tp-rs``, ``…_mm``,
     ``…_tile0_conv``), keeping the ONNX tensor name as the prefix: the layers are found

@@ -53,7 +53,6 @@ from rtmw.runtimes.rknn import (
 )
 
 EXTRA = "rknn"
-DEFAULT_PLATFORM = "rk3588"
 # RKNN's calibration: enough crops for its per-tensor ranges, few enough to ship inside
 # the artifact (the simulator rebuilds from them)
 RKNN_CALIB_CROPS = 24
@@ -70,13 +69,15 @@ def float_tensors(onnx_path: Path, patterns: tuple[str, ...]) -> list[str]:
     more float than the policy names, never less."""
     onnx: Any = import_backend("onnx", "onnx")
     model = onnx.load(str(onnx_path), load_external_data=False)
-    fixed = {init.name for init in model.graph.initializer} | {i.name for i in model.graph.input}
+    # weights, the model input and constants: no layer of the toolkit computes them
+    not_computed = {init.name for init in model.graph.initializer}
+    not_computed |= {i.name for i in model.graph.input}
+    not_computed |= {out for node in model.graph.node if node.op_type == "Constant"
+                     for out in node.output}  # fmt: skip
     kept = [node for node in model.graph.node
             if node.op_type != "Constant" and node.name.startswith(patterns)]  # fmt: skip
-    constants = {out for node in model.graph.node if node.op_type == "Constant"
-                 for out in node.output}  # fmt: skip
     names = [name for node in kept for name in (*node.output, *node.input)
-             if name and name not in fixed and name not in constants]  # fmt: skip
+             if name and name not in not_computed]  # fmt: skip
     return list(dict.fromkeys(names))
 
 
@@ -85,7 +86,7 @@ def _job(ctx: ExportContext, stage: Path, quantize: bool) -> dict[str, Any]:
     shutil.copyfile(onnx_path, stage / ONNX_FILE)
     width, height = ctx.config.input_size
     job: dict[str, Any] = {
-        "platform": ctx.options.rknn_platform or DEFAULT_PLATFORM,
+        "platform": ctx.options.rknn_platform,
         "input_name": INPUT_NAME,
         "input_shape": [1, 3, height, width],
         "quantize": quantize,
@@ -104,13 +105,13 @@ def _job(ctx: ExportContext, stage: Path, quantize: bool) -> dict[str, Any]:
 def _build(ctx: ExportContext, stage: Path, quantize: bool) -> TargetOutput:
     job = _job(ctx, stage, quantize)
     details = run_worker("build", stage, stage / RKNN_FILE, ctx.scratch / "rknn-build")
-    files = [RKNN_FILE, ONNX_FILE, JOB_FILE] + ([CALIB_FILE] if quantize else [])
+    rebuilt_from = [ONNX_FILE, JOB_FILE] + ([CALIB_FILE] if quantize else [])
     options: dict[str, Any] = {
         "toolkit": details.get("sdk", "rknn-toolkit2"),
         "platform": job["platform"],
         "quantized": details.get("quantized"),
         "batch": 1,
-        "simulator_rebuilds_from": [ONNX_FILE, JOB_FILE] + ([CALIB_FILE] if quantize else []),
+        "simulator_rebuilds_from": rebuilt_from,
         "toolkit_errors": details.get("toolkit_errors", []),
     }
     if quantize:
@@ -118,7 +119,7 @@ def _build(ctx: ExportContext, stage: Path, quantize: bool) -> TargetOutput:
         options["float_parts"] = "fp16"  # the NPU computes no f32
         options["float_layers"] = details.get("float_layers", 0)
     return TargetOutput(
-        files=files,
+        files=[RKNN_FILE, *rebuilt_from],
         io={**standard_io(RKNN_FILE), "batch": 1},
         tools={"rknn-toolkit2": str(details.get("sdk", "unknown")), "python": str(rknn_python())},
         options=options,
@@ -155,4 +156,4 @@ def target_rknn_int8(ctx: ExportContext, stage: Path) -> TargetOutput:
     return _build(ctx, stage, quantize=True)
 
 
-__all__ = ["DEFAULT_PLATFORM", "WORKER", "float_tensors"]
+__all__ = ["WORKER", "float_tensors"]
