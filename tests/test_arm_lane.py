@@ -41,7 +41,7 @@ def test_arm_fingerprint_comes_from_hwcaps_and_says_emulated() -> None:
 def lane(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from rtmw.workflows.arm_lane import prepare
 
-    return prepare(tmp_path_factory.mktemp("lane"), targets=["onnx", "ort-int8"],
+    return prepare(tmp_path_factory.mktemp("lane"), targets=["onnx", "ort-int8"], images=5,
                    say=lambda _: None)  # fmt: skip
 
 
@@ -69,9 +69,16 @@ def test_lane_run_and_report_name_every_difference(lane: Path) -> None:
     record = json.loads(run(lane, "x86", say=lambda _: None).read_text())
     assert set(record["verdicts"]) == {"onnx", "ort-int8"}
     assert "gate" in record["verdicts"]["ort-int8"]
+    # the lane scores accuracy only: no timed call, no baseline (emulation would time nothing)
+    results = json.loads((lane / "runs" / "x86" / "results.json").read_text())
+    assert results["baseline"] is None
+    assert all("accuracy" in e and "latency" not in e and "e2e" not in e
+               for e in results["entries"])  # fmt: skip
     same = dict(record, label="copy")
     (lane / "runs" / "copy.json").write_text(json.dumps(same))
-    assert "Differences from x86: none." in report(lane, ["copy"])
+    same_text = report(lane, ["copy"])
+    assert "Differences from x86: none." in same_text
+    assert f"{json.loads((lane / 'lane.json').read_text())['images']} held-out" in same_text
     flipped = json.loads(json.dumps(record))
     verdict = flipped["verdicts"]["ort-int8"]["verification"]
     verdict["passed"], verdict["failures"] = not verdict["passed"], ["made up for the test"]

@@ -545,8 +545,12 @@ def bench(
     *,
     name: str | None = None,
     progress: bool = True,
+    speed: bool = True,
 ) -> ResultsDocument:
-    """Benchmark every artifact; write results.json, results.md, plots and images."""
+    """Benchmark every artifact; write results.json, results.md, plots and images.
+
+    ``speed=False``: accuracy only, no timed call and no baseline (the aarch64 lane under
+    emulation, where a timing is not a speed and costs a third of the lane's time)."""
     out = Path(out_dir)
     env = environment(settings.device)
     paths = find_artifacts(list(artifact_paths))
@@ -574,14 +578,15 @@ def bench(
         try:
             artifact = read_artifact(path)
             opened[name] = artifact
-            if settings.isolate:
+            if settings.isolate and speed:
                 entry, accuracy = _bench_in_child(path, settings, out, name), None
                 if eval_set is not None and entry.ok:
                     scored, accuracy = bench_artifact(artifact, settings, eval_set, out,
                                                       speed=False, name=name)  # fmt: skip
                     entry.update({k: scored[k] for k in ACCURACY_KEYS if k in scored})
             else:
-                entry, accuracy = bench_artifact(artifact, settings, eval_set, out, name=name)
+                entry, accuracy = bench_artifact(artifact, settings, eval_set, out, name=name,
+                                                 speed=speed)  # fmt: skip
             if accuracy is not None:
                 runs[entry.name] = accuracy
         except Exception as exc:
@@ -599,7 +604,7 @@ def bench(
                 runs[entry.name], reference_run, reference_name=reference_name,
                 eval_set=eval_set,
             )  # fmt: skip
-    baseline = _baseline(entries, opened, settings)
+    baseline = _baseline(entries, opened, settings) if speed else None
     if baseline is not None:
         for entry in entries:
             rates = {batch: entry.persons_per_s(batch) for batch in entry.frame_batches}

@@ -526,12 +526,14 @@ def policy_shapes_command(
 @click.option("--label", "labels", multiple=True, help="run: this host's name; report: the "
               "hosts to set beside x86 (repeatable).")  # fmt: skip
 @click.option("--targets", default=None, help="prepare: comma list (default: every lane target).")
+@click.option("--images", default=None, type=click.IntRange(1, 200),
+              help="prepare: held-out synthetic images (default: 12).")  # fmt: skip
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help="report: folder for README.md (default: LANE).")  # fmt: skip
 @verbosity
 def arm_lane_command(
-    step: str, lane: str, labels: tuple[str, ...], targets: str | None, out: str | None,
-    quiet: bool,
+    step: str, lane: str, labels: tuple[str, ...], targets: str | None, images: int | None,
+    out: str | None, quiet: bool,
 ) -> None:  # fmt: skip
     """The aarch64 lane: the demo model's verdicts on emulated ARM cores next to x86's
     (tools/arm_lane.sh sets up the arm64 Python)."""
@@ -541,7 +543,7 @@ def arm_lane_command(
     folder = Path(lane)
     if step == "prepare":
         chosen = [t.strip() for t in targets.split(",")] if targets else arm_lane.LANE_TARGETS
-        arm_lane.prepare(folder, targets=chosen, say=say)
+        arm_lane.prepare(folder, targets=chosen, images=images or arm_lane.LANE_IMAGES, say=say)
         return
     if step == "run":
         if len(labels) != 1:

@@ -17,8 +17,8 @@ ARM plugin defaulting to f16). The lane runs in three steps, each on the host it
 3. ``report`` (anywhere): per runtime and precision, the verdicts of every host next to
    x86's, and every difference named.
 
-Timings under emulation are not speeds: the lane measures none (one timed iteration per
-row, which the report leaves out), and every host record says whether it was emulated.
+Timings under emulation are not speeds: the lane times nothing (its bench scores accuracy
+only), and every host record says whether it was emulated.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ LANE_PX_MIN_KEYPOINTS = 20
 ARM_CORES = {"armv8.0-a53": "cortex-a53", "armv9-a710": "cortex-a710"}
 LANE_IMAGES = 12
 DATA_SEED, CALIB_SEED = 707, 708
-# one timed iteration per row: the lane judges verdicts, not speed
+# the plan results.json records; no call is timed (bench runs with speed=False)
 NO_TIMING = TimingPlan(warmup_s=0.0, seconds=None, iters=1, repeats=1, min_iters=1)
 
 
@@ -208,7 +208,7 @@ def run(lane: Path, label: str, *, say: Say = logger.info) -> Path:
     )  # fmt: skip
     opened = [p for p in artifacts if verdicts[p.name]["verification"].get("opened")
               and verdicts[p.name]["verification"].get("ran", True)]  # fmt: skip
-    bench(opened, settings, out, name=f"lane-{label}", progress=False)
+    bench(opened, settings, out, name=f"lane-{label}", progress=False, speed=False)
     candidates = [p.name for p in opened if p.name != REFERENCE]
     results = load_results(out / "results.json")
     budgets = load_budgets()
@@ -252,6 +252,7 @@ def report(lane: Path, labels: Sequence[str], reference_label: str = "x86") -> s
         body.append([name, *cells, arm, "yes" if same else "**no**"])
     hosts = [f"- {label}: {describe(d['host'])}; lane time {d['seconds'] / 60:.1f} min"
              for label, d in runs.items()]  # fmt: skip
+    images = json.loads((lane / "lane.json").read_text()).get("images", LANE_IMAGES)
     lines = [
         "# The aarch64 lane: every verdict on ARM next to x86's",
         "",
@@ -260,7 +261,7 @@ def report(lane: Path, labels: Sequence[str], reference_label: str = "x86") -> s
         "verify: the export's check against torch repeated on the host (stored torch outputs, "
         "the artifact's tolerances); gate: per-part AP drop and keypoint error against the "
         f"FP32 ONNX run on the same host ({REFERENCE}), default budgets (a px check needs "
-        f"{LANE_PX_MIN_KEYPOINTS} judged keypoints), {LANE_IMAGES} held-out synthetic images, "
+        f"{LANE_PX_MIN_KEYPOINTS} judged keypoints), {images} held-out synthetic images, "
         "no flip. No timing under emulation is a speed.",
         "",
         *markdown_table(header, body),
