@@ -150,9 +150,10 @@ ARM_ROOT ?= .arm
 ARM_LANE ?= results/_scratch/arm-lane
 ARM_CORES ?= armv8.0-a53:cortex-a53 armv9-a710:cortex-a710
 ARM_TARGETS ?=
+ARM_IMAGES ?= 12
 arm-lane: $(STAMP)
-	tools/arm_lane.sh setup $(ARM_ROOT)
-	$(VENV)/bin/rtmw-bench arm-lane prepare $(ARM_LANE) $(if $(ARM_TARGETS),--targets $(ARM_TARGETS))
+	$$(test "$$(id -u)" = 0 || echo sudo -n -E) tools/arm_lane.sh setup $(ARM_ROOT)
+	$(VENV)/bin/rtmw-bench arm-lane prepare $(ARM_LANE) --images $(ARM_IMAGES) $(if $(ARM_TARGETS),--targets $(ARM_TARGETS))
 	$(VENV)/bin/rtmw-bench arm-lane run $(ARM_LANE) --label x86
 	@for core in $(ARM_CORES); do \
 		label=$${core%%:*}; cpu=$${core##*:}; \
@@ -163,14 +164,23 @@ arm-lane: $(STAMP)
 	$(VENV)/bin/rtmw-bench arm-lane report $(ARM_LANE) $(foreach core,$(ARM_CORES),--label $(firstword $(subst :, ,$(core)))) --out $(ARM_REPORT)
 ARM_REPORT ?= results/arm-lane
 
-# The lane's precision-sensitive subset: the FP32 reference, the two FP16 routes that differ on
-# a phone core (onnxruntime, ncnn) and one INT8 route, on the phone-class core only. Measured:
-# 20.3 min for the A710 run on 2 cores, partly shared with other work (results/arm-lane/
-# ci-subset), more than .ci/run can add and stay near its 30 min: run by hand, not by CI
+# The lane's precision-sensitive subset, run by .ci/run: the FP32 reference, the two FP16
+# routes that compute in f16 on a phone core (onnxruntime, ncnn) and the INT8 route whose
+# kernels change with the ISA (dot product, i8mm), on the phone-class core only, over 6
+# held-out images. Its budget, setup included: 12 min (results/arm-lane/ci-subset has the
+# measured time); over it, it says so (a slow machine is not a failed verdict). It fails when
+# a verdict on ARM differs from x86's and nothing recorded explains it.
 ARM_CI_TARGETS := onnx,onnx-fp16,ncnn-fp16,ort-int8
+ARM_CI_BUDGET_MIN := 12
 arm-lane-ci:
-	$(MAKE) --no-print-directory arm-lane ARM_CORES=armv9-a710:cortex-a710 \
-		ARM_TARGETS=$(ARM_CI_TARGETS) ARM_LANE=results/_scratch/arm-lane-ci ARM_REPORT=results/_scratch/arm-lane-ci
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory arm-lane ARM_CORES=armv9-a710:cortex-a710 ARM_IMAGES=6 \
+		ARM_TARGETS=$(ARM_CI_TARGETS) ARM_LANE=results/_scratch/arm-lane-ci \
+		ARM_REPORT=results/_scratch/arm-lane-ci || exit 1; \
+	took=$$(( $$(date +%s) - start )); \
+	echo "arm-lane-ci: $$((took / 60)) min $$((took % 60)) s of its $(ARM_CI_BUDGET_MIN)-min budget"; \
+	if [ $$took -gt $$(( $(ARM_CI_BUDGET_MIN) * 60 )) ]; then \
+		echo "warning: arm-lane-ci ran over its $(ARM_CI_BUDGET_MIN)-min budget" >&2; fi
 
 # Each INT8 target's searched policy shape (rtmw/workflows/demo_int8_policies.json) against
 # head-fp32 on the published configurations, random init, latency only
