@@ -15,6 +15,8 @@ set -euo pipefail
 command=${1:?usage: $0 setup|python ROOT [args]}
 root=${2:?usage: $0 setup|python ROOT [args]}
 shift 2
+# absolute: setup builds xtcocotools from inside its source folder
+mkdir -p "$root" && root=$(cd "$root" && pwd)
 here=$(cd "$(dirname "$0")/.." && pwd)
 PIP=${PIP:-$here/.venv/bin/pip}
 SUITE=bookworm
