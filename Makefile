@@ -150,10 +150,10 @@ ARM_ROOT ?= .arm
 ARM_LANE ?= results/_scratch/arm-lane
 ARM_CORES ?= armv8.0-a53:cortex-a53 armv9-a710:cortex-a710
 ARM_TARGETS ?=
-ARM_IMAGES ?= 12
+ARM_IMAGES ?=
 arm-lane: $(STAMP)
 	$$(test "$$(id -u)" = 0 || echo sudo -n -E) tools/arm_lane.sh setup $(ARM_ROOT)
-	$(VENV)/bin/rtmw-bench arm-lane prepare $(ARM_LANE) --images $(ARM_IMAGES) $(if $(ARM_TARGETS),--targets $(ARM_TARGETS))
+	$(VENV)/bin/rtmw-bench arm-lane prepare $(ARM_LANE) $(if $(ARM_IMAGES),--images $(ARM_IMAGES)) $(if $(ARM_TARGETS),--targets $(ARM_TARGETS))
 	$(VENV)/bin/rtmw-bench arm-lane run $(ARM_LANE) --label x86
 	@for core in $(ARM_CORES); do \
 		label=$${core%%:*}; cpu=$${core##*:}; \

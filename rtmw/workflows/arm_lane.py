@@ -252,7 +252,7 @@ def report(lane: Path, labels: Sequence[str], reference_label: str = "x86") -> s
         body.append([name, *cells, arm, "yes" if same else "**no**"])
     hosts = [f"- {label}: {describe(d['host'])}; lane time {d['seconds'] / 60:.1f} min"
              for label, d in runs.items()]  # fmt: skip
-    images = json.loads((lane / "lane.json").read_text()).get("images", LANE_IMAGES)
+    images = json.loads((lane / "lane.json").read_text())["images"]
     lines = [
         "# The aarch64 lane: every verdict on ARM next to x86's",
         "",
