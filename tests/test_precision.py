@@ -45,6 +45,8 @@ def test_contract_table() -> None:
         assert required_execution("int8", "cpu", host) == "f32"  # the float parts
         assert required_execution("fp32", "cuda", host) == "f32"
         assert required_execution("fp16", "gpu", host) == "f16"
+        # the QNN HTP has no f32: an INT8 model's float parts are f16 there, on any host
+        assert required_execution("int8", "htp", host) == "f16"
     assert required_execution("fp16", "cpu", NO_LOW_PRECISION) == "f32"
     assert required_execution("fp16", "cpu", BF16_CPU) == "f32"  # bf16 is not fp16
     assert required_execution("fp16", "cpu", FP16_CPU) == "f16"

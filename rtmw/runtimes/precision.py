@@ -15,10 +15,15 @@ the backend reports, and refuses to run when the two differ.
 | bf16     | bf16 (needs AVX512_BF16 / AMX / ARM BF16; refused elsewhere) | refused |
 | int8, float parts bf16 | INT8 layers; bf16 float parts (same needs as bf16) | refused |
 | int8, float parts fp16 | refused (an NPU model: rknn-int8)      | INT8 layers; f16 float parts |
+| int8 on the QNN HTP   | –                                    | INT8 layers; f16 float parts |
 
 An INT8 artifact's float parts run in bf16 only when its manifest says so
 (``options.float_parts: bf16``, the ``openvino-int8-bf16`` target): a contract of its own,
-verified and gated in it, never a runtime's silent choice.
+verified and gated in it, never a runtime's silent choice. A device that has no f32 at all
+(Qualcomm's HTP) runs an INT8 model's float parts in f16: the contract says so for that
+device, the adapter pins it (the QNN EP's fp16 precision) and reports it, and the artifact
+is gated there in it (``rtmw-bench --device htp``), never compared with the CPU's f32 run
+as if the two were one.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from rtmw.errors import PrecisionMismatch, PrecisionUnavailable
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 EXECUTION_TYPES = ("f32", "f16", "bf16")
+# devices without f32 arithmetic: an INT8 model's float parts run in f16 there
+F16_ONLY_DEVICES = ("htp",)
 
 
 def required_execution(
@@ -45,6 +52,8 @@ def required_execution(
         # an NPU's INT8 model (rknn-int8): its float subgraphs are fp16, as the manifest says
         if on_cpu:
             raise PrecisionUnavailable("an INT8 model with fp16 float parts runs on its NPU")
+        return "f16"
+    if precision == "int8" and device.split(":")[0] in F16_ONLY_DEVICES:
         return "f16"
     if precision == "int8" and float_parts == "bf16":
         precision = "bf16"  # the float parts' contract: bf16's, with its host needs

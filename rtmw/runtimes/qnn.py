@@ -5,8 +5,10 @@ arithmetic; float parts f32): the reference every host can run. ``htp``: Qualcom
 execution provider compiles the graph for the Hexagon HTP and runs it on the HTP
 backend with CPU fallback disabled — on a Snapdragon device the NPU, on an x86_64 Linux
 host Qualcomm's HTP emulator (said in the device string and the results). The HTP has
-no f32 arithmetic: an artifact that keeps nodes float would run them in fp16 there, so
-such an artifact is refused on ``htp`` (export it with ``--int8-policy none``).
+no f32 arithmetic: the nodes an INT8 policy keeps float run in fp16 there. The contract
+says so for ``htp`` (runtimes/precision.py), the session pins the QNN EP's fp16 precision
+rather than trusting its default, and the run reports it; an artifact is judged on the
+HTP by its own gate there, not by its CPU run's.
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ import numpy as np
 from rtmw.errors import DeviceUnavailable, PrecisionUnavailable, RtmwError
 from rtmw.optional import import_backend
 from rtmw.runtimes.base import Runtime, register_runtime
+from rtmw.runtimes.precision import check_readback
 
 # Snapdragon 8 Gen 3 (SM8650, QNN SoC id 57): the HTP the emulator models. Without a SoC
 # model the x86 emulator fails to finalise RTMW's graph (QNN_COMMON_ERROR_MEM_ALLOC).
 DEFAULT_SOC_MODEL = "57"
+# the QNN EP's switch for float nodes on the HTP: "1" computes them in fp16, the only float
+# the HTP has (the EP's default today; pinned so that a changed default cannot move figures)
+HTP_FLOAT_OPTIONS = {"enable_htp_fp16_precision": "1"}
 
 
 def htp_session(model: Path, soc_model: str = DEFAULT_SOC_MODEL) -> Any:
@@ -40,7 +46,8 @@ def htp_session(model: Path, soc_model: str = DEFAULT_SOC_MODEL) -> Any:
     options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
     options.log_severity_level = 3
     options.add_provider_for_devices(
-        devices, {"backend_path": qnn.get_qnn_htp_path(), "soc_model": soc_model}
+        devices,
+        {"backend_path": qnn.get_qnn_htp_path(), "soc_model": soc_model, **HTP_FLOAT_OPTIONS},
     )
     return ort.InferenceSession(str(model), sess_options=options)
 
@@ -71,12 +78,9 @@ class QnnRunner(Runtime):
                                                 providers=["CPUExecutionProvider"])  # fmt: skip
             self.execution["reported"] = {"provider": "CPUExecutionProvider"}
             return f"cpu (CPUExecutionProvider, w8a16 Q/DQ, {self.execution_precision})"
+        if self.execution_precision != "f16":  # the contract for htp (precision.py)
+            raise PrecisionUnavailable(f"qnn: the HTP cannot compute {self.execution_precision}")
         kept = int(self.artifact.manifest.options.get("kept_in_float", 0))
-        if kept:
-            raise PrecisionUnavailable(
-                f"qnn: this artifact keeps {kept} nodes float, which the HTP would run in fp16 "
-                "(it has no f32): export it with --int8-policy none to run it on htp"
-            )
         try:
             self.session = htp_session(path)
         except ImportError:
@@ -86,11 +90,16 @@ class QnnRunner(Runtime):
         active = self.session.get_providers()
         if not active or active[0] != "QNNExecutionProvider":
             raise DeviceUnavailable(f"qnn: the session runs on {active}, not the QNN HTP")
+        # read back what the EP took, not what it was asked for
+        took = self.session.get_provider_options().get(active[0], {})
+        fp16 = took.get("enable_htp_fp16_precision")
+        check_readback(self.name, self.execution_precision, "f16" if fp16 == "1" else "f32")
         host = htp_host()
         self.execution["reported"] = {"provider": active[0], "backend": host,
-                                      "soc_model": DEFAULT_SOC_MODEL,
-                                      "cpu_fallback": "disabled"}  # fmt: skip
-        return f"htp ({host}, QNNExecutionProvider, w8a16)"
+                                      "soc_model": took.get("soc_model"),
+                                      "cpu_fallback": "disabled", "float_nodes": kept,
+                                      "enable_htp_fp16_precision": fp16}  # fmt: skip
+        return f"htp ({host}, QNNExecutionProvider, w8a16, {kept} float nodes in f16)"
 
     def _infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         name = self.session.get_inputs()[0].name
