@@ -296,3 +296,27 @@ def test_bench_exports_a_checkpoint_first_through_the_api(tmp_path: Path) -> Non
     (entry,) = load_results(out).entries
     assert entry.ok and entry.name == "onnx"
     assert (out / "artifacts" / "onnx" / "artifact.json").is_file()
+
+
+def test_cli_accuracy_only_times_nothing_and_says_so(
+    demo_artifacts: Path, synthetic_val: SyntheticDataset, tmp_path: Path
+) -> None:
+    """An emulator's or simulator's timing is not the device's speed: --accuracy-only scores
+    AP with no timed call, and results.json and results.md say nothing was timed."""
+    from rtmw.cli.bench import main
+
+    out = tmp_path / "acc"
+    data = ["--images", str(synthetic_val.image_dir), "--ann", str(synthetic_val.ann_file)]
+    args = [str(demo_artifacts / "onnx"), *data, "--limit", "2", "--no-flip", "--accuracy-only"]
+    result = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"]["accuracy_only"] and results["settings"]["timing"] is None
+    assert results["baseline"] is None
+    (entry,) = results["entries"]
+    assert "accuracy" in entry and "latency" not in entry and "e2e" not in entry
+    assert "**Accuracy only**" in (out / "results.md").read_text()
+    # with nothing to score there is nothing to run
+    bare = CliRunner().invoke(main, [str(demo_artifacts / "onnx"), "--accuracy-only",
+                                     "--out", str(tmp_path / "bare")])  # fmt: skip
+    assert bare.exit_code == 2 and "needs --images and --ann" in bare.output

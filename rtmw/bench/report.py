@@ -168,6 +168,11 @@ def markdown(results_list: Sequence[ResultsDocument], gate: GateResult | None = 
            else "CPU fingerprint not recorded (results from an older rtmw)")
         for r in results_list
     ]  # fmt: skip
+    if any(r.settings.get("accuracy_only") for r in results_list):
+        hosts.append(
+            "**Accuracy only**: nothing was timed (an emulator, a simulator or "
+            "a lane under emulation: a timing there is not the device's speed)."
+        )
     from rtmw.markdown import table
 
     rows = [

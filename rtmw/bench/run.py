@@ -72,6 +72,9 @@ class BenchSettings:
     # each artifact's latency in a fresh process: its peak RSS is then its own, not the
     # residue of the routes before it (accuracy runs stay in this process)
     isolate: bool = False
+    # no timed call and no baseline: on an emulator or a simulator (the HTP emulator, the
+    # RKNN simulator, qemu) a timing is not the device's speed, and it costs the most time
+    accuracy_only: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: what ``rtmw-bench --remote`` ships to the host's agent."""
@@ -550,7 +553,10 @@ def bench(
     """Benchmark every artifact; write results.json, results.md, plots and images.
 
     ``speed=False``: accuracy only, no timed call and no baseline (the aarch64 lane under
-    emulation, where a timing is not a speed and costs a third of the lane's time)."""
+    emulation, where a timing is not a speed and costs a third of the lane's time); also
+    what ``settings.accuracy_only`` asks for."""
+    speed = speed and not settings.accuracy_only
+    settings = replace(settings, accuracy_only=not speed)  # what results.json records
     out = Path(out_dir)
     env = environment(settings.device)
     paths = find_artifacts(list(artifact_paths))
@@ -679,16 +685,16 @@ def _settings_record(
             "num_images": len(eval_set.items),
             "num_instances": eval_set.num_instances,
         }
+    plan = settings.plan
+    timing = {"warmup_s": plan.warmup_s, "seconds": plan.seconds, "iters": plan.iters,
+              "repeats": plan.repeats}  # fmt: skip
     return {
         "batches": list(settings.batches),
         "threads": settings.threads,
         "flip": settings.flip,
-        "timing": {
-            "warmup_s": settings.plan.warmup_s,
-            "seconds": settings.plan.seconds,
-            "iters": settings.plan.iters,
-            "repeats": settings.plan.repeats,
-        },
+        # accuracy only: nothing was timed (an emulator, a simulator: no speed to report)
+        "accuracy_only": settings.accuracy_only,
+        "timing": None if settings.accuracy_only else timing,
         "frame_persons": settings.frame_persons,
         "data": data,
         "reference": reference_name,

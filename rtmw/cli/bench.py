@@ -169,6 +169,11 @@ def remote_options(func: Any) -> Any:
 @data_options
 @click.option("--flip/--no-flip", default=True, show_default=True, help="Flip test.")
 @click.option("--reference", type=click.Path(file_okay=False), help="FP32 artifact for fidelity.")
+@click.option(
+    "--accuracy-only", is_flag=True,
+    help="Score accuracy only, no timed call: for an emulator or simulator (--device htp on "
+    "x86, simulator), whose timings are not the device's speed.",
+)  # fmt: skip
 @vocab_option("targets", default="", help="With a checkpoint: export these targets first.")
 @vocab_option("out", required=True, type=click.Path(file_okay=False), help="results/NAME")
 @remote_options
@@ -191,6 +196,7 @@ def run_command(
     limit: int | None,
     flip: bool,
     reference: str | None,
+    accuracy_only: bool,
     targets: str,
     out: str,
     quiet: bool,
@@ -223,7 +229,10 @@ def run_command(
         stream=stream,
         runtime_options=_runtime_options(runtime_option),
         flip_in_batch=flip_in_batch,
+        accuracy_only=accuracy_only,
     )
+    if accuracy_only and not ann_file:
+        raise click.UsageError("--accuracy-only needs --images and --ann (there is nothing else)")
     if remote["remote"]:
         results = _bench_remote(paths, settings, remote, Path(out), quiet)
         _finish(results, out, f"ran on {remote['remote']}")
