@@ -64,7 +64,7 @@ def test_verification_repeats_from_stored_torch_outputs(lane: Path, tmp_path: Pa
 @needs_onnx
 @needs_eval
 def test_lane_run_and_report_name_every_difference(lane: Path) -> None:
-    from rtmw.workflows.arm_lane import report, run
+    from rtmw.workflows.arm_lane import report, run, unexplained_differences
 
     record = json.loads(run(lane, "x86", say=lambda _: None).read_text())
     assert set(record["verdicts"]) == {"onnx", "ort-int8"}
@@ -85,3 +85,23 @@ def test_lane_run_and_report_name_every_difference(lane: Path) -> None:
     (lane / "runs" / "flipped.json").write_text(json.dumps(flipped))
     text = report(lane, ["flipped"])
     assert "**no**" in text and "ort-int8 on flipped: verification" in text
+    assert unexplained_differences(text)
+
+
+def test_a_difference_is_explained_only_by_what_both_records_report() -> None:
+    """Explained: another contract, a refusal, or (one contract) fp16 storage on other
+    layers, as ncnn reports it per host. Anything else is a finding."""
+    from rtmw.workflows.arm_lane import explanation
+
+    def record(contract: str, stored: str | None = None, **flags: bool) -> dict:
+        reported = {"fp16_storage_layers": stored} if stored else {}
+        return {"verification": {"execution": {"contract": contract, "reported": reported},
+                                 **flags}}  # fmt: skip
+
+    x86 = record("f32", "23 of 260: Concat, Reshape, Slice")
+    assert "computed in f16" in (explanation(record("f16"), x86) or "")
+    assert "refused here" in (explanation(record("f32", opened=False), x86) or "")
+    same_contract = explanation(record("f32", "6 of 260: Gemm"), x86)
+    assert same_contract and "6 of 260: Gemm" in same_contract and "23 of 260" in same_contract
+    assert explanation(record("f32", "23 of 260: Concat, Reshape, Slice"), x86) is None
+    assert explanation(record("f32"), record("f32")) is None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +86,9 @@ def test_every_adapter_records_its_contract(demo_float: Path) -> None:
             assert runner.execution_precision == wanted
             assert runner.execution["contract"] == wanted and "reported" in runner.execution
             assert wanted in runner.device, runner.device
+            if folder.name == "ncnn-fp16":  # which layers ncnn stores in fp16 on this CPU
+                stored = runner.execution["reported"]["fp16_storage_layers"]
+                assert re.fullmatch(r"\d+ of \d+(: .+)?", stored), stored
         verification = artifact.manifest.verification
         assert verification["execution"]["contract"] == wanted
         assert artifact.manifest.host["isa_class"] == host["isa_class"]

@@ -74,6 +74,13 @@ class NcnnRunner(Runtime):
             raise DeviceUnavailable(f"ncnn: could not load {io['param']}")
         if net.load_model(str(self.artifact.file(io["bin"]))) != 0:
             raise DeviceUnavailable(f"ncnn: could not load {io['bin']}")
+        if fp16:
+            # which layers store their tensors in fp16 is ncnn's per-ISA choice, made as the
+            # pipelines are built: on this x86 only data-movement layers (Concat, Reshape,
+            # Slice), on an ARMv8.0 core the Gemms, on an FP16 core nearly all. The same
+            # contract then rounds different tensors; recorded, it explains a verdict that
+            # differs between hosts (the aarch64 lane)
+            self.execution["reported"]["fp16_storage_layers"] = _fp16_storage_layers(net)
         self.net = net
         self.input_blob = io.get("ncnn_input", "in0")
         self.output_blobs = io.get(
@@ -102,3 +109,11 @@ class NcnnRunner(Runtime):
     def _close_impl(self) -> None:
         self.net.clear()
         del self.net
+
+
+def _fp16_storage_layers(net: Any) -> str:
+    """'k of n: Type, Type': the layers whose tensors ncnn stores in fp16 on this CPU."""
+    layers = list(net.layers())
+    fp16 = sorted({layer.type for layer in layers if layer.support_fp16_storage})
+    count = sum(1 for layer in layers if layer.support_fp16_storage)
+    return f"{count} of {len(layers)}" + (f": {', '.join(fp16)}" if fp16 else "")

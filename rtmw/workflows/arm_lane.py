@@ -247,8 +247,11 @@ def report(lane: Path, labels: Sequence[str], reference_label: str = "x86") -> s
                 unexplained += because is None
                 differences.append(f"- {name} on {label}: {_why(verdict, base[name])} — "
                                    + (because or "**not explained**"))  # fmt: skip
-        arm = next((d["verdicts"].get(name, {}).get("verification", {}).get("device", "–")
-                    for label, d in runs.items() if label != reference_label), "–")  # fmt: skip
+        ran = {label: d["verdicts"].get(name, {}).get("verification", {}).get("device") or "–"
+               for label, d in runs.items() if label != reference_label}  # fmt: skip
+        # one cell: the device where every ARM host agrees, else each host's
+        arm = (next(iter(ran.values())) if len(set(ran.values())) == 1
+               else "; ".join(f"{label}: {device}" for label, device in ran.items()))  # fmt: skip
         body.append([name, *cells, arm, "yes" if same else "**no**"])
     hosts = [f"- {label}: {describe(d['host'])}; lane time {d['seconds'] / 60:.1f} min"
              for label, d in runs.items()]  # fmt: skip
@@ -286,6 +289,13 @@ def explanation(arm: dict[str, Any], x86: dict[str, Any]) -> str | None:
         return "explained: refused here, not run (the runtime cannot honour the contract)"
     if ran_in and x86_in and ran_in != x86_in and mine.get("ran", True):
         return f"explained: computed in {ran_in} on this core (the contract), {x86_in} on x86"
+    # the same contract, but the runtime stored other tensors in fp16 here (ncnn's per-ISA
+    # fp16 storage), as both records report
+    stored = (mine.get("execution") or {}).get("reported", {}).get("fp16_storage_layers")
+    x86_stored = (theirs.get("execution") or {}).get("reported", {}).get("fp16_storage_layers")
+    if stored and x86_stored and stored != x86_stored:
+        return (f"explained: the same contract ({ran_in}), but fp16 storage covers other layers "
+                f"here ({stored}) than on x86 ({x86_stored})")  # fmt: skip
     return None  # e.g. a runtime that fails here in the same precision: a finding
 
 
