@@ -548,15 +548,12 @@ def bench(
     *,
     name: str | None = None,
     progress: bool = True,
-    speed: bool = True,
 ) -> ResultsDocument:
     """Benchmark every artifact; write results.json, results.md, plots and images.
 
-    ``speed=False``: accuracy only, no timed call and no baseline (the aarch64 lane under
-    emulation, where a timing is not a speed and costs a third of the lane's time); also
-    what ``settings.accuracy_only`` asks for."""
-    speed = speed and not settings.accuracy_only
-    settings = replace(settings, accuracy_only=not speed)  # what results.json records
+    ``settings.accuracy_only``: no timed call and no baseline (an emulator, a simulator, the
+    aarch64 lane: a timing there is not a speed and costs a third of the lane's time)."""
+    speed = not settings.accuracy_only
     out = Path(out_dir)
     env = environment(settings.device)
     paths = find_artifacts(list(artifact_paths))

@@ -114,6 +114,6 @@ class NcnnRunner(Runtime):
 def _fp16_storage_layers(net: Any) -> str:
     """'k of n: Type, Type': the layers whose tensors ncnn stores in fp16 on this CPU."""
     layers = list(net.layers())
-    fp16 = sorted({layer.type for layer in layers if layer.support_fp16_storage})
-    count = sum(1 for layer in layers if layer.support_fp16_storage)
-    return f"{count} of {len(layers)}" + (f": {', '.join(fp16)}" if fp16 else "")
+    stored = [layer.type for layer in layers if layer.support_fp16_storage]
+    types = ", ".join(sorted(set(stored)))
+    return f"{len(stored)} of {len(layers)}" + (f": {types}" if types else "")

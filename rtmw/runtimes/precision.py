@@ -46,14 +46,15 @@ def required_execution(
     ``float_parts`` is an INT8 manifest's ``options.float_parts`` ("bf16": bf16)."""
     if precision not in PRECISIONS:
         raise PrecisionUnavailable(f"unknown artifact precision {precision!r}")
-    on_cpu = device.split(":")[0] == "cpu"
+    kind = device.split(":")[0]
+    on_cpu = kind == "cpu"
     native = host.get("native", {})
     if precision == "int8" and float_parts == "fp16":
         # an NPU's INT8 model (rknn-int8): its float subgraphs are fp16, as the manifest says
         if on_cpu:
             raise PrecisionUnavailable("an INT8 model with fp16 float parts runs on its NPU")
         return "f16"
-    if precision == "int8" and device.split(":")[0] in F16_ONLY_DEVICES:
+    if precision == "int8" and kind in F16_ONLY_DEVICES:
         return "f16"
     if precision == "int8" and float_parts == "bf16":
         precision = "bf16"  # the float parts' contract: bf16's, with its host needs

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rtmw.errors import DeviceUnavailable, PrecisionUnavailable, RtmwError
+from rtmw.errors import DeviceUnavailable, RtmwError
 from rtmw.optional import import_backend
 from rtmw.runtimes.base import Runtime, register_runtime
 from rtmw.runtimes.precision import check_readback
@@ -78,8 +78,6 @@ class QnnRunner(Runtime):
                                                 providers=["CPUExecutionProvider"])  # fmt: skip
             self.execution["reported"] = {"provider": "CPUExecutionProvider"}
             return f"cpu (CPUExecutionProvider, w8a16 Q/DQ, {self.execution_precision})"
-        if self.execution_precision != "f16":  # the contract for htp (precision.py)
-            raise PrecisionUnavailable(f"qnn: the HTP cannot compute {self.execution_precision}")
         kept = int(self.artifact.manifest.options.get("kept_in_float", 0))
         try:
             self.session = htp_session(path)
@@ -90,7 +88,7 @@ class QnnRunner(Runtime):
         active = self.session.get_providers()
         if not active or active[0] != "QNNExecutionProvider":
             raise DeviceUnavailable(f"qnn: the session runs on {active}, not the QNN HTP")
-        # read back what the EP took, not what it was asked for
+        # read back what the EP took, not what it was asked for (the contract for htp: f16)
         took = self.session.get_provider_options().get(active[0], {})
         fp16 = took.get("enable_htp_fp16_precision")
         check_readback(self.name, self.execution_precision, "f16" if fp16 == "1" else "f32")

@@ -35,7 +35,6 @@ import numpy as np
 
 from rtmw.artifact import read_artifact
 from rtmw.bench.run import BenchSettings, bench
-from rtmw.bench.timing import TimingPlan
 from rtmw.errors import RtmwError
 from rtmw.harness.verify import Tolerances, compare
 from rtmw.host import cpu_fingerprint, describe
@@ -64,8 +63,6 @@ LANE_PX_MIN_KEYPOINTS = 20
 ARM_CORES = {"armv8.0-a53": "cortex-a53", "armv9-a710": "cortex-a710"}
 LANE_IMAGES = 12
 DATA_SEED, CALIB_SEED = 707, 708
-# the plan results.json records; no call is timed (bench runs with speed=False)
-NO_TIMING = TimingPlan(warmup_s=0.0, seconds=None, iters=1, repeats=1, min_iters=1)
 
 
 def prepare(out: Path, *, checkpoint: Path | None = None, images: int = LANE_IMAGES,
@@ -202,13 +199,13 @@ def run(lane: Path, label: str, *, say: Say = logger.info) -> Path:
             f"  {check.get('device', '')}  {'; '.join(check['failures'])[:120]}")  # fmt: skip
     out = lane / "runs" / label
     settings = BenchSettings(
-        batches=(1,), plan=NO_TIMING, image_dir=str(lane / record["image_dir"]),
+        batches=(1,), image_dir=str(lane / record["image_dir"]),
         ann_file=str(lane / record["ann_file"]), flip=False, draw=0,
-        reference=str(lane / "artifacts" / REFERENCE),
+        reference=str(lane / "artifacts" / REFERENCE), accuracy_only=True,
     )  # fmt: skip
     opened = [p for p in artifacts if verdicts[p.name]["verification"].get("opened")
               and verdicts[p.name]["verification"].get("ran", True)]  # fmt: skip
-    bench(opened, settings, out, name=f"lane-{label}", progress=False, speed=False)
+    bench(opened, settings, out, name=f"lane-{label}", progress=False)
     candidates = [p.name for p in opened if p.name != REFERENCE]
     results = load_results(out / "results.json")
     budgets = load_budgets()
@@ -283,16 +280,16 @@ def explanation(arm: dict[str, Any], x86: dict[str, Any]) -> str | None:
     in another precision, or refused to run there. None: nothing recorded explains it."""
     mine = arm.get("verification") or {}
     theirs = x86.get("verification") or {}
-    ran_in = (mine.get("execution") or {}).get("contract")
-    x86_in = (theirs.get("execution") or {}).get("contract")
+    mine_ran, x86_ran = mine.get("execution") or {}, theirs.get("execution") or {}
+    ran_in, x86_in = mine_ran.get("contract"), x86_ran.get("contract")
     if not mine.get("opened", True):
         return "explained: refused here, not run (the runtime cannot honour the contract)"
     if ran_in and x86_in and ran_in != x86_in and mine.get("ran", True):
         return f"explained: computed in {ran_in} on this core (the contract), {x86_in} on x86"
     # the same contract, but the runtime stored other tensors in fp16 here (ncnn's per-ISA
     # fp16 storage), as both records report
-    stored = (mine.get("execution") or {}).get("reported", {}).get("fp16_storage_layers")
-    x86_stored = (theirs.get("execution") or {}).get("reported", {}).get("fp16_storage_layers")
+    stored = mine_ran.get("reported", {}).get("fp16_storage_layers")
+    x86_stored = x86_ran.get("reported", {}).get("fp16_storage_layers")
     if stored and x86_stored and stored != x86_stored:
         return (f"explained: the same contract ({ran_in}), but fp16 storage covers other layers "
                 f"here ({stored}) than on x86 ({x86_stored})")  # fmt: skip
